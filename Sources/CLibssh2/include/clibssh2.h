@@ -1,0 +1,13 @@
+#ifndef SFTPLUA_CLIBSSH2_H
+#define SFTPLUA_CLIBSSH2_H
+#include <libssh2.h>
+#include <libssh2_sftp.h>
+#include <stddef.h>
+
+/* Macro forms Swift cannot import. */
+LIBSSH2_SESSION *sl_ssh_session_init(void);
+/* Keyboard-interactive login answering every prompt with `password`. */
+int sl_ssh_userauth_kbdint(LIBSSH2_SESSION *s, const char *user, unsigned user_len, const char *password);
+/* HMAC-SHA1 (known_hosts hashed names). out must hold 20 bytes. */
+int sl_hmac_sha1(const unsigned char *key, size_t keylen, const unsigned char *data, size_t datalen, unsigned char *out);
+#endif

@@ -1,0 +1,154 @@
+#include "clua.h"
+#include <string.h>
+
+static sl_dispatch_fn g_dispatch;
+static sl_release_fn g_release;
+
+void sl_install(sl_dispatch_fn dispatch, sl_release_fn release) {
+    g_dispatch = dispatch;
+    g_release = release;
+}
+
+static int sl_trampoline(lua_State *L) {
+    int n = g_dispatch(L);
+    if (n == SL_RAISE) return lua_error(L); /* the only place a Swift-reported error is raised */
+    return n;
+}
+
+void sl_pushtrampoline(lua_State *L) { lua_pushcclosure(L, sl_trampoline, 1); }
+
+static int sl_box_gc(lua_State *L) {
+    void **slot = (void **)lua_touserdata(L, 1);
+    if (slot && *slot) {
+        void *object = *slot;
+        *slot = NULL; /* clear before releasing: idempotent */
+        g_release(object);
+    }
+    return 0;
+}
+
+void sl_newboxmeta(lua_State *L, const char *mt) {
+    if (luaL_newmetatable(L, mt)) {
+        lua_pushcfunction(L, sl_box_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+}
+
+void sl_newbox(lua_State *L, void *object, const char *mt) {
+    void **slot = (void **)lua_newuserdatauv(L, sizeof(void *), 0);
+    *slot = NULL; /* a consistent (empty) box first */
+    sl_newboxmeta(L, mt);
+    lua_setmetatable(L, -2);
+    *slot = object;
+}
+
+void *sl_testbox(lua_State *L, int idx, const char *mt) {
+    void **slot = (void **)luaL_testudata(L, idx, mt);
+    return slot ? *slot : NULL;
+}
+
+static int sl_msgh(lua_State *L) {
+    lua_Debug ar;
+    int level;
+    int found = 0;
+    for (level = 1; level < 200 && lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+            found = 1;
+            break;
+        }
+    }
+    if (!found) lua_pushliteral(L, "?");
+    lua_setfield(L, LUA_REGISTRYINDEX, "sftplua.errwhere");
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sftplua.errtrace");
+    lua_settop(L, 1);
+    return 1; /* the error value itself, unchanged */
+}
+
+int sl_pcall(lua_State *L, int nargs, int nresults) { return lua_pcall(L, nargs, nresults, 0); }
+
+int sl_pcall_traced(lua_State *L, int nargs, int nresults) {
+    int base = lua_gettop(L) - nargs; /* function index */
+    int status;
+    lua_pushcfunction(L, sl_msgh);
+    lua_insert(L, base);
+    status = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    return status;
+}
+
+static int sl_tostring_k(lua_State *L) {
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+}
+
+const char *sl_safe_tostring(lua_State *L, int idx, size_t *len) {
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, sl_tostring_k);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "(%s value)", luaL_typename(L, idx));
+    }
+    return lua_tolstring(L, -1, len);
+}
+
+static int sl_getfield_k(lua_State *L) {
+    lua_gettable(L, 1);
+    return 1;
+}
+
+int sl_safe_getfield(lua_State *L, int idx, const char *k) {
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, sl_getfield_k);
+    lua_pushvalue(L, idx);
+    lua_pushstring(L, k);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return 1;
+    }
+    return 0;
+}
+
+static const char *g_interrupt_message = "interrupted";
+static void sl_interrupt_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "%s", g_interrupt_message);
+}
+
+void sl_interrupt(lua_State *L, const char *message) {
+    if (message) g_interrupt_message = message;
+    lua_sethook(L, sl_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+int sl_upvalueindex(int i) { return lua_upvalueindex(i); }
+int sl_registryindex(void) { return LUA_REGISTRYINDEX; }
+void sl_pop(lua_State *L, int n) { lua_pop(L, n); }
+void sl_newtable(lua_State *L) { lua_newtable(L); }
+int sl_isnoneornil(lua_State *L, int idx) { return lua_isnoneornil(L, idx); }
+int sl_ref(lua_State *L) { return luaL_ref(L, LUA_REGISTRYINDEX); }
+void sl_unref(lua_State *L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
+void sl_getref(lua_State *L, int ref) { lua_rawgeti(L, LUA_REGISTRYINDEX, ref); }
+void sl_getregistryfield(lua_State *L, const char *k) { lua_getfield(L, LUA_REGISTRYINDEX, k); }
+void sl_setregistryfield(lua_State *L, const char *k) { lua_setfield(L, LUA_REGISTRYINDEX, k); }
+int sl_loadbuffer(lua_State *L, const char *buf, size_t len, const char *name) {
+    return luaL_loadbufferx(L, buf, len, name, "t");
+}
+void sl_insert(lua_State *L, int idx) { lua_insert(L, idx); }
+void sl_remove(lua_State *L, int idx) { lua_remove(L, idx); }
+lua_Integer sl_tointeger(lua_State *L, int idx, int *isnum) { return lua_tointegerx(L, idx, isnum); }
+lua_Number sl_tonumber(lua_State *L, int idx, int *isnum) { return lua_tonumberx(L, idx, isnum); }
+void sl_pushlstring(lua_State *L, const char *s, size_t len) { lua_pushlstring(L, s, len); }
+void sl_pushstring(lua_State *L, const char *s) { lua_pushstring(L, s); }
+void sl_requiref(lua_State *L, const char *name, int tableidx) {
+    /* package.loaded[name] = value at tableidx */
+    tableidx = lua_absindex(L, tableidx);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, tableidx);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}

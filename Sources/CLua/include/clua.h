@@ -1,0 +1,61 @@
+#ifndef SFTPLUA_CLUA_H
+#define SFTPLUA_CLUA_H
+/*
+ * Lua 5.4 for Swift. lua_error is a longjmp, so it is only ever called from C in
+ * this file's trampoline: Swift functions called by Lua return a status (a count
+ * of results, or SL_RAISE with the error value on top of the stack) and the C
+ * side raises. Macros that Swift cannot import are wrapped as functions.
+ */
+#include <lua5.4/lua.h>
+#include <lua5.4/lauxlib.h>
+#include <lua5.4/lualib.h>
+
+#define SL_RAISE (-1)
+
+typedef int (*sl_dispatch_fn)(lua_State *L);
+typedef void (*sl_release_fn)(void *object);
+
+/* Installed once by Swift: the function every trampoline calls, and the releaser of boxed objects. */
+void sl_install(sl_dispatch_fn dispatch, sl_release_fn release);
+
+/* Pops the box userdata on top of the stack and pushes a C closure that calls the dispatcher with it as upvalue 1. */
+void sl_pushtrampoline(lua_State *L);
+/* New full userdata holding one retained Swift object pointer, with metatable `mt` (created if missing, with __gc releasing it). */
+void sl_newbox(lua_State *L, void *object, const char *mt);
+/* The object held by the box at idx if it has metatable `mt`, else NULL. Never raises. */
+void *sl_testbox(lua_State *L, int idx, const char *mt);
+/* Sets the __gc of metatable `mt` (creating it) to release the boxed object; leaves the metatable on the stack. */
+void sl_newboxmeta(lua_State *L, const char *mt);
+
+/* Protected calls. sl_pcall_traced records where the error happened and a traceback in the registry. */
+int sl_pcall(lua_State *L, int nargs, int nresults);
+int sl_pcall_traced(lua_State *L, int nargs, int nresults);
+/* Protected luaL_tolstring (honours __tostring); pushes the string; never raises. */
+const char *sl_safe_tostring(lua_State *L, int idx, size_t *len);
+/* Protected t[k] with metamethods: pushes the value; returns 0 on success. */
+int sl_safe_getfield(lua_State *L, int idx, const char *k);
+
+/* Cancels the running Lua code at the next instruction count (from a signal handler too). */
+void sl_interrupt(lua_State *L, const char *message);
+
+/* Macro wrappers */
+int sl_upvalueindex(int i);
+int sl_registryindex(void);
+void sl_pop(lua_State *L, int n);
+void sl_newtable(lua_State *L);
+int sl_isnoneornil(lua_State *L, int idx);
+int sl_ref(lua_State *L);
+void sl_unref(lua_State *L, int ref);
+void sl_getref(lua_State *L, int ref);
+void sl_getregistryfield(lua_State *L, const char *k);
+void sl_setregistryfield(lua_State *L, const char *k);
+int sl_loadbuffer(lua_State *L, const char *buf, size_t len, const char *name);
+void sl_insert(lua_State *L, int idx);
+void sl_remove(lua_State *L, int idx);
+lua_Integer sl_tointeger(lua_State *L, int idx, int *isnum);
+lua_Number sl_tonumber(lua_State *L, int idx, int *isnum);
+void sl_pushlstring(lua_State *L, const char *s, size_t len);
+void sl_pushstring(lua_State *L, const char *s);
+void sl_requiref(lua_State *L, const char *name, int tableidx);
+
+#endif

@@ -1,0 +1,166 @@
+import Foundation
+import CLua
+
+/// A Swift function that Lua can call; held in a userdata upvalue of a C trampoline.
+final class FunctionBox {
+    let name: String
+    let isMethod: Bool
+    let body: LuaFunction
+    init(name: String, isMethod: Bool, body: @escaping LuaFunction) {
+        self.name = name
+        self.isMethod = isMethod
+        self.body = body
+    }
+}
+
+/// Hooks that the layer above LuaHost installs.
+public enum LuaHost {
+    /// Turns a Swift error thrown by a bound function into a Lua value on top of the stack.
+    /// The default pushes the error's description as a string.
+    nonisolated(unsafe) public static var errorPusher: (Lua, Error) -> Void = { lua, error in
+        lua.push(String(describing: error))
+    }
+    /// The function currently running (for argument error messages).
+    nonisolated(unsafe) static var currentName: [String] = []
+    nonisolated(unsafe) static var installed = false
+
+    static func install() {
+        guard !installed else { return }
+        installed = true
+        sl_install(luaDispatch, luaRelease)
+    }
+}
+
+private let boxMeta = "sftplua.function"
+
+private let luaRelease: sl_release_fn = { ptr in
+    guard let ptr else { return }
+    Unmanaged<AnyObject>.fromOpaque(ptr).release()
+}
+
+/// Called by the C trampoline. Never lets a Swift error or a Lua error cross it:
+/// errors become a value on top of the stack and SL_RAISE.
+private let luaDispatch: sl_dispatch_fn = { L in
+    guard let L else { return SL_RAISE }
+    let lua = Lua(L)
+    guard let raw = sl_testbox(L, sl_upvalueindex(1), boxMeta) else {
+        lua.push("sftplua: function called after its state was closed")
+        return SL_RAISE
+    }
+    let box = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as! FunctionBox
+    do {
+        return try box.body(lua)
+    } catch let LuaError.value(ref) {
+        lua.pushRef(ref)
+        lua.unref(ref)
+        return SL_RAISE
+    } catch let LuaError.message(m) {
+        lua.push(m)
+        return SL_RAISE
+    } catch var e as LuaArgumentError {
+        e.message = e.message.replacingFirst("%FN%", with: box.name)
+        LuaHost.errorPusher(lua, e)
+        return SL_RAISE
+    } catch {
+        LuaHost.errorPusher(lua, error)
+        return SL_RAISE
+    }
+}
+
+extension String {
+    func replacingFirst(_ what: String, with: String) -> String {
+        let parts = self.components(separatedBy: what)
+        guard parts.count > 1 else { return self }
+        return parts[0] + with + parts.dropFirst().joined(separator: what)
+    }
+}
+
+extension Lua {
+    /// Pushes a Lua function that calls `body`. `isMethod` numbers arguments from the one after self.
+    public func push(function name: String, isMethod: Bool = false, _ body: @escaping LuaFunction) {
+        LuaHost.install()
+        let box = FunctionBox(name: name, isMethod: isMethod, body: body)
+        sl_newbox(L, Unmanaged.passRetained(box as AnyObject).toOpaque(), boxMeta)
+        sl_pushtrampoline(L)
+    }
+
+    /// Registers `body` as field `name` of the table at `table`.
+    public func setFunction(_ table: Int32, _ name: String, isMethod: Bool = false, _ body: @escaping LuaFunction) {
+        let t = absIndex(table)
+        push(function: name, isMethod: isMethod, body)
+        setField(t, name)
+    }
+
+    // MARK: calling Lua from Swift
+
+    /// Calls the function at `fn` (an index) with `nargs` arguments already pushed after a copy of it.
+    /// On error the raised value is kept and rethrown as `LuaError.value`, so it reaches the
+    /// outer Lua caller unchanged. Leaves `nresults` results on the stack.
+    public func pcall(nargs: Int32, nresults: Int32) throws {
+        if sl_pcall(L, nargs, nresults) != LUA_OK {
+            throw LuaError.value(ref: ref())
+        }
+    }
+
+    /// Calls the function at stack index `fn` with values pushed by `pushArgs`, and returns the
+    /// truthiness/value of its first result through `result` (nil results: 0 values kept).
+    public func call(_ fn: Int32, nresults: Int32 = 0, _ pushArgs: () -> Int32) throws {
+        let f = absIndex(fn)
+        checkStack(20)
+        pushValue(f)
+        let n = pushArgs()
+        try pcall(nargs: n, nresults: nresults)
+    }
+}
+
+// MARK: argument checks (luaL_check* without raising)
+
+extension Lua {
+    /// The position users see: methods do not count self.
+    func userPosition(_ i: Int32, method: Bool) -> Int32 { method ? i - 1 : i }
+
+    public func argError(_ i: Int32, _ what: String, method: Bool = false) -> LuaArgumentError {
+        LuaArgumentError("bad argument #\(userPosition(i, method: method)) to '%FN%' (\(what))")
+    }
+    public func typeError(_ i: Int32, expected: String, method: Bool = false) -> LuaArgumentError {
+        let got = isNoneOrNil(i) && type(i) == LUA_TNONE ? "no value" : typeName(i)
+        return argError(i, "\(expected) expected, got \(got)", method: method)
+    }
+    public func checkString(_ i: Int32, method: Bool = false) throws -> String {
+        guard let s = string(i) else { throw typeError(i, expected: "string", method: method) }
+        return s
+    }
+    public func optString(_ i: Int32, method: Bool = false) throws -> String? {
+        if isNoneOrNil(i) { return nil }
+        return try checkString(i, method: method)
+    }
+    public func checkInteger(_ i: Int32, method: Bool = false) throws -> Int64 {
+        guard type(i) == LUA_TNUMBER else { throw typeError(i, expected: "number", method: method) }
+        guard let v = integer(i) else { throw argError(i, "number has no integer representation", method: method) }
+        return v
+    }
+    public func optInteger(_ i: Int32, method: Bool = false) throws -> Int64? {
+        if isNoneOrNil(i) { return nil }
+        return try checkInteger(i, method: method)
+    }
+    public func optNumber(_ i: Int32, method: Bool = false) throws -> Double? {
+        if isNoneOrNil(i) { return nil }
+        guard let v = number(i) else { throw typeError(i, expected: "number", method: method) }
+        return v
+    }
+    public func optBoolean(_ i: Int32, method: Bool = false) throws -> Bool? {
+        if isNoneOrNil(i) { return nil }
+        guard type(i) == LUA_TBOOLEAN else { throw typeError(i, expected: "boolean", method: method) }
+        return boolean(i)
+    }
+    /// nil or the absolute index of a function argument.
+    public func optFunction(_ i: Int32, method: Bool = false) throws -> Int32? {
+        if isNoneOrNil(i) { return nil }
+        guard isFunction(i) else { throw typeError(i, expected: "function", method: method) }
+        return absIndex(i)
+    }
+    public func checkFunction(_ i: Int32, method: Bool = false) throws -> Int32 {
+        guard isFunction(i) else { throw typeError(i, expected: "function", method: method) }
+        return absIndex(i)
+    }
+}

@@ -1,0 +1,93 @@
+import CLua
+
+/// Binds a Swift class to a Lua userdata type: methods, read/write fields, metamethods.
+/// The userdata holds one retained reference to the object, released by `__gc`.
+public final class LuaClass<T: AnyObject> {
+    public let name: String
+    public typealias Method = (T, Lua) throws -> Int32
+    var methods: [String: Method] = [:]
+    var getters: [String: (T, Lua) throws -> Void] = [:]
+    var setters: [String: (T, Lua) throws -> Void] = [:]
+    var metamethods: [String: Method] = [:]
+
+    public init(name: String) { self.name = name }
+
+    /// `obj:name(...)`; the body reads its arguments from index 2 (self is 1).
+    public func method(_ name: String, _ body: @escaping Method) { methods[name] = body }
+    /// `obj.name`; the getter pushes exactly one value.
+    public func getter(_ name: String, _ body: @escaping (T, Lua) throws -> Void) { getters[name] = body }
+    /// `obj.name = v`; the value is at index 3.
+    public func setter(_ name: String, _ body: @escaping (T, Lua) throws -> Void) { setters[name] = body }
+    /// `__close`, `__tostring`, `__len`, ...
+    public func meta(_ name: String, _ body: @escaping Method) { metamethods[name] = body }
+
+    public var methodNames: [String] { methods.keys.sorted() }
+
+    /// Creates the metatable in the state (once per state).
+    public func register(in lua: Lua) {
+        sl_newboxmeta(lua.L, name)
+        let mt = lua.absIndex(-1)
+        lua.push(name); lua.setField(mt, "__name")
+        // methods table, kept as upvalue-free registry entry for __index
+        lua.newTable()
+        let mtab = lua.absIndex(-1)
+        for (mname, body) in methods {
+            lua.setFunction(mtab, mname, isMethod: true) { l in
+                let obj = try self.check(l, 1, method: mname)
+                return try body(obj, l)
+            }
+        }
+        lua.setRegistry(name + ".methods")
+        let getters = self.getters, setters = self.setters, cname = name
+        lua.setFunction(mt, "__index") { l in
+            guard let key = l.string(2) else { l.pushNil(); return 1 }
+            l.getRegistry(cname + ".methods")
+            if l.getField(-1, key) != LUA_TNIL { return 1 }
+            l.pop(2)
+            if let g = getters[key] {
+                let obj = try self.check(l, 1, method: key)
+                try g(obj, l)
+                return 1
+            }
+            l.pushNil()
+            return 1
+        }
+        lua.setFunction(mt, "__newindex") { l in
+            let key = l.string(2) ?? l.describe(2)
+            guard let s = setters[key] else {
+                var m = "cannot set field '\(key)' of \(cname)"
+                if let near = closest(to: key, in: Array(setters.keys)) { m += " (did you mean '\(near)'?)" }
+                throw LuaArgumentError(m, argument: key)
+            }
+            let obj = try self.check(l, 1, method: key)
+            try s(obj, l)
+            return 0
+        }
+        for (mname, body) in metamethods {
+            lua.setFunction(mt, mname) { l in
+                let obj = try self.check(l, 1, method: mname)
+                return try body(obj, l)
+            }
+        }
+        lua.pop() // metatable
+    }
+
+    /// Pushes a new userdata for `obj`.
+    public func push(_ obj: T, in lua: Lua) {
+        sl_newbox(lua.L, Unmanaged.passRetained(obj as AnyObject).toOpaque(), name)
+    }
+
+    /// The object behind the userdata at `i`, or an ArgumentError.
+    public func check(_ lua: Lua, _ i: Int32, method: String) throws -> T {
+        if let raw = sl_testbox(lua.L, i, name),
+           let obj = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? T {
+            return obj
+        }
+        throw LuaArgumentError("bad argument #\(i == 1 ? "self" : String(i)) to '\(method)' (\(name) expected, got \(lua.typeName(i)); call methods with ':')")
+    }
+
+    public func test(_ lua: Lua, _ i: Int32) -> T? {
+        guard let raw = sl_testbox(lua.L, i, name) else { return nil }
+        return Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? T
+    }
+}

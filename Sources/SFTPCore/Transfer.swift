@@ -1,0 +1,154 @@
+import CLibssh2
+import Foundation
+
+/// Progress report: bytes done, total. Throwing stops the transfer (the error propagates).
+public typealias TransferProgress = (UInt64, UInt64) throws -> Void
+
+/// Streaming transfers with large buffers (libssh2 pipelines as many 30 KB requests as the
+/// buffer holds). Files appear under their final name only when complete: downloads go to a
+/// hidden temp file beside the target, uploads to a hidden temp name on the server, then rename.
+public enum Transfer {
+    /// Buffer per read/write call; libssh2 keeps this many bytes of requests in flight.
+    nonisolated(unsafe) public static var blockSize = 4 << 20
+
+    static func tempName(for name: String) -> String {
+        ".\(name).sftplua-\(String(UInt32.random(in: 0...UInt32.max), radix: 36)).part"
+    }
+
+    /// Downloads `remote` into `local` atomically. Returns the remote attributes.
+    @discardableResult
+    public static func download(_ sftp: SFTP, remote: String, local: String, preserveMtime: Bool = false,
+                                progress: TransferProgress? = nil) throws -> FileAttributes {
+        let attrs = try sftp.stat(remote)
+        if attrs.isDir { throw SSHError(.io, "cannot download \(remote): is a directory", path: remote) }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: local, isDirectory: &isDir), isDir.boolValue {
+            throw SSHError(.os, "cannot write \(local): is a directory", path: local, code: Int(EISDIR))
+        }
+        let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
+        defer { try? file.close() }
+        let dir = (local as NSString).deletingLastPathComponent
+        let base = (local as NSString).lastPathComponent
+        let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: base)
+        let fd = Foundation.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
+        var ok = false
+        defer {
+            if !ok { Foundation.close(fd); Foundation.unlink(temp) }
+        }
+        let total = attrs.size ?? 0
+        var done: UInt64 = 0
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+        defer { buf.deallocate() }
+        try progress?(0, total)
+        var rounds = 0
+        while true {
+            rounds += 1
+            let n = try file.read(into: buf, count: blockSize)
+            if n == 0 { break }
+            var off = 0
+            while off < n {
+                let w = Foundation.write(fd, buf.advanced(by: off), n - off)
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    throw SSHError.local(errno, "cannot write", path: local)
+                }
+                off += w
+            }
+            done += UInt64(n)
+            try progress?(done, max(total, done))
+        }
+        // Mode: what a new file gets here (0666 & ~umask), as cp/sftp/paramiko do.
+        let mask = umask(0); umask(mask)
+        fchmod(fd, 0o666 & ~mask)
+        if preserveMtime, let m = attrs.mtime {
+            var times = [timespec(tv_sec: Int(attrs.atime ?? m), tv_nsec: 0), timespec(tv_sec: Int(m), tv_nsec: 0)]
+            futimens(fd, &times)
+        }
+        if Foundation.close(fd) != 0 { ok = true; Foundation.unlink(temp); throw SSHError.local(errno, "cannot write", path: local) }
+        ok = true
+        if Foundation.rename(temp, local) != 0 {
+            let e = errno
+            Foundation.unlink(temp)
+            throw SSHError.local(e, "cannot write", path: local)
+        }
+        return attrs
+    }
+
+    /// Uploads the local file `local` to `remote` atomically. Returns the new remote attributes.
+    @discardableResult
+    public static func upload(_ sftp: SFTP, local: String, remote: String, preserveMtime: Bool = false,
+                              confirm: Bool = true, progress: TransferProgress? = nil) throws -> FileAttributes {
+        let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
+        defer { Foundation.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SSHError.local(errno, "cannot read", path: local) }
+        if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(local): is a directory", path: local, code: Int(EISDIR)) }
+        return try upload(sftp, remote: remote, size: UInt64(st.st_size), mode: Int32(st.st_mode & 0o777),
+                          mtime: preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil,
+                          confirm: confirm, progress: progress) { buf, count in
+            while true {
+                let n = Foundation.read(fd, buf, count)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw SSHError.local(errno, "cannot read", path: local) }
+                return n
+            }
+        }
+    }
+
+    /// Uploads what `source` yields (0 = end) to `remote` through a temp name.
+    @discardableResult
+    public static func upload(_ sftp: SFTP, remote: String, size: UInt64?, mode: Int32 = 0o644,
+                              mtime: (UInt64, UInt64)? = nil, confirm: Bool = true, progress: TransferProgress? = nil,
+                              source: (UnsafeMutableRawPointer, Int) throws -> Int) throws -> FileAttributes {
+        let slash = remote.lastIndex(of: "/")
+        let dir = slash.map { String(remote[...$0]) } ?? ""
+        let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
+        if base.isEmpty { throw SSHError(.argument, "remote path \(remote) names a directory, not a file", path: remote) }
+        if let existing = try sftp.statIfExists(remote), existing.isDir {
+            throw SSHError(.io, "cannot upload to \(remote): is a directory", path: remote)
+        }
+        let temp = dir + tempName(for: base)
+        let file: SFTPFile
+        do {
+            file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, mode: mode)
+        } catch var e as SSHError {
+            e.path = remote
+            e.message = e.message.replacingOccurrences(of: temp, with: remote)
+            throw e
+        }
+        var renamed = false
+        defer {
+            if !renamed {
+                try? file.close()
+                try? sftp.unlink(temp)
+            }
+        }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+        defer { buf.deallocate() }
+        var done: UInt64 = 0
+        let total = size ?? 0
+        try progress?(0, total)
+        while true {
+            let n = try source(buf, blockSize)
+            if n == 0 { break }
+            try file.write(UnsafeRawBufferPointer(start: buf, count: n))
+            done += UInt64(n)
+            try progress?(done, max(total, done))
+        }
+        try file.close()
+        if confirm {
+            let a = try sftp.stat(temp)
+            if let s = a.size, s != done {
+                throw SSHError(.io, "upload of \(remote) not confirmed: the server has \(s) bytes, \(done) were sent", path: remote)
+            }
+        }
+        if let (atime, m) = mtime {
+            try sftp.setstat(temp, FileAttributes(atime: atime, mtime: m))
+        }
+        try sftp.rename(temp, remote, overwrite: true)
+        renamed = true
+        return try sftp.stat(remote)
+    }
+}

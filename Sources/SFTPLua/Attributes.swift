@@ -1,0 +1,24 @@
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// Attribute tables, filled from one table of rows (as lfs does).
+enum AttributeTable {
+    static let rows: [(String, (FileAttributes) -> Int64?)] = [
+        ("st_size", { $0.size.map { Int64(truncatingIfNeeded: $0) } }),
+        ("st_uid", { $0.uid.map(Int64.init) }),
+        ("st_gid", { $0.gid.map(Int64.init) }),
+        ("st_mode", { $0.mode.map(Int64.init) }),
+        ("st_atime", { $0.atime.map { Int64(truncatingIfNeeded: $0) } }),
+        ("st_mtime", { $0.mtime.map { Int64(truncatingIfNeeded: $0) } }),
+    ]
+
+    static func push(_ lua: Lua, _ a: FileAttributes, filename: String? = nil, longname: String? = nil) {
+        lua.newTable(nrec: 9)
+        let t = lua.absIndex(-1)
+        for (name, get) in rows { if let v = get(a) { lua.set(t, name, v) } }
+        lua.set(t, "type", a.kind.rawValue)
+        if let filename { lua.set(t, "filename", filename) }
+        if let longname { lua.set(t, "longname", longname) }
+    }
+}

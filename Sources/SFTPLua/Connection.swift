@@ -1,0 +1,82 @@
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// A Connection as Lua sees it: a session, its SFTP channel, and the pysftp-style remote cwd.
+final class Connection {
+    let session: Session
+    let sftp: SFTP
+    /// The remote working directory set by chdir/cd (nil until set, as in pysftp).
+    var cwd: String?
+    let logfile: String?
+    let log: ConnectionLog?
+    private(set) var closed = false
+
+    init(options: ConnectOptions, log: ConnectionLog?) throws {
+        self.log = log
+        self.logfile = log?.path
+        var options = options
+        options.log = log.map { l in { l.write($0) } }
+        session = try Session(options)
+        do { sftp = try SFTP(session: session) } catch { session.close(); throw error }
+        log?.write("SFTP session open")
+    }
+
+    deinit { close() }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        sftp.close()
+        session.close()
+        log?.write("connection closed")
+    }
+
+    /// The SFTP channel, or ConnectionError after close.
+    func channel() throws -> SFTP {
+        if closed { throw SSHError(.connection, "the connection is closed") }
+        return sftp
+    }
+
+    /// Resolves a remote path against the cwd set by chdir/cd.
+    func remote(_ path: String) -> String {
+        guard let cwd, !path.hasPrefix("/") else { return path }
+        if path.isEmpty || path == "." { return cwd }
+        return cwd.hasSuffix("/") ? cwd + path : cwd + "/" + path
+    }
+
+    var label: String { "\(session.options.user)@\(session.options.host):\(session.options.port)" }
+}
+
+/// The connection log (`log = true | path`): events, never secrets.
+final class ConnectionLog {
+    let path: String
+    private let handle: FileHandle
+
+    init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw SSHError.local(errno, "cannot create log file", path: path)
+            }
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw SSHError.local(errno, "cannot open log file", path: path) }
+        h.seekToEndOfFile()
+        self.path = path
+        self.handle = h
+    }
+
+    /// A new log file in the temp directory (pysftp's `log=True`).
+    static func temporary() throws -> ConnectionLog {
+        let dir = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(dir)/sftplua-XXXXXX.log".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemps($0.baseAddress!, 4) }
+        guard fd >= 0 else { throw SSHError.local(errno, "cannot create log file", path: dir) }
+        Foundation.close(fd)
+        return try ConnectionLog(path: String(cString: template))
+    }
+
+    func write(_ line: String) {
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        handle.write(Data("\(stamp) \(line)\n".utf8))
+    }
+}

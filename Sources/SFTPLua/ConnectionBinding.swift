@@ -1,0 +1,112 @@
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// `sftp.Connection`: the pysftp Connection, Lua-shaped.
+enum ConnectionBinding {
+    static let cls: LuaClass<Connection> = {
+        let c = LuaClass<Connection>(name: "sftp.Connection")
+        defineInfo(c)
+        defineListing(c)
+        defineTransfers(c)
+        return c
+    }()
+
+    /// A `callback(done, total)` option as a Progress.
+    static func progress(_ l: Lua, _ fn: Int32?) -> TransferProgress? {
+        guard let fn else { return nil }
+        return { done, total in
+            try l.call(fn) {
+                l.push(UInt64(done)); l.push(UInt64(total)); return 2
+            }
+        }
+    }
+
+    static func defineInfo(_ c: LuaClass<Connection>) {
+        c.method("close") { conn, _ in conn.close(); return 0 }
+        c.meta("__close") { conn, _ in conn.close(); return 0 }
+        c.meta("__tostring") { conn, l in
+            l.push("sftp.Connection(\(conn.label)\(conn.closed ? ", closed" : ""))")
+            return 1
+        }
+        c.getter("closed") { conn, l in l.push(conn.closed) }
+        c.getter("host") { conn, l in l.push(conn.session.options.host) }
+        c.getter("port") { conn, l in l.push(conn.session.options.port) }
+        c.getter("username") { conn, l in l.push(conn.session.options.user) }
+        c.getter("auth_method") { conn, l in l.push(conn.session.authMethod) }
+        c.getter("host_key") { conn, l in
+            l.newTable(nrec: 2)
+            l.set(-1, "type", conn.session.hostKeyType)
+            l.set(-1, "fingerprint", conn.session.hostKeyFingerprint)
+        }
+        c.getter("logfile") { conn, l in
+            if let p = conn.logfile { l.push(p) } else { l.push(false) }
+        }
+        c.getter("timeout") { conn, l in
+            if let t = conn.session.timeout { l.push(t) } else { l.pushNil() }
+        }
+        c.setter("timeout") { conn, l in
+            if l.isNoneOrNil(3) { conn.session.timeout = nil; return }
+            guard let t = l.number(3), t > 0, t.isFinite else {
+                throw LuaArgumentError("bad value for 'timeout' (positive number of seconds or nil expected, got \(l.typeName(3)))", argument: "timeout")
+            }
+            conn.session.timeout = t
+        }
+    }
+
+    static func defineListing(_ c: LuaClass<Connection>) {
+        c.method("listdir") { conn, l in
+            let path = conn.remote(try l.optString(2, method: true) ?? ".")
+            let names = try conn.channel().list(path).map(\.name).sorted()
+            l.push(strings: names)
+            return 1
+        }
+        c.method("listdir_attr") { conn, l in
+            let path = conn.remote(try l.optString(2, method: true) ?? ".")
+            let entries = try conn.channel().list(path).sorted { $0.name < $1.name }
+            l.newTable(narr: Int32(clamping: entries.count))
+            for (i, e) in entries.enumerated() {
+                AttributeTable.push(l, e.attributes, filename: e.name, longname: e.longname)
+                l.setIndex(-2, i + 1)
+            }
+            return 1
+        }
+        c.method("stat") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            AttributeTable.push(l, try conn.channel().stat(path))
+            return 1
+        }
+        c.method("lstat") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            AttributeTable.push(l, try conn.channel().stat(path, followLinks: false))
+            return 1
+        }
+    }
+
+    static func defineTransfers(_ c: LuaClass<Connection>) {
+        c.method("get") { conn, l in
+            let remote = conn.remote(try l.checkString(2, method: true))
+            let given = try l.optString(3, method: true)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime"], function: "get", method: true)
+            let local = given ?? (remote as NSString).lastPathComponent
+            try Transfer.download(try conn.channel(), remote: remote, local: local,
+                                  preserveMtime: try o.bool("preserve_mtime") ?? false,
+                                  progress: progress(l, try o.function("callback")))
+            conn.log?.write("get \(remote) -> \(local)")
+            return 0
+        }
+        c.method("put") { conn, l in
+            let local = try l.checkString(2, method: true)
+            let given = try l.optString(3, method: true)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime"], function: "put", method: true)
+            let remote = conn.remote(given ?? (local as NSString).lastPathComponent)
+            let attrs = try Transfer.upload(try conn.channel(), local: local, remote: remote,
+                                            preserveMtime: try o.bool("preserve_mtime") ?? false,
+                                            confirm: try o.bool("confirm") ?? true,
+                                            progress: progress(l, try o.function("callback")))
+            conn.log?.write("put \(local) -> \(remote)")
+            AttributeTable.push(l, attrs)
+            return 1
+        }
+    }
+}

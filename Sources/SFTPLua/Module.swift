@@ -1,0 +1,76 @@
+import CLua
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// Installs the `sftp` module into a Lua state: the global, `require("sftp")`, the error
+/// metatable, the Connection type, and the Lua prelude from lua/.
+public enum SFTPModule {
+    public static let version = "0.1.0"
+
+    public static func install(into state: LuaState) throws {
+        LuaHost.errorPusher = ErrorObject.pusher
+        let l = state.lua
+        ErrorObject.register(l)
+        ConnectionBinding.cls.register(in: l)
+
+        l.newTable()
+        let m = l.absIndex(-1)
+        l.set(m, "_VERSION", "sftplua \(version)")
+        l.setFunction(m, "connect") { l in try connect(l) }
+        l.setFunction(m, "error") { l in
+            // sftp.error(kind, message [, path]): raise an error object from Lua.
+            let kind = try l.checkString(1)
+            let message = try l.optString(2) ?? kind
+            ErrorObject.push(l, kind: kind, message: message, path: try l.optString(3))
+            throw LuaError.value(ref: l.ref())
+        }
+        l.newTable()
+        for k in SSHError.Kind.allCases { l.set(-1, k.rawValue, k.rawValue) }
+        l.setField(m, "kinds")
+        l.pushValue(m); l.setGlobal("sftp")
+        sl_requiref(l.L, "sftp", m)
+        l.pop()
+        // The Lua side of the library.
+        for (name, code) in Prelude.chunks {
+            try state.load(code, name: "=[sftplua \(name)]")
+            state.lua.getGlobal("sftp")
+            try state.call(nargs: 1)
+        }
+        state.lua.top = 0
+    }
+
+    /// sftp.connect{...} or sftp.connect(host, {...}).
+    static func connect(_ l: Lua) throws -> Int32 {
+        var optsIndex: Int32 = 1
+        var host: String?
+        if l.isString(1) {
+            host = l.string(1)
+            optsIndex = 2
+        } else if !l.isTable(1) {
+            throw l.typeError(1, expected: "table")
+        }
+        let o = try LuaOptions(l, optsIndex, allowed: ConnectOptions.luaKeys, function: "connect")
+        if let host, !o.isEmpty, o.has("host") {
+            throw LuaArgumentError("bad argument #2 to 'connect' (host given twice: '\(host)' and in the options)", argument: "host")
+        }
+        var (opts, log): (ConnectOptions, ConnectionLog?)
+        if let host {
+            l.newTable()
+            let t = l.absIndex(-1)
+            if let idx = o.index { l.forEach(idx) { l.pushValue(-2); l.pushValue(-2); l.forEachSet(t) } }
+            l.set(t, "host", host)
+            (opts, log) = try ConnectOptions.from(try LuaOptions(l, t, allowed: ConnectOptions.luaKeys, function: "connect"))
+        } else {
+            (opts, log) = try ConnectOptions.from(o)
+        }
+        let conn = try Connection(options: opts, log: log)
+        ConnectionBinding.cls.push(conn, in: l)
+        return 1
+    }
+}
+
+extension Lua {
+    /// Pops key and value (pushed in that order) into the table at t.
+    func forEachSet(_ t: Int32) { lua_rawset(L, t) }
+}

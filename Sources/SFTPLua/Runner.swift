@@ -1,0 +1,100 @@
+import CLua
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// Runs scripts and chunks the way the `lua` command does, and maps failures to exit codes.
+public final class Runner {
+    /// Exit codes of `sftplua` (documented in --help and the README).
+    public enum Exit: Int32 {
+        case ok = 0
+        case scriptError = 1
+        case usage = 2
+        case connection = 3       // ConnectionError, Timeout
+        case authentication = 4   // AuthenticationError, CredentialError
+        case hostKey = 5          // HostKeyError
+    }
+
+    public let state: LuaState
+    let stderr: (String) -> Void
+
+    public init(stderr: @escaping (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) throws {
+        state = LuaState()
+        self.stderr = stderr
+        try SFTPModule.install(into: state)
+    }
+
+    /// Sets the global `arg`: arg[0] the script, arg[1...] its arguments, arg[-1] the program.
+    public func setArgs(script: String, args: [String]) {
+        let l = state.lua
+        l.newTable(narr: Int32(args.count), nrec: 2)
+        l.push("sftplua"); l.setIndex(-2, -1)
+        l.push(script); l.setIndex(-2, 0)
+        for (i, a) in args.enumerated() { l.push(a); l.setIndex(-2, i + 1) }
+        l.setGlobal("arg")
+    }
+
+    /// Runs the script file with `args` (also passed as `...`).
+    public func runFile(_ path: String, args: [String]) -> Exit {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            stderr("sftplua: cannot open \(path): no such file\n")
+            return .usage
+        }
+        if isDir.boolValue || access(path, R_OK) != 0 {
+            stderr("sftplua: cannot read \(path): \(isDir.boolValue ? "is a directory" : String(cString: strerror(errno)))\n")
+            return .usage
+        }
+        setArgs(script: path, args: args)
+        do { try state.loadFile(path) } catch { return report(error) }
+        for a in args { state.lua.push(a) }
+        return execute(nargs: Int32(args.count))
+    }
+
+    /// Runs a chunk given on the command line.
+    public func runString(_ code: String, name: String = "=(command line)") -> Exit {
+        do { try state.load(code, name: name) } catch { return report(error) }
+        return execute(nargs: 0)
+    }
+
+    func execute(nargs: Int32) -> Exit {
+        do {
+            try state.call(nargs: nargs)
+            state.lua.top = 0
+            return .ok
+        } catch {
+            return report(error)
+        }
+    }
+
+    /// Prints a failure as `FILE:LINE: message` plus a traceback; returns the exit code for it.
+    public func report(_ error: Error) -> Exit {
+        switch error {
+        case LuaState.Failure.load(let message):
+            stderr("\(message)\n")
+            return .scriptError
+        case let LuaState.Failure.runtime(ref, message, whereAt, traceback):
+            let l = state.lua
+            l.pushRef(ref)
+            l.unref(ref)
+            let kind = ErrorObject.kind(l, -1)
+            l.pop()
+            // String errors raised by Lua already carry their position.
+            let text = kind == nil && message.hasPrefix(whereAt + ":") ? message : "\(whereAt): \(message)"
+            stderr("\(text)\n\(traceback)\n")
+            return Self.exit(forKind: kind)
+        default:
+            stderr("sftplua: \(error)\n")
+            return .scriptError
+        }
+    }
+
+    public static func exit(forKind kind: String?) -> Exit {
+        switch kind {
+        case "ConnectionError", "Timeout": return .connection
+        case "AuthenticationError", "CredentialError": return .authentication
+        case "HostKeyError": return .hostKey
+        default: return .scriptError
+        }
+    }
+}
