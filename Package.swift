@@ -21,10 +21,12 @@ let package = Package(
             "SFTPLua", "LuaHost",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Starts the throwaway sshd (scripts/test-sshd) for the tests; runs the built binary.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "LuaHostTests", dependencies: ["LuaHost", "CLua"]),
-        .testTarget(name: "SFTPCoreTests", dependencies: ["SFTPCore"]),
-        .testTarget(name: "SFTPLuaTests", dependencies: ["SFTPLua", "LuaHost"]),
-        .testTarget(name: "EndToEndTests", dependencies: []),
+        .testTarget(name: "SFTPCoreTests", dependencies: ["SFTPCore", "TestSupport"]),
+        .testTarget(name: "SFTPLuaTests", dependencies: ["SFTPLua", "LuaHost", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["sftplua", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -15,13 +15,25 @@ final class FunctionBox {
 
 /// Hooks that the layer above LuaHost installs.
 public enum LuaHost {
-    /// Turns a Swift error thrown by a bound function into a Lua value on top of the stack.
-    /// The default pushes the error's description as a string.
-    nonisolated(unsafe) public static var errorPusher: (Lua, Error) -> Void = { lua, error in
-        lua.push(String(describing: error))
+    /// How a state turns Swift errors into Lua values (set per state with `Lua.setErrorPusher`).
+    final class ErrorPusher {
+        let push: (Lua, Error) -> Void
+        init(_ push: @escaping (Lua, Error) -> Void) { self.push = push }
     }
-    /// The function currently running (for argument error messages).
-    nonisolated(unsafe) static var currentName: [String] = []
+    static let pusherKey = "sftplua.errorpusher"
+    static let pusherMeta = "sftplua.errorpusher.box"
+
+    /// Pushes the Lua value for a Swift error: the state's pusher, else the description as a string.
+    static func pushError(_ lua: Lua, _ error: Error) {
+        lua.getRegistry(pusherKey)
+        let raw = sl_testbox(lua.L, -1, pusherMeta)
+        lua.pop()
+        if let raw, let p = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? ErrorPusher {
+            p.push(lua, error)
+        } else {
+            lua.push(String(describing: error))
+        }
+    }
     nonisolated(unsafe) static var installed = false
 
     static func install() {
@@ -59,10 +71,10 @@ private let luaDispatch: sl_dispatch_fn = { L in
         return SL_RAISE
     } catch var e as LuaArgumentError {
         e.message = e.message.replacingFirst("%FN%", with: box.name)
-        LuaHost.errorPusher(lua, e)
+        LuaHost.pushError(lua, e)
         return SL_RAISE
     } catch {
-        LuaHost.errorPusher(lua, error)
+        LuaHost.pushError(lua, error)
         return SL_RAISE
     }
 }
@@ -76,6 +88,12 @@ extension String {
 }
 
 extension Lua {
+    /// Sets how this state turns Swift errors thrown by bound functions into Lua values.
+    public func setErrorPusher(_ push: @escaping (Lua, Error) -> Void) {
+        sl_newbox(L, Unmanaged.passRetained(LuaHost.ErrorPusher(push) as AnyObject).toOpaque(), LuaHost.pusherMeta)
+        setRegistry(LuaHost.pusherKey)
+    }
+
     /// Pushes a Lua function that calls `body`. `isMethod` numbers arguments from the one after self.
     public func push(function name: String, isMethod: Bool = false, _ body: @escaping LuaFunction) {
         LuaHost.install()

@@ -224,10 +224,12 @@ public final class Session {
         if options.hostKeyPolicy != .off {
             let known = (try? KnownHosts(path: options.knownHostsPath))?.keyTypes(host: options.host, port: options.port) ?? []
             let supportedKeys = Self.supported(LIBSSH2_METHOD_HOSTKEY)
-            let first = known.filter { supportedKeys.contains($0) }
-            if !first.isEmpty {
-                let list = (first + supportedKeys.filter { !first.contains($0) }).joined(separator: ",")
-                libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, list)
+            // Unknown hosts: ed25519 first, as OpenSSH does, so ssh and sftplua record the same key.
+            let first = (known + ["ssh-ed25519"]).filter { supportedKeys.contains($0) }
+            var order: [String] = []
+            for k in first + supportedKeys where !order.contains(k) { order.append(k) }
+            if !order.isEmpty {
+                libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, order.joined(separator: ","))
             }
         }
         let rc = libssh2_session_handshake(s, socket)

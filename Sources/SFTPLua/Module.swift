@@ -9,8 +9,8 @@ public enum SFTPModule {
     public static let version = "0.1.0"
 
     public static func install(into state: LuaState) throws {
-        LuaHost.errorPusher = ErrorObject.pusher
         let l = state.lua
+        l.setErrorPusher(ErrorObject.pusher)
         ErrorObject.register(l)
         ConnectionBinding.cls.register(in: l)
 

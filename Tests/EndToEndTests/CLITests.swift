@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The `sftplua` binary, end to end.
+struct CLITests {
+    let server = TestServer.shared
+
+    func sftplua(_ args: [String], stdin: String? = nil, env: [String: String] = [:], cwd: String? = nil) throws -> ProcessResult {
+        var e = ["HOME": server.home]
+        for (k, v) in env { e[k] = v }
+        return try runProcess(sftpluaBinary, args, env: e, cwd: cwd, stdin: stdin)
+    }
+
+    @Test func versionHelpAndHelpRun() throws {
+        let v = try sftplua(["--version"])
+        #expect(v.status == 0)
+        #expect(v.stdout.hasPrefix("sftplua "))
+        let h = try sftplua(["--help"])
+        #expect(h.status == 0)
+        #expect(h.stdout.contains("EXIT CODES"))
+        #expect(h.stdout.contains("run"))
+        let hr = try sftplua(["help", "run"])
+        #expect(hr.status == 0)
+        #expect(hr.stdout.contains("<file>"))
+    }
+
+    @Test func runPassesArgumentsLikeLua() throws {
+        let r = try server.runScript("print(arg[0]:match('[^/]+$'), arg[1], arg[2], #arg, select('#', ...), ...)", args: ["one", "--two"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "script.lua\tone\t--two\t2\t2\tone\t--two\n")
+    }
+
+    @Test func dashEAndStdin() throws {
+        let r = try sftplua(["-e", "x = 20", "-e", "print(x + 22, sftp ~= nil)"])
+        #expect(r.stdout == "42\ttrue\n")
+        let s = try sftplua([], stdin: "print(require('sftp') == sftp)\n")
+        #expect(s.stdout == "true\n")
+    }
+
+    @Test func uncaughtErrorObjectPrintsFileLineAndTraceback() throws {
+        let r = try server.runScript("""
+        local c = sftp.connect\(server.connectLua)
+
+        c:stat("/no/such/path")
+        """)
+        #expect(r.status == 1)
+        #expect(r.stderr.hasPrefix("\(r.stderr.components(separatedBy: "script.lua:3:")[0])script.lua:3: FileNotFound: stat /no/such/path: no such file"))
+        #expect(r.stderr.contains("stack traceback:"))
+        let s = try server.runScript("local x = nil\nerror('boom')")
+        #expect(s.status == 1)
+        #expect(s.stderr.contains("script.lua:2: boom\n"))
+        #expect(!s.stderr.contains("script.lua:2: script.lua:2:"))
+    }
+
+    @Test func syntaxErrorsMissingFilesAndUsageErrors() throws {
+        let syn = try server.runScript("x = = 1\n")
+        #expect(syn.status == 1)
+        #expect(syn.stderr.contains("script.lua:1:"))
+        let missing = try sftplua(["run", "/nonexistent/recipe.lua"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("/nonexistent/recipe.lua"))
+        let dir = try makeTempDir("unreadable")
+        let dirRun = try sftplua(["run", dir])
+        #expect(dirRun.status == 2)
+        let bad = try sftplua(["--no-such-option"])
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("--no-such-option"))
+        for out in [syn, missing, bad] { #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("crashed")) }
+    }
+
+    @Test func exitCodesForConnectionAuthenticationAndHostKey() throws {
+        let refused = try server.runScript("sftp.connect{host = '127.0.0.1', port = 1}")
+        #expect(refused.status == 3)
+        #expect(refused.stderr.contains("ConnectionError: cannot connect to 127.0.0.1 port 1"))
+        let wrongKey = try server.runScript("sftp.connect{host = '127.0.0.1', port = \(server.port), private_key = '\(server.keys)/unauthorized'}")
+        #expect(wrongKey.status == 4)
+        #expect(wrongKey.stderr.contains("AuthenticationError"))
+        let kh = try makeTempDir("kh") + "/known_hosts"
+        let strict = try server.runScript("sftp.connect{host = '127.0.0.1', port = \(server.port), known_hosts = '\(kh)', host_key = 'strict'}")
+        #expect(strict.status == 5)
+        #expect(strict.stderr.contains("HostKeyError"))
+    }
+
+    @Test func wrongArgumentTypesAreArgumentErrors() throws {
+        let r = try server.runScript("""
+        local c = sftp.connect\(server.connectLua)
+        local function kind(f, ...) local ok, e = pcall(f, ...); return e.kind .. ": " .. e.message end
+        print(kind(c.listdir, c, 42))
+        print(kind(c.get, c, "/x", "y", {prserve_mtime = true}))
+        print(kind(sftp.connect, {host = "127.0.0.1", prot = 22}))
+        print(kind(sftp.connect, {port = 22}))
+        print(kind(sftp.connect, {host = "127.0.0.1", host_key = "acept-new"}))
+        print(kind(sftp.connect, 42))
+        """)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines == [
+            "ArgumentError: bad argument #1 to 'listdir' (string expected, got number)",
+            "ArgumentError: unknown option 'prserve_mtime' to 'get' (did you mean 'preserve_mtime'?)",
+            "ArgumentError: unknown option 'prot' to 'connect' (did you mean 'port'?)",
+            "ArgumentError: bad option 'host' to 'connect' (a host name is required)",
+            "ArgumentError: bad option 'host_key' to 'connect' ('accept-new', 'strict' or 'off' expected, got 'acept-new') (did you mean 'accept-new'?)",
+            "ArgumentError: bad argument #1 to 'connect' (table expected, got number)",
+        ])
+    }
+
+    @Test func replPrintsValuesAndContinuesLines() throws {
+        let r = try sftplua(["repl"], stdin: "1+1\nt = {b = 2, a = 'x'}\nt\nfor i = 1, 2 do\nprint(i)\nend\nerror('oops')\nprint('still here')\n")
+        #expect(r.status == 0)
+        #expect(r.stdout == "2\n{ a = \"x\", b = 2 }\n1\n2\nstill here\n")
+        #expect(r.stderr.contains("oops"))
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+
+/// The repository root (for scripts/ and examples/).
+public let repoRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A real OpenSSH sshd on 127.0.0.1, started by scripts/test-sshd in a temp dir and stopped
+/// when the test process exits. One per process, shared by the tests (each works in its own
+/// remote directory under `root`).
+public final class TestServer: @unchecked Sendable {
+    public let pid: Int32
+    public let host = "127.0.0.1"
+    public let port: Int
+    public let user: String
+    public let dir: String
+    /// A HOME whose ~/.ssh has the default identity and a known_hosts that knows the server.
+    public let home: String
+    public let keys: String
+    public let knownHosts: String
+    public let root: String
+    public let passwordUser: String?
+    public let password: String
+
+    public static let shared: TestServer = {
+        do { return try TestServer() } catch { fatalError("cannot start the test sshd: \(error)") }
+    }()
+
+    /// Starts a server. `extraConfig` lines go into its sshd_config.
+    public init(extraConfig: String = "") throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("sftplua-test-\(getpid())-\(UUID().uuidString.prefix(8))").path
+        let r = try runProcess("/bin/bash", [repoRoot.appendingPathComponent("scripts/test-sshd").path, tmp, String(getpid())],
+                               env: ["SFTPLUA_TEST_SSHD_EXTRA": extraConfig], timeout: 60)
+        guard r.status == 0 else { throw TestError("scripts/test-sshd failed with \(r.status): \(r.stderr)") }
+        let data = Data(r.stdout.utf8)
+        var v: [String: String] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { v[parts[0]] = parts[1] }
+        }
+        guard let pid = v["SFTPLUA_TEST_PID"].flatMap(Int32.init), let port = v["SFTPLUA_TEST_PORT"].flatMap(Int.init) else {
+            throw TestError("unexpected test-sshd output")
+        }
+        self.pid = pid
+        self.port = port
+        user = v["SFTPLUA_TEST_USER"] ?? "root"
+        dir = v["SFTPLUA_TEST_DIR"] ?? tmp
+        home = v["SFTPLUA_TEST_HOME"] ?? ""
+        keys = v["SFTPLUA_TEST_KEYS"] ?? ""
+        knownHosts = v["SFTPLUA_TEST_KNOWN_HOSTS"] ?? ""
+        root = v["SFTPLUA_TEST_ROOT"] ?? ""
+        passwordUser = (v["SFTPLUA_TEST_PW_USER"] ?? "").isEmpty ? nil : v["SFTPLUA_TEST_PW_USER"]
+        password = v["SFTPLUA_TEST_PASSWORD"] ?? ""
+        TestServer.started.append(pid)
+        TestServer.installExitHook
+    }
+
+    nonisolated(unsafe) static var started: [Int32] = []
+    static let installExitHook: Void = { atexit { for p in TestServer.started { kill(p, SIGTERM) } } }()
+
+    public func stop() { kill(pid, SIGTERM) }
+
+    /// A fresh directory on the server (the server runs on this machine, so also a local path).
+    public func makeRemoteDir(_ name: String = #function) throws -> String {
+        let clean = name.filter { $0.isLetter || $0.isNumber }
+        let path = root + "/" + clean + "-" + UUID().uuidString.prefix(6)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// `sftp.connect{...}` options (as Lua source) for the default identity.
+    public var connectLua: String {
+        "{host = \"\(host)\", port = \(port), known_hosts = \"\(knownHosts)\"}"
+    }
+}
+
+public struct TestError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// A fresh local temp directory.
+public func makeTempDir(_ name: String = "t") throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sftplua-\(name.filter { $0.isLetter || $0.isNumber })-\(UUID().uuidString.prefix(8))").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// Runs a program, capturing its output; bounded by `timeout` seconds.
+public struct ProcessResult {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+public func runProcess(_ exe: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
+                       stdin: String? = nil, timeout: Double = 120) throws -> ProcessResult {
+    // posix_spawn + waitpid: Foundation's Process can hang reaping children under Swift Testing.
+    let io = try makeTempDir("io")
+    defer { try? FileManager.default.removeItem(atPath: io) }
+    let inPath = io + "/in", outPath = io + "/out", errPath = io + "/err"
+    try (stdin ?? "").write(toFile: inPath, atomically: true, encoding: .utf8)
+    var e = ProcessInfo.processInfo.environment
+    e.removeValue(forKey: "SSH_AUTH_SOCK")
+    for (k, v) in env { e[k] = v }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, stdin == nil ? "/dev/null" : inPath, O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    // A working directory through the shell (glibc's addchdir is not visible to Swift here).
+    let command = cwd.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0, exe] + args } ?? [exe] + args
+    let argv = command.map { strdup($0) } + [nil]
+    let envp = e.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, command[0], &actions, nil, argv, envp)
+    guard rc == 0 else { throw TestError("cannot run \(exe): \(String(cString: strerror(rc)))") }
+    var status: Int32 = 0
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+        let w = waitpid(pid, &status, WNOHANG)
+        if w == pid { break }
+        if w < 0 && errno != EINTR { throw TestError("waitpid failed") }
+        if Date() > deadline {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+            throw TestError("\(exe) \(args) did not finish within \(timeout) s")
+        }
+        usleep(5_000)
+    }
+    let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    let so = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let se = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return ProcessResult(status: code, stdout: so, stderr: se)
+}
+
+/// The built `sftplua` binary (next to the test bundle).
+public let sftpluaBinary: String = {
+    if let b = ProcessInfo.processInfo.environment["SFTPLUA_BIN"] { return b }
+    let dir = Bundle.main.bundleURL
+    for candidate in [dir.appendingPathComponent("sftplua"), dir.deletingLastPathComponent().appendingPathComponent("sftplua")]
+        where FileManager.default.isExecutableFile(atPath: candidate.path) {
+        return candidate.path
+    }
+    return repoRoot.appendingPathComponent(".build/debug/sftplua").path
+}()
+
+extension TestServer {
+    /// Runs `sftplua run` on a script written to a temp file, with HOME set to the test home.
+    public func runScript(_ source: String, args: [String] = [], env: [String: String] = [:], name: String = "script.lua",
+                          cwd: String? = nil, timeout: Double = 120) throws -> ProcessResult {
+        let dir = try makeTempDir("script")
+        let path = dir + "/" + name
+        try source.write(toFile: path, atomically: true, encoding: .utf8)
+        var e = ["HOME": home]
+        for (k, v) in env { e[k] = v }
+        return try runProcess(sftpluaBinary, ["run", path] + args, env: e, cwd: cwd ?? dir, timeout: timeout)
+    }
+}
