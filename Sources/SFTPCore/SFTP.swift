@@ -199,10 +199,19 @@ public final class SFTP {
         if try statIfExists(linkpath, followLinks: false) != nil {
             throw SSHError(.fileExists, "cannot create symlink \(linkpath): it exists", path: linkpath)
         }
-        // OpenSSH's sftp-server takes (target, linkpath), the reverse of the draft; libssh2 sends them as given.
+        // OpenSSH's server reads (target, linkpath), the reverse of the draft; libssh2 sends its arguments in the order given.
         var t = Array(linkpath.utf8CString)
         let rc = try t.withUnsafeMutableBufferPointer { buf in
             try symlinkCall(target, buf.baseAddress!, UInt32(linkpath.utf8.count), LIBSSH2_SFTP_SYMLINK)
+        }
+        if rc == LIBSSH2_ERROR_SFTP_PROTOCOL {
+            // Debian's libssh2 1.10 (security update) reads the request id as the status of a
+            // SYMLINK reply (fixed upstream in libssh2 #1731): ask the server what happened.
+            if let a = try statIfExists(linkpath, followLinks: false), a.kind == .link,
+               (try? readlink(linkpath)) == target {
+                return
+            }
+            throw try pathFailure("cannot create symlink", path: linkpath, parentOf: true)
         }
         if rc != 0 { throw fail(rc, "cannot create symlink", path: linkpath) }
     }
@@ -210,8 +219,26 @@ public final class SFTP {
     private func pathQuery(_ path: String, _ type: Int32, _ what: String) throws -> String {
         var buf = [CChar](repeating: 0, count: 8192)
         let n = try buf.withUnsafeMutableBufferPointer { b in try symlinkCall(path, b.baseAddress!, UInt32(b.count), type) }
+        if n == LIBSSH2_ERROR_SFTP_PROTOCOL { throw try pathFailure(what, path: path, parentOf: false) }
         if n < 0 { throw fail(n, what, path: path) }
         return String(decoding: buf.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The error for a failed SYMLINK/READLINK/REALPATH, whose status this libssh2 misreads:
+    /// FileNotFound when the path (or, for creation, its directory) is missing, else IOError.
+    func pathFailure(_ what: String, path: String, parentOf: Bool) throws -> SSHError {
+        var probe = path
+        if parentOf {
+            let dir = (path as NSString).deletingLastPathComponent
+            probe = dir.isEmpty ? "." : dir
+        }
+        if try statIfExists(probe, followLinks: false) == nil {
+            return SSHError(.fileNotFound, "\(what) \(path): no such file", path: path, code: Int(LIBSSH2_FX_NO_SUCH_FILE))
+        }
+        if parentOf, try statIfExists(path, followLinks: false) != nil {
+            return SSHError(.fileExists, "\(what) \(path): it exists", path: path)
+        }
+        return SSHError(.io, "\(what) \(path): the server refused", path: path)
     }
 
     public func readlink(_ path: String) throws -> String { try pathQuery(path, LIBSSH2_SFTP_READLINK, "cannot read link") }

@@ -296,3 +296,40 @@ public final class Session {
         return String(decoding: blob.dropFirst(4).prefix(n), as: UTF8.self)
     }
 }
+
+extension Session {
+    /// Runs `command` on the server; returns its output (stderr merged into stdout, in arrival
+    /// order) and exit status.
+    public func exec(_ command: String) throws -> (output: [UInt8], status: Int32) {
+        let s = try handle()
+        let type = "session"
+        guard let ch = libssh2_channel_open_ex(s, type, UInt32(type.utf8.count), 2 * 1024 * 1024, 32768, nil, 0) else {
+            throw error(libssh2_session_last_errno(s), "cannot open a channel to run a command")
+        }
+        defer { libssh2_channel_free(ch) }
+        libssh2_channel_handle_extended_data2(ch, LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE)
+        let req = "exec"
+        var rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), command, UInt32(command.utf8.count))
+        if rc != 0 { throw error(rc, "cannot run command") }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var rounds = 0
+        while rounds < 100_000_000 {
+            rounds += 1
+            let n = buf.withUnsafeMutableBytes { libssh2_channel_read_ex(ch, 0, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+            if n < 0 { throw error(Int32(n), "reading the output of a command") }
+            if n == 0 { break }
+            out += buf[0..<n]
+        }
+        rc = libssh2_channel_close(ch)
+        if rc == 0 { libssh2_channel_wait_closed(ch) }
+        return (out, libssh2_channel_get_exit_status(ch))
+    }
+
+    /// Algorithms libssh2 offers, by kind (pysftp's security_options).
+    public static var securityOptions: [String: [String]] {
+        ["ciphers": supported(LIBSSH2_METHOD_CRYPT_CS), "digests": supported(LIBSSH2_METHOD_MAC_CS),
+         "kex": supported(LIBSSH2_METHOD_KEX), "key_types": supported(LIBSSH2_METHOD_HOSTKEY),
+         "compression": supported(LIBSSH2_METHOD_COMP_CS)]
+    }
+}

@@ -9,6 +9,8 @@ enum ConnectionBinding {
         defineInfo(c)
         defineListing(c)
         defineTransfers(c)
+        defineFileOps(c)
+        defineFileObjects(c)
         return c
     }()
 

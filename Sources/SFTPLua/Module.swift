@@ -13,6 +13,7 @@ public enum SFTPModule {
         l.setErrorPusher(ErrorObject.pusher)
         ErrorObject.register(l)
         ConnectionBinding.cls.register(in: l)
+        ConnectionBinding.fileClass.register(in: l)
 
         l.newTable()
         let m = l.absIndex(-1)
@@ -28,6 +29,10 @@ public enum SFTPModule {
         l.newTable()
         for k in SSHError.Kind.allCases { l.set(-1, k.rawValue, k.rawValue) }
         l.setField(m, "kinds")
+        LocalFS.install(l, module: m)
+        // The Lua side adds methods to Connection through this table.
+        l.getRegistry(ConnectionBinding.cls.name + ".methods")
+        l.setField(m, "_connection_methods")
         l.pushValue(m); l.setGlobal("sftp")
         sl_requiref(l.L, "sftp", m)
         l.pop()

@@ -1,0 +1,188 @@
+import CLibssh2
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// pysftp modes are the decimal digits of the octal mode: 755 means 0o755.
+func pysftpMode(_ l: Lua, _ i: Int32, default def: Int32 = 0o777, method: Bool = true) throws -> Int32 {
+    guard let v = try l.optInteger(i, method: method) else { return def }
+    guard v >= 0, let m = Int32(String(v), radix: 8), m <= 0o7777 else {
+        throw l.argError(i, "mode expected as octal digits like 755, got \(v)", method: method)
+    }
+    return m
+}
+
+extension ConnectionBinding {
+    static func defineFileOps(_ c: LuaClass<Connection>) {
+        func probe(_ name: String, follow: Bool, _ test: @escaping (FileAttributes) -> Bool) {
+            c.method(name) { conn, l in
+                let path = conn.remote(try l.checkString(2, method: true))
+                l.push(try conn.channel().statIfExists(path, followLinks: follow).map(test) ?? false)
+                return 1
+            }
+        }
+        probe("exists", follow: true) { _ in true }
+        probe("lexists", follow: false) { _ in true }
+        probe("isdir", follow: true) { $0.isDir }
+        probe("isfile", follow: true) { $0.kind == .file }
+
+        c.method("mkdir") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            try conn.channel().mkdir(path, mode: try pysftpMode(l, 3))
+            return 0
+        }
+        c.method("makedirs") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let mode = try pysftpMode(l, 3)
+            let sftp = try conn.channel()
+            if let a = try sftp.statIfExists(path) {
+                if a.isDir { return 0 }
+                throw SSHError(.fileExists, "cannot create directory \(path): a file is in the way", path: path)
+            }
+            var prefix = path.hasPrefix("/") ? "" : nil as String?
+            for part in path.split(separator: "/") {
+                let p = prefix.map { $0 + "/" + part } ?? String(part)
+                prefix = p
+                if let a = try sftp.statIfExists(p) {
+                    if !a.isDir { throw SSHError(.fileExists, "cannot create directory \(path): \(p) is a file", path: p) }
+                    continue
+                }
+                do { try sftp.mkdir(p, mode: mode) } catch let e as SSHError where e.kind == .fileExists {}
+            }
+            return 0
+        }
+        c.method("rmdir") { conn, l in
+            try conn.channel().rmdir(conn.remote(try l.checkString(2, method: true))); return 0
+        }
+        let remove: LuaClass<Connection>.Method = { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let sftp = try conn.channel()
+            do { try sftp.unlink(path) } catch var e as SSHError where e.kind == .io {
+                if let a = try sftp.statIfExists(path, followLinks: false), a.isDir { e.message = "cannot remove \(path): is a directory (use rmdir)" }
+                throw e
+            }
+            return 0
+        }
+        c.method("remove", remove)
+        c.method("unlink", remove)
+        c.method("rename") { conn, l in
+            let src = conn.remote(try l.checkString(2, method: true))
+            let dst = conn.remote(try l.checkString(3, method: true))
+            try conn.channel().rename(src, dst)
+            return 0
+        }
+        c.method("chmod") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            try conn.channel().setstat(path, FileAttributes(mode: UInt32(try pysftpMode(l, 3))))
+            return 0
+        }
+        c.method("chown") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let uid = try l.optInteger(3, method: true), gid = try l.optInteger(4, method: true)
+            if uid == nil && gid == nil { return 0 }
+            let sftp = try conn.channel()
+            let cur = try sftp.stat(path)
+            try sftp.setstat(path, FileAttributes(uid: uid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.uid ?? 0,
+                                                  gid: gid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.gid ?? 0))
+            return 0
+        }
+        c.method("symlink") { conn, l in
+            let target = try l.checkString(2, method: true)
+            let link = conn.remote(try l.checkString(3, method: true))
+            try conn.channel().symlink(target: target, linkpath: link)
+            return 0
+        }
+        c.method("readlink") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let sftp = try conn.channel()
+            var target = try sftp.readlink(path)
+            if !target.hasPrefix("/") {
+                // Relative targets are relative to the link's directory: answer an absolute path.
+                let dir = (path as NSString).deletingLastPathComponent
+                target = try sftp.realpath((dir.isEmpty ? "." : dir)) + "/" + target
+                target = (target as NSString).standardizingPath
+            }
+            l.push(target)
+            return 1
+        }
+        c.method("normalize") { conn, l in
+            l.push(try conn.channel().realpath(conn.remote(try l.checkString(2, method: true))))
+            return 1
+        }
+        c.method("truncate") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let size = try l.checkInteger(3, method: true)
+            guard size >= 0 else { throw l.argError(3, "size must not be negative", method: true) }
+            let sftp = try conn.channel()
+            try sftp.setstat(path, FileAttributes(size: UInt64(size)))
+            l.push(Int64(truncatingIfNeeded: try sftp.stat(path).size ?? UInt64(size)))
+            return 1
+        }
+        let chdir: LuaClass<Connection>.Method = { conn, l in
+            guard let p = try l.optString(2, method: true) else { conn.cwd = nil; return 0 }
+            let sftp = try conn.channel()
+            let path = try sftp.realpath(conn.remote(p))
+            let a = try sftp.stat(path)
+            guard a.isDir else { throw SSHError(.io, "cannot change directory to \(path): not a directory", path: path) }
+            conn.cwd = path
+            return 0
+        }
+        c.method("chdir", chdir)
+        c.method("cwd", chdir)
+        c.method("getcwd") { conn, l in l.push(conn.cwd); return 1 }
+        c.getter("pwd") { conn, l in l.push(try conn.channel().realpath(conn.remote("."))) }
+        c.getter("active_ciphers") { conn, l in
+            l.push(strings: [conn.session.activeMethod(LIBSSH2_METHOD_CRYPT_CS) ?? "", conn.session.activeMethod(LIBSSH2_METHOD_CRYPT_SC) ?? ""])
+        }
+        c.getter("security_options") { _, l in
+            l.newTable()
+            for (k, v) in Session.securityOptions { l.push(strings: v); l.setField(-2, k) }
+        }
+        c.method("execute") { conn, l in
+            let cmd = try l.checkString(2, method: true)
+            if conn.closed { throw SSHError(.connection, "the connection is closed") }
+            let (out, status) = try conn.session.exec(cmd)
+            conn.log?.write("execute (exit \(status))")
+            // Lines keep their "\n" (pysftp returns them as readlines() does).
+            l.newTable()
+            var start = 0, n = 0
+            for i in 0..<out.count where out[i] == 0x0A {
+                n += 1; l.push(bytes: Array(out[start...i])); l.setIndex(-2, n); start = i + 1
+            }
+            if start < out.count { n += 1; l.push(bytes: Array(out[start...])); l.setIndex(-2, n) }
+            l.push(Int64(status))
+            return 2
+        }
+        c.method("read") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let f = try conn.channel().open(path, flags: LIBSSH2_FXF_READ)
+            defer { try? f.close() }
+            var data: [UInt8] = []
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: Transfer.blockSize, alignment: 16)
+            defer { buf.deallocate() }
+            while true {
+                let n = try f.read(into: buf, count: Transfer.blockSize)
+                if n == 0 { break }
+                data.append(contentsOf: UnsafeRawBufferPointer(start: buf, count: n))
+            }
+            l.push(bytes: data)
+            return 1
+        }
+        c.method("write") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            guard l.isString(3) else { throw l.typeError(3, expected: "string", method: true) }
+            let count = l.rawLength(3)
+            var off = 0
+            try l.withBytes(3) { bytes in
+                try Transfer.upload(try conn.channel(), remote: path, size: UInt64(count), confirm: true) { buf, cap in
+                    let n = min(cap, bytes.count - off)
+                    if n > 0 { buf.copyMemory(from: bytes.baseAddress!.advanced(by: off), byteCount: n) }
+                    off += n
+                    return n
+                }
+            }
+            l.push(count)
+            return 1
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// Local file-system helpers the Lua side of the library needs (Lua's io has no directories).
+/// Exposed as `sftp.fs`: `ls(path)`, `lstat(path)`, `stat(path)`, `mkdir(path [, mode])`,
+/// `chdir(path)`, `getcwd()`, `realpath(path)`, `utime(path, atime, mtime)`.
+enum LocalFS {
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: return "file"
+        case S_IFDIR: return "dir"
+        case S_IFLNK: return "link"
+        default: return "other"
+        }
+    }
+
+    static func pushStat(_ l: Lua, _ st: stat) {
+        AttributeTable.push(l, FileAttributes(size: UInt64(st.st_size), uid: st.st_uid, gid: st.st_gid, mode: st.st_mode,
+                                              atime: UInt64(max(0, st.st_atim.tv_sec)), mtime: UInt64(max(0, st.st_mtim.tv_sec))))
+    }
+
+    static func install(_ l: Lua, module m: Int32) {
+        l.newTable()
+        let t = l.absIndex(-1)
+        l.setFunction(t, "ls") { l in
+            let path = try l.checkString(1)
+            guard let d = opendir(path) else { throw SSHError.local(errno, "cannot list", path: path) }
+            defer { closedir(d) }
+            var names: [String] = []
+            var guardCount = 0
+            while let e = readdir(d), guardCount < 10_000_000 {
+                guardCount += 1
+                let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                    String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+                }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            names.sort()
+            l.newTable(narr: Int32(clamping: names.count))
+            for (i, n) in names.enumerated() {
+                var st = stat()
+                let full = path.hasSuffix("/") ? path + n : path + "/" + n
+                if lstat(full, &st) != 0 { continue }
+                pushStat(l, st)
+                l.set(-1, "filename", n)
+                l.setIndex(-2, i + 1)
+            }
+            return 1
+        }
+        for (name, follow) in [("stat", true), ("lstat", false)] {
+            l.setFunction(t, name) { l in
+                let path = try l.checkString(1)
+                var st = stat()
+                if (follow ? stat(path, &st) : lstat(path, &st)) != 0 {
+                    if errno == ENOENT || errno == ENOTDIR { l.pushNil(); return 1 }
+                    throw SSHError.local(errno, "cannot stat", path: path)
+                }
+                pushStat(l, st)
+                return 1
+            }
+        }
+        l.setFunction(t, "mkdir") { l in
+            let path = try l.checkString(1)
+            let mode = try pysftpMode(l, 2, method: false)
+            if mkdir(path, mode_t(mode)) != 0 { throw SSHError.local(errno, "cannot create directory", path: path) }
+            return 0
+        }
+        l.setFunction(t, "chdir") { l in
+            let path = try l.checkString(1)
+            if chdir(path) != 0 { throw SSHError.local(errno, "cannot change directory to", path: path) }
+            return 0
+        }
+        l.setFunction(t, "getcwd") { l in l.push(FileManager.default.currentDirectoryPath); return 1 }
+        l.setFunction(t, "realpath") { l in
+            let path = try l.checkString(1)
+            guard let r = realpath(path, nil) else { throw SSHError.local(errno, "cannot resolve", path: path) }
+            defer { free(r) }
+            l.push(String(cString: r))
+            return 1
+        }
+        l.setFunction(t, "utime") { l in
+            let path = try l.checkString(1)
+            let at = try l.checkInteger(2), mt = try l.checkInteger(3)
+            var times = [timespec(tv_sec: Int(at), tv_nsec: 0), timespec(tv_sec: Int(mt), tv_nsec: 0)]
+            if utimensat(AT_FDCWD, path, &times, 0) != 0 { throw SSHError.local(errno, "cannot set times of", path: path) }
+            return 0
+        }
+        l.setField(m, "fs")
+    }
+}

@@ -1,0 +1,293 @@
+import CLibssh2
+import CLua
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// `c:open(remote, mode)`: a remote file with io-style methods. Reads are buffered here;
+/// writes go straight to the server (libssh2 pipelines them).
+final class RemoteFile {
+    let file: SFTPFile
+    let mode: String
+    var buffer: [UInt8] = []
+    var bufferStart = 0          // index in buffer of the next unread byte
+    var position: UInt64 = 0     // file offset of the next byte the user reads/writes
+    var closed = false
+    let chunk: Int
+
+    init(file: SFTPFile, mode: String, chunk: Int, start: UInt64) {
+        self.file = file
+        self.mode = mode
+        self.chunk = chunk
+        self.position = start
+    }
+
+    func check() throws {
+        if closed { throw SSHError(.io, "attempt to use a closed file", path: file.path) }
+    }
+
+    /// Ensures at least `n` buffered bytes when the file has them; false at EOF with nothing buffered.
+    func fill(_ n: Int) throws {
+        while buffer.count - bufferStart < n {
+            if bufferStart > 0 { buffer.removeFirst(bufferStart); bufferStart = 0 }
+            let want = max(chunk, n - buffer.count)
+            var tmp = [UInt8](repeating: 0, count: want)
+            let got = try tmp.withUnsafeMutableBytes { try file.read(into: $0.baseAddress!, count: want) }
+            if got == 0 { return }
+            buffer += tmp[0..<got]
+        }
+    }
+
+    func take(_ n: Int) -> [UInt8] {
+        let n = min(n, buffer.count - bufferStart)
+        let out = Array(buffer[bufferStart..<bufferStart + n])
+        bufferStart += n
+        position += UInt64(n)
+        return out
+    }
+
+    func line(keepNewline: Bool) throws -> [UInt8]? {
+        var scanned = 0
+        while true {
+            if let i = buffer[(bufferStart + scanned)...].firstIndex(of: 0x0A) {
+                var out = take(i - bufferStart + 1)
+                if !keepNewline { out.removeLast() }
+                return out
+            }
+            scanned = buffer.count - bufferStart
+            let before = buffer.count - bufferStart
+            try fill(before + chunk)
+            if buffer.count - bufferStart == before {
+                if before == 0 { return nil }
+                return take(before)
+            }
+        }
+    }
+
+    func seekTo(_ pos: UInt64) throws {
+        buffer = []; bufferStart = 0
+        position = pos
+        try file.seek(pos)
+    }
+
+    func close() throws {
+        guard !closed else { return }
+        closed = true
+        buffer = []
+        try file.close()
+    }
+}
+
+extension ConnectionBinding {
+    static let fileClass: LuaClass<RemoteFile> = {
+        let f = LuaClass<RemoteFile>(name: "sftp.RemoteFile")
+        f.method("read") { rf, l in try read(rf, l, first: 2) }
+        f.method("write") { rf, l in
+            try rf.check()
+            if !rf.buffer.isEmpty { try rf.seekTo(rf.position) } // drop read-ahead before writing
+            for i in 2...max(2, l.top) where l.top >= 2 {
+                guard l.isString(i) || l.type(i) == LUA_TNUMBER else { throw l.typeError(i, expected: "string", method: true) }
+                let bytes = l.isString(i) ? l.bytes(i)! : Array(l.describe(i).utf8)
+                try bytes.withUnsafeBytes { try rf.file.write($0) }
+                rf.position += UInt64(bytes.count)
+            }
+            l.pushValue(1)
+            return 1
+        }
+        f.method("seek") { rf, l in
+            try rf.check()
+            let whence = try l.optString(2, method: true) ?? "cur"
+            let off = try l.optInteger(3, method: true) ?? 0
+            let base: Int64
+            switch whence {
+            case "set": base = 0
+            case "cur": base = Int64(rf.position)
+            case "end": base = Int64(try rf.file.stat().size ?? 0)
+            default: throw l.argError(2, "invalid option '\(whence)' ('set', 'cur' or 'end' expected)", method: true)
+            }
+            let target = base + off
+            guard target >= 0 else { throw l.argError(3, "seek before the start of the file", method: true) }
+            if whence != "cur" || off != 0 { try rf.seekTo(UInt64(target)) }
+            l.push(target)
+            return 1
+        }
+        f.method("lines") { rf, l in
+            try rf.check()
+            let nformats = l.top - 1
+            // Iterator: upvalue-free closure capturing the formats as a Lua table.
+            l.newTable()
+            for i in 0..<nformats { l.pushValue(2 + i); l.setIndex(-2, Int(i) + 1) }
+            let formats = l.ref()
+            l.push(function: "lines") { [rf] l in
+                l.top = 0
+                l.pushRef(formats)
+                let n = l.rawLength(1)
+                if n == 0 { l.pop(); l.push("l") } else {
+                    for i in 1...n { l.getIndex(1, i) }
+                    l.remove(1)
+                }
+                if rf.closed { throw SSHError(.io, "file is already closed", path: rf.file.path) }
+                return try read(rf, l, first: 1)
+            }
+            return 1
+        }
+        f.method("stat") { rf, l in
+            try rf.check()
+            AttributeTable.push(l, try rf.file.stat())
+            return 1
+        }
+        f.method("close") { rf, _ in try rf.close(); return 0 }
+        f.meta("__close") { rf, _ in try? rf.close(); return 0 }
+        f.meta("__tostring") { rf, l in l.push("sftp.RemoteFile(\(rf.file.path)\(rf.closed ? ", closed" : ""))"); return 1 }
+        return f
+    }()
+
+    /// io-style read: formats from `first` (none = "l"); results stop at the first nil.
+    static func read(_ rf: RemoteFile, _ l: Lua, first: Int32) throws -> Int32 {
+        try rf.check()
+        let last = l.top
+        var formats: [Int32] = Array(first...max(first, last))
+        if last < first { formats = [] }
+        if formats.isEmpty { l.push("l"); formats = [l.top] }
+        var pushed: Int32 = 0
+        for i in formats {
+            if let n = l.integer(i) {
+                guard n >= 0 else { throw l.argError(i, "negative count", method: first == 2) }
+                try rf.fill(Int(n))
+                if n == 0 {
+                    if rf.buffer.count - rf.bufferStart == 0 { try rf.fill(1) }
+                    if rf.buffer.count - rf.bufferStart == 0 { l.pushNil(); return pushed + 1 }
+                    l.push(""); pushed += 1; continue
+                }
+                let bytes = rf.take(Int(n))
+                if bytes.isEmpty { l.pushNil(); return pushed + 1 }
+                l.push(bytes: bytes); pushed += 1
+                continue
+            }
+            guard var f = l.string(i) else { throw l.typeError(i, expected: "string", method: first == 2) }
+            if f.hasPrefix("*") { f.removeFirst() }
+            switch f.first {
+            case "a":
+                var all: [UInt8] = []
+                while true {
+                    try rf.fill(rf.chunk)
+                    let b = rf.take(rf.buffer.count - rf.bufferStart)
+                    if b.isEmpty { break }
+                    all += b
+                }
+                l.push(bytes: all); pushed += 1
+            case "l", "L":
+                guard let line = try rf.line(keepNewline: f.first == "L") else { l.pushNil(); return pushed + 1 }
+                l.push(bytes: line); pushed += 1
+            case "n":
+                // Skip whitespace, take a numeral, convert like tonumber.
+                var text: [UInt8] = []
+                while true {
+                    try rf.fill(1)
+                    guard rf.bufferStart < rf.buffer.count else { break }
+                    let b = rf.buffer[rf.bufferStart]
+                    if text.isEmpty && (b == 0x20 || (0x09...0x0D).contains(b)) { _ = rf.take(1); continue }
+                    let ok = (0x30...0x39).contains(b) || b == 0x2E || b == 0x2B || b == 0x2D || b == 0x65 || b == 0x45 || b == 0x78 || b == 0x58 || (0x61...0x66).contains(b) || (0x41...0x46).contains(b)
+                    if !ok || text.count > 200 { break }
+                    text += rf.take(1)
+                }
+                if let v = Int64(String(decoding: text, as: UTF8.self)) { l.push(v) }
+                else if let d = Double(String(decoding: text, as: UTF8.self)) { l.push(d) }
+                else { l.pushNil(); return pushed + 1 }
+                pushed += 1
+            default:
+                throw l.argError(i, "invalid format '\(f)'", method: first == 2)
+            }
+        }
+        return pushed
+    }
+
+    static func defineFileObjects(_ c: LuaClass<Connection>) {
+        c.method("open") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let mode = try l.optString(3, method: true) ?? "r"
+            let bufsize = try l.optInteger(4, method: true) ?? -1
+            let m = mode.replacingOccurrences(of: "b", with: "")
+            var flags: Int32
+            switch m.replacingOccurrences(of: "x", with: "") {
+            case "r": flags = LIBSSH2_FXF_READ
+            case "r+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE
+            case "w": flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
+            case "w+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
+            case "a": flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_APPEND
+            case "a+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_APPEND
+            default: throw l.argError(3, "invalid mode '\(mode)'", method: true)
+            }
+            if m.contains("x") { flags |= LIBSSH2_FXF_EXCL | LIBSSH2_FXF_CREAT }
+            let sftp = try conn.channel()
+            if m.contains("x"), try sftp.statIfExists(path, followLinks: false) != nil {
+                throw SSHError(.fileExists, "cannot create \(path): it exists", path: path)
+            }
+            let f = try sftp.open(path, flags: flags)
+            var start: UInt64 = 0
+            if m.hasPrefix("a") { start = try f.stat().size ?? 0; try f.seek(start) }
+            let chunk = bufsize > 0 ? Int(min(bufsize, 64 << 20)) : 256 << 10
+            fileClass.push(RemoteFile(file: f, mode: m, chunk: chunk, start: start), in: l)
+            return 1
+        }
+        c.method("getfo") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let fileIdx: Int32 = 3
+            guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file", method: true) }
+            let o = try LuaOptions(l, 4, allowed: ["callback"], function: "getfo", method: true)
+            let cb = progress(l, try o.function("callback"))
+            let sftp = try conn.channel()
+            let total = try sftp.stat(path).size ?? 0
+            let f = try sftp.open(path, flags: LIBSSH2_FXF_READ)
+            defer { try? f.close() }
+            l.getFieldProtected(fileIdx, "write")
+            guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a write method expected, got \(l.typeName(fileIdx))", method: true) }
+            let writeFn = l.absIndex(-1)
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: Transfer.blockSize, alignment: 16)
+            defer { buf.deallocate() }
+            var done: UInt64 = 0
+            try cb?(0, total)
+            while true {
+                let n = try f.read(into: buf, count: Transfer.blockSize)
+                if n == 0 { break }
+                try l.call(writeFn, nresults: 2) {
+                    l.pushValue(fileIdx); l.push(bytes: UnsafeRawBufferPointer(start: buf, count: n)); return 2
+                }
+                let failed = l.isNoneOrNil(-2)
+                let msg = l.isString(-1) ? l.string(-1)! : "write failed"
+                l.pop(2)
+                if failed { throw SSHError(.os, "cannot write to the local file: \(msg)") }
+                done += UInt64(n)
+                try cb?(done, max(done, total))
+            }
+            l.push(done)
+            return 1
+        }
+        c.method("putfo") { conn, l in
+            let fileIdx: Int32 = 2
+            guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file", method: true) }
+            guard let given = try l.optString(3, method: true) else {
+                throw l.argError(3, "remote path expected (a file object has no name)", method: true)
+            }
+            let path = conn.remote(given)
+            let o = try LuaOptions(l, 4, allowed: ["file_size", "callback", "confirm"], function: "putfo", method: true)
+            let size = try o.integer("file_size") ?? 0
+            let cb = progress(l, try o.function("callback"))
+            l.getFieldProtected(fileIdx, "read")
+            guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a read method expected, got \(l.typeName(fileIdx))", method: true) }
+            let readFn = l.absIndex(-1)
+            let attrs = try Transfer.upload(try conn.channel(), remote: path, size: size > 0 ? UInt64(size) : nil,
+                                            confirm: try o.bool("confirm") ?? true, progress: cb) { buf, cap in
+                try l.call(readFn, nresults: 1) { l.pushValue(fileIdx); l.push(cap); return 2 }
+                defer { l.pop() }
+                guard let n = l.withBytes(-1, { b -> Int in
+                    if b.count > 0 { buf.copyMemory(from: b.baseAddress!, byteCount: b.count) }
+                    return b.count
+                }) else { return 0 }
+                return n
+            }
+            AttributeTable.push(l, attrs)
+            return 1
+        }
+    }
+}

@@ -1,0 +1,312 @@
+-- Connection methods and module functions written in Lua on top of the Swift primitives.
+local sftp = ...
+local M = sftp._connection_methods
+local fs = sftp.fs
+
+local function argerror(n, fname, msg)
+  sftp.error("ArgumentError", ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
+end
+
+local function check(v, n, fname, want, optional)
+  if v == nil and optional then return end
+  if type(v) ~= want then argerror(n, fname, ("%s expected, got %s"):format(want, v == nil and "no value" or type(v))) end
+end
+
+local function join(a, b)
+  if a == "" then return b end
+  if a:sub(-1) == "/" then return a .. b end
+  return a .. "/" .. b
+end
+
+-- A name from a listing that must never be used to build a local path.
+local function unsafe_name(name)
+  return name == "" or name == "." or name == ".." or name:find("/", 1, true) or name:find("\0", 1, true)
+end
+
+local function check_opts(opts, fname, n, allowed)
+  if opts == nil then return {} end
+  check(opts, n, fname, "table")
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local best, bestd
+      for a in pairs(allowed) do
+        local d = sftp._distance(tostring(k), a)
+        if not bestd or d < bestd or (d == bestd and a < best) then best, bestd = a, d end
+      end
+      local msg = ("unknown option '%s' to '%s'"):format(tostring(k), fname)
+      if best and bestd <= math.max(2, #tostring(k) // 2) then msg = msg .. (" (did you mean '%s'?)"):format(best) end
+      sftp.error("ArgumentError", msg)
+    end
+  end
+  return opts
+end
+sftp._check_opts = check_opts
+
+--- Levenshtein distance (for suggestions).
+function sftp._distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = {[0] = i}
+    for j = 1, #b do
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+--- c:cd(path, fn): run fn with the remote cwd at path, restore it after (also on error).
+function M.cd(c, path, fn)
+  check(path, 1, "cd", "string", true)
+  check(fn, 2, "cd", "function")
+  local old = c:getcwd()
+  if path ~= nil then c:chdir(path) end
+  local res = table.pack(pcall(fn))
+  c:chdir(old)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+--- c:walktree(path, fcb, dcb, ucb, recurse=true): depth first, sorted. Symlinks to files go to
+--- fcb, to directories to dcb (not descended, so links cannot loop); anything else to ucb.
+function M.walktree(c, path, fcb, dcb, ucb, recurse)
+  check(path, 1, "walktree", "string")
+  check(fcb, 2, "walktree", "function", true)
+  check(dcb, 3, "walktree", "function", true)
+  check(ucb, 4, "walktree", "function", true)
+  if recurse == nil then recurse = true end
+  local function walk(dir, depth)
+    if depth > 256 then sftp.error("IOError", "walktree: directories nested deeper than 256 levels under " .. path, dir) end
+    for _, e in ipairs(c:listdir_attr(dir)) do
+      local p = join(dir, e.filename)
+      local t = e.type
+      if t == "link" then
+        local ok, a = pcall(c.stat, c, p)
+        t = ok and a.type or "other"
+        if t == "dir" then if dcb then dcb(p) end; t = nil end
+      end
+      if t == "dir" then
+        if dcb then dcb(p) end
+        if recurse then walk(p, depth + 1) end
+      elseif t == "file" then
+        if fcb then fcb(p) end
+      elseif t ~= nil then
+        if ucb then ucb(p) end
+      end
+    end
+  end
+  walk(path, 0)
+end
+
+-- Local directories, created with parents; refuses to go through a symlink or a file.
+local function local_makedirs(path)
+  local a = fs.lstat(path)
+  if a then
+    if a.type == "dir" then return end
+    if a.type == "link" and (fs.stat(path) or {}).type == "dir" then return end
+    sftp.error("FileExists", "cannot create directory " .. path .. ": a file is in the way", path)
+  end
+  local parent = path:match("^(.*)/[^/]+/*$")
+  if parent and parent ~= "" then local_makedirs(parent) end
+  local ok, err = pcall(fs.mkdir, path, 777)
+  if not ok and not (type(err) == "table" and err.kind == "FileExists") then error(err, 0) end
+end
+sftp._local_makedirs = local_makedirs
+
+local function within(root, p)
+  return p == root or p:sub(1, #root + 1) == (root == "/" and "/" or root .. "/")
+end
+
+local function download_dir(c, rdir, ldir, opts, recursive, fname)
+  opts = check_opts(opts, fname, 3, {preserve_mtime = true})
+  check(rdir, 1, fname, "string"); check(ldir, 2, fname, "string")
+  local root = c:normalize(rdir)
+  if not c:isdir(root) then
+    if c:exists(root) then sftp.error("IOError", fname .. ": " .. rdir .. " is not a directory", rdir) end
+    sftp.error("FileNotFound", fname .. ": no such directory " .. rdir, rdir)
+  end
+  local_makedirs(ldir)
+  local getopts = {preserve_mtime = opts.preserve_mtime}
+  local function copy(rd, ld, depth)
+    if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", rd) end
+    for _, e in ipairs(c:listdir_attr(rd)) do
+      local name = e.filename
+      if not unsafe_name(name) then
+        local rp, lp = join(rd, name), join(ld, name)
+        local t = e.type
+        if t == "link" then
+          -- Followed only when it resolves to a file inside the tree being copied.
+          local ok, target = pcall(c.normalize, c, rp)
+          local ok2, a = pcall(c.stat, c, rp)
+          t = (ok and ok2 and within(root, target) and a.type == "file") and "file" or nil
+        end
+        local la = fs.lstat(lp)
+        if t == "file" then
+          if not (la and la.type == "dir") then c:get(rp, lp, getopts) end
+        elseif t == "dir" and recursive then
+          if not la or la.type == "dir" then   -- never descend through a local symlink
+            if not la then fs.mkdir(lp, 777) end
+            copy(rp, lp, depth + 1)
+          end
+        end
+      end
+    end
+  end
+  copy(root, ldir, 0)
+end
+
+local function upload_dir(c, ldir, rdir, opts, recursive, fname)
+  opts = check_opts(opts, fname, 3, {preserve_mtime = true, confirm = true})
+  check(ldir, 1, fname, "string"); check(rdir, 2, fname, "string")
+  local la = fs.stat(ldir)
+  if not la then sftp.error("FileNotFound", fname .. ": no such directory " .. ldir, ldir) end
+  if la.type ~= "dir" then sftp.error("OSError", fname .. ": " .. ldir .. " is not a directory", ldir) end
+  local root = fs.realpath(ldir)
+  c:makedirs(rdir)
+  local putopts = {preserve_mtime = opts.preserve_mtime, confirm = opts.confirm}
+  local function copy(ld, rd, depth)
+    if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", ld) end
+    for _, e in ipairs(fs.ls(ld)) do
+      local lp, rp = join(ld, e.filename), join(rd, e.filename)
+      local t = e.type
+      if t == "link" then
+        local ok, target = pcall(fs.realpath, lp)
+        local a = ok and within(root, target) and fs.stat(lp)
+        t = (a and a.type == "file") and "file" or nil
+      end
+      if t == "file" then
+        c:put(lp, rp, putopts)
+      elseif t == "dir" and recursive then
+        if not c:isdir(rp) then c:mkdir(rp) end
+        copy(lp, rp, depth + 1)
+      end
+    end
+  end
+  copy(ldir, c:normalize(rdir), 0)
+end
+
+function M.get_d(c, rdir, ldir, opts) download_dir(c, rdir, ldir, opts, false, "get_d") end
+function M.get_r(c, rdir, ldir, opts) download_dir(c, rdir, ldir, opts, true, "get_r") end
+function M.put_d(c, ldir, rdir, opts) upload_dir(c, ldir, rdir, opts, false, "put_d") end
+function M.put_r(c, ldir, rdir, opts) upload_dir(c, ldir, rdir, opts, true, "put_r") end
+
+-- Module functions (pysftp's helpers) ----------------------------------------
+
+--- sftp.cd(localpath, fn): run fn with the local cwd at localpath, restore it after.
+function sftp.cd(localpath, fn)
+  check(localpath, 1, "cd", "string", true)
+  check(fn, 2, "cd", "function")
+  local old = fs.getcwd()
+  if localpath ~= nil then fs.chdir(localpath) end
+  local res = table.pack(pcall(fn))
+  fs.chdir(old)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+--- sftp.walktree(localpath, fcb, dcb, ucb, recurse=true): the local twin of c:walktree.
+function sftp.walktree(localpath, fcb, dcb, ucb, recurse)
+  check(localpath, 1, "walktree", "string")
+  check(fcb, 2, "walktree", "function", true)
+  check(dcb, 3, "walktree", "function", true)
+  check(ucb, 4, "walktree", "function", true)
+  if recurse == nil then recurse = true end
+  local function walk(dir, depth)
+    if depth > 256 then sftp.error("OSError", "walktree: directories nested deeper than 256 levels", dir) end
+    for _, e in ipairs(fs.ls(dir)) do
+      local p = join(dir, e.filename)
+      local t = e.type
+      if t == "link" then
+        local a = fs.stat(p)
+        t = a and a.type or "other"
+        if t == "dir" then if dcb then dcb(p) end; t = nil end
+      end
+      if t == "dir" then
+        if dcb then dcb(p) end
+        if recurse then walk(p, depth + 1) end
+      elseif t == "file" then
+        if fcb then fcb(p) end
+      elseif t ~= nil then
+        if ucb then ucb(p) end
+      end
+    end
+  end
+  walk(localpath, 0)
+end
+
+local function split(path, sep)
+  local parts, start = {}, 1
+  while true do
+    local i = path:find(sep, start, true)
+    if not i then parts[#parts + 1] = path:sub(start); break end
+    parts[#parts + 1] = path:sub(start, i - 1)
+    start = i + #sep
+  end
+  return parts
+end
+
+local function pjoin(parts, n, sep)
+  local out = ""
+  for i = 1, n do
+    local p = parts[i]
+    if p ~= "" then out = (out == "" or out:sub(-#sep) == sep) and out .. p or out .. sep .. p end
+  end
+  return out
+end
+
+--- for p in sftp.path_advance("a/b/c") do ... end  -> "a", "a/b", "a/b/c"
+function sftp.path_advance(path, sep)
+  check(path, 1, "path_advance", "string")
+  sep = sep or "/"
+  local pre = path:sub(1, #sep) == sep and sep or ""
+  local parts = split(path, sep)
+  local i = 0
+  return function()
+    while i < #parts do
+      i = i + 1
+      local cur = pjoin(parts, i, sep)
+      if cur ~= "" and parts[i] ~= "" then return pre .. cur end
+    end
+  end
+end
+
+--- for p in sftp.path_retreat("a/b/c") do ... end  -> "a/b/c", "a/b", "a"
+function sftp.path_retreat(path, sep)
+  check(path, 1, "path_retreat", "string")
+  sep = sep or "/"
+  local pre = path:sub(1, #sep) == sep and sep or ""
+  local parts = split(path, sep)
+  local n = #parts + 1
+  return function()
+    while n > 1 do
+      n = n - 1
+      local cur = pjoin(parts, n, sep)
+      if cur ~= "" then return pre .. cur end
+    end
+  end
+end
+
+--- sftp.reparent("/new", "/a/b") -> "/new/./a/b" (as pysftp: oldpath made relative, joined)
+function sftp.reparent(newparent, oldpath)
+  check(newparent, 1, "reparent", "string")
+  check(oldpath, 2, "reparent", "string")
+  if oldpath:sub(1, 1) == "/" or oldpath:sub(1, 1) == "\\" then oldpath = "." .. oldpath end
+  return join(newparent, oldpath)
+end
+
+--- sftp.st_mode_to_int(33188) -> 644: the permission bits as decimal digits of their octal.
+function sftp.st_mode_to_int(mode)
+  check(mode, 1, "st_mode_to_int", "number")
+  local s = ("%o"):format(math.tointeger(mode) & 0xfff)
+  return math.tointeger(tonumber(s:sub(-3)))
+end
+
+--- sftp.WTCallbacks(): collects walktree results in flist, dlist, ulist.
+function sftp.WTCallbacks()
+  local w = {flist = {}, dlist = {}, ulist = {}}
+  w.file_cb = function(p) w.flist[#w.flist + 1] = p end
+  w.dir_cb = function(p) w.dlist[#w.dlist + 1] = p end
+  w.unk_cb = function(p) w.ulist[#w.ulist + 1] = p end
+  return w
+end
