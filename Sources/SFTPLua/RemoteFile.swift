@@ -191,9 +191,10 @@ extension ConnectionBinding {
                     if !ok || text.count > 200 { break }
                     text += rf.take(1)
                 }
-                if let v = Int64(String(decoding: text, as: UTF8.self)) { l.push(v) }
-                else if let d = Double(String(decoding: text, as: UTF8.self)) { l.push(d) }
-                else { l.pushNil(); return pushed + 1 }
+                // Lua's own conversion (integers, floats, hex), as io.read("n") does.
+                if text.isEmpty || lua_stringtonumber(l.L, String(decoding: text, as: UTF8.self)) == 0 {
+                    l.pushNil(); return pushed + 1
+                }
                 pushed += 1
             default:
                 throw l.argError(i, "invalid format '\(f)'", method: first == 2)
