@@ -112,7 +112,7 @@ local function local_makedirs(path)
   local ok, err = pcall(fs.mkdir, path, 777)
   if not ok and not (type(err) == "table" and err.kind == "FileExists") then error(err, 0) end
 end
-sftp._local_makedirs = local_makedirs
+fs.makedirs = local_makedirs
 
 local function within(root, p)
   return p == root or p:sub(1, #root + 1) == (root == "/" and "/" or root .. "/")

@@ -89,6 +89,8 @@ public struct ProcessResult {
     public let status: Int32
     public let stdout: String
     public let stderr: String
+    /// Peak resident memory of the process, in KiB (from wait4's rusage).
+    public var maxRSSKiB: Int = 0
 }
 
 public func runProcess(_ exe: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
@@ -116,9 +118,10 @@ public func runProcess(_ exe: String, _ args: [String], env: [String: String] = 
     let rc = posix_spawn(&pid, command[0], &actions, nil, argv, envp)
     guard rc == 0 else { throw TestError("cannot run \(exe): \(String(cString: strerror(rc)))") }
     var status: Int32 = 0
+    var usage = rusage()
     let deadline = Date().addingTimeInterval(timeout)
     while true {
-        let w = waitpid(pid, &status, WNOHANG)
+        let w = wait4(pid, &status, WNOHANG, &usage)
         if w == pid { break }
         if w < 0 && errno != EINTR { throw TestError("waitpid failed") }
         if Date() > deadline {
@@ -131,7 +134,9 @@ public func runProcess(_ exe: String, _ args: [String], env: [String: String] = 
     let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     let so = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
     let se = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-    return ProcessResult(status: code, stdout: so, stderr: se)
+    var result = ProcessResult(status: code, stdout: so, stderr: se)
+    result.maxRSSKiB = Int(usage.ru_maxrss)
+    return result
 }
 
 /// The built `sftplua` binary (next to the test bundle).
