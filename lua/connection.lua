@@ -310,3 +310,10 @@ function sftp.WTCallbacks()
   w.unk_cb = function(p) w.ulist[#w.ulist + 1] = p end
   return w
 end
+
+--- f:lines(...): iterator over reads with the given formats (default "l"), as io's lines.
+function sftp._remotefile_methods.lines(f, ...)
+  local formats = table.pack(...)
+  if formats.n == 0 then formats = {"l", n = 1} end
+  return function() return f:read(table.unpack(formats, 1, formats.n)) end
+end

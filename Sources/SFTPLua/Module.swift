@@ -33,6 +33,8 @@ public enum SFTPModule {
         // The Lua side adds methods to Connection through this table.
         l.getRegistry(ConnectionBinding.cls.name + ".methods")
         l.setField(m, "_connection_methods")
+        l.getRegistry(ConnectionBinding.fileClass.name + ".methods")
+        l.setField(m, "_remotefile_methods")
         l.pushValue(m); l.setGlobal("sftp")
         sl_requiref(l.L, "sftp", m)
         l.pop()

@@ -111,26 +111,6 @@ extension ConnectionBinding {
             l.push(target)
             return 1
         }
-        f.method("lines") { rf, l in
-            try rf.check()
-            let nformats = l.top - 1
-            // Iterator: upvalue-free closure capturing the formats as a Lua table.
-            l.newTable()
-            for i in 0..<nformats { l.pushValue(2 + i); l.setIndex(-2, Int(i) + 1) }
-            let formats = l.ref()
-            l.push(function: "lines") { [rf] l in
-                l.top = 0
-                l.pushRef(formats)
-                let n = l.rawLength(1)
-                if n == 0 { l.pop(); l.push("l") } else {
-                    for i in 1...n { l.getIndex(1, i) }
-                    l.remove(1)
-                }
-                if rf.closed { throw SSHError(.io, "file is already closed", path: rf.file.path) }
-                return try read(rf, l, first: 1)
-            }
-            return 1
-        }
         f.method("stat") { rf, l in
             try rf.check()
             AttributeTable.push(l, try rf.file.stat())
