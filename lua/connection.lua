@@ -28,32 +28,15 @@ local function check_opts(opts, fname, n, allowed)
   check(opts, n, fname, "table")
   for k in pairs(opts) do
     if not allowed[k] then
-      local best, bestd
-      for a in pairs(allowed) do
-        local d = sftp._distance(tostring(k), a)
-        if not bestd or d < bestd or (d == bestd and a < best) then best, bestd = a, d end
-      end
+      local names = {}
+      for a in pairs(allowed) do names[#names + 1] = a end
+      local best = sftp._closest(tostring(k), names)
       local msg = ("unknown option '%s' to '%s'"):format(tostring(k), fname)
-      if best and bestd <= math.max(2, #tostring(k) // 2) then msg = msg .. (" (did you mean '%s'?)"):format(best) end
+      if best then msg = msg .. (" (did you mean '%s'?)"):format(best) end
       sftp.error("ArgumentError", msg)
     end
   end
   return opts
-end
-sftp._check_opts = check_opts
-
---- Levenshtein distance (for suggestions).
-function sftp._distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = {[0] = i}
-    for j = 1, #b do
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
-    end
-    prev = cur
-  end
-  return prev[#b]
 end
 
 --- c:cd(path, fn): run fn with the remote cwd at path, restore it after (also on error).
@@ -68,22 +51,22 @@ function M.cd(c, path, fn)
   return table.unpack(res, 2, res.n)
 end
 
---- c:walktree(path, fcb, dcb, ucb, recurse=true): depth first, sorted. Symlinks to files go to
---- fcb, to directories to dcb (not descended, so links cannot loop); anything else to ucb.
-function M.walktree(c, path, fcb, dcb, ucb, recurse)
+-- The walk shared by c:walktree and sftp.walktree: depth first over sorted listings. Symlinks
+-- to files go to fcb, to directories to dcb (not descended, so links cannot loop); anything
+-- else to ucb. `list(dir)` gives entries with filename/type; `target_type(path)` follows a link.
+local function walk_tree(list, target_type, path, fcb, dcb, ucb, recurse, errkind)
   check(path, 1, "walktree", "string")
   check(fcb, 2, "walktree", "function", true)
   check(dcb, 3, "walktree", "function", true)
   check(ucb, 4, "walktree", "function", true)
   if recurse == nil then recurse = true end
   local function walk(dir, depth)
-    if depth > 256 then sftp.error("IOError", "walktree: directories nested deeper than 256 levels under " .. path, dir) end
-    for _, e in ipairs(c:listdir_attr(dir)) do
+    if depth > 256 then sftp.error(errkind, "walktree: directories nested deeper than 256 levels under " .. path, dir) end
+    for _, e in ipairs(list(dir)) do
       local p = join(dir, e.filename)
       local t = e.type
       if t == "link" then
-        local ok, a = pcall(c.stat, c, p)
-        t = ok and a.type or "other"
+        t = target_type(p) or "other"
         if t == "dir" then if dcb then dcb(p) end; t = nil end
       end
       if t == "dir" then
@@ -97,6 +80,13 @@ function M.walktree(c, path, fcb, dcb, ucb, recurse)
     end
   end
   walk(path, 0)
+end
+
+--- c:walktree(path, fcb, dcb, ucb, recurse=true)
+function M.walktree(c, path, fcb, dcb, ucb, recurse)
+  walk_tree(function(d) return c:listdir_attr(d) end,
+            function(p) local ok, a = pcall(c.stat, c, p); return ok and a.type or nil end,
+            path, fcb, dcb, ucb, recurse, "IOError")
 end
 
 -- Local directories, created with parents; refuses to go through a symlink or a file.
@@ -207,32 +197,8 @@ end
 
 --- sftp.walktree(localpath, fcb, dcb, ucb, recurse=true): the local twin of c:walktree.
 function sftp.walktree(localpath, fcb, dcb, ucb, recurse)
-  check(localpath, 1, "walktree", "string")
-  check(fcb, 2, "walktree", "function", true)
-  check(dcb, 3, "walktree", "function", true)
-  check(ucb, 4, "walktree", "function", true)
-  if recurse == nil then recurse = true end
-  local function walk(dir, depth)
-    if depth > 256 then sftp.error("OSError", "walktree: directories nested deeper than 256 levels", dir) end
-    for _, e in ipairs(fs.ls(dir)) do
-      local p = join(dir, e.filename)
-      local t = e.type
-      if t == "link" then
-        local a = fs.stat(p)
-        t = a and a.type or "other"
-        if t == "dir" then if dcb then dcb(p) end; t = nil end
-      end
-      if t == "dir" then
-        if dcb then dcb(p) end
-        if recurse then walk(p, depth + 1) end
-      elseif t == "file" then
-        if fcb then fcb(p) end
-      elseif t ~= nil then
-        if ucb then ucb(p) end
-      end
-    end
-  end
-  walk(localpath, 0)
+  walk_tree(fs.ls, function(p) local a = fs.stat(p); return a and a.type end,
+            localpath, fcb, dcb, ucb, recurse, "OSError")
 end
 
 local function split(path, sep)

@@ -26,6 +26,15 @@ public enum SFTPModule {
             ErrorObject.push(l, kind: kind, message: message, path: try l.optString(3))
             throw LuaError.value(ref: l.ref())
         }
+        l.setFunction(m, "_closest") { l in
+            // sftp._closest(word, names): the name closest to word, or nil (for "did you mean").
+            let word = try l.checkString(1)
+            guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
+            var names: [String] = []
+            for i in 0..<l.rawLength(2) { l.getIndex(2, i + 1); if let s = l.string(-1) { names.append(s) }; l.pop() }
+            l.push(closest(to: word, in: names))
+            return 1
+        }
         l.newTable()
         for k in SSHError.Kind.allCases { l.set(-1, k.rawValue, k.rawValue) }
         l.setField(m, "kinds")
