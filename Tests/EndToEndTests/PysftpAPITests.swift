@@ -211,3 +211,25 @@ struct PysftpAPITests {
                         "/a /a/b /a/b/c", "a/b/c a/b a", "a a\\b", "/tmp", "0\t0"])
     }
 }
+
+extension PysftpAPITests {
+    /// PermissionDenied needs an unprivileged login: the password account scripts/setup creates.
+    @Test func permissionDeniedForAnUnprivilegedUser() throws {
+        guard let user = server.passwordUser else { return }
+        let dir = try server.makeRemoteDir()
+        chmod(dir, 0o755)
+        try "secret".write(toFile: dir + "/locked", atomically: true, encoding: .utf8)
+        chmod(dir + "/locked", 0o600)
+        let local = try makeTempDir("perm")
+        try "x".write(toFile: local + "/f", atomically: true, encoding: .utf8)
+        let r = try server.runScript("""
+        local c <close> = sftp.connect{host = '127.0.0.1', port = \(server.port), username = '\(user)', password = '\(server.password)'}
+        local function kind(f, ...) local ok, e = pcall(f, ...); return ok and "ok" or e.kind end
+        print(kind(c.get, c, "\(dir)/locked", "out"), io.open("out") == nil)
+        print(kind(c.put, c, "f", "\(dir)/new"), kind(c.mkdir, c, "\(dir)/d"), kind(c.remove, c, "\(dir)/locked"))
+        print(kind(c.read, c, "\(dir)/locked"), kind(c.chmod, c, "\(dir)/locked", 777), kind(c.listdir, c, "/root"))
+        """, cwd: local)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "PermissionDenied\ttrue\nPermissionDenied\tPermissionDenied\tPermissionDenied\nPermissionDenied\tPermissionDenied\tPermissionDenied\n")
+    }
+}
