@@ -75,7 +75,7 @@ public struct KnownHosts {
 
     /// Appends one line for host:port to the file, creating it (and its directory, mode 700).
     public static func append(path: String, host: String, port: Int, keyType: String, key: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = Paths.dirname(path)
         if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
             do {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,

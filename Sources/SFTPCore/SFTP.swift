@@ -229,7 +229,7 @@ public final class SFTP {
     func pathFailure(_ what: String, path: String, parentOf: Bool) throws -> SSHError {
         var probe = path
         if parentOf {
-            let dir = (path as NSString).deletingLastPathComponent
+            let dir = Paths.dirname(path)
             probe = dir.isEmpty ? "." : dir
         }
         if try statIfExists(probe, followLinks: false) == nil {

@@ -27,8 +27,8 @@ public enum Transfer {
         }
         let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
         defer { try? file.close() }
-        let dir = (local as NSString).deletingLastPathComponent
-        let base = (local as NSString).lastPathComponent
+        let dir = Paths.dirname(local)
+        let base = Paths.basename(local)
         let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: base)
         let fd = Foundation.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }

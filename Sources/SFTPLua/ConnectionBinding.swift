@@ -90,7 +90,7 @@ enum ConnectionBinding {
             let remote = conn.remote(try l.checkString(2, method: true))
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime"], function: "get", method: true)
-            let local = given ?? (remote as NSString).lastPathComponent
+            let local = given ?? Paths.basename(remote)
             try Transfer.download(try conn.channel(), remote: remote, local: local,
                                   preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   progress: progress(l, try o.function("callback")))
@@ -101,7 +101,7 @@ enum ConnectionBinding {
             let local = try l.checkString(2, method: true)
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime"], function: "put", method: true)
-            let remote = conn.remote(given ?? (local as NSString).lastPathComponent)
+            let remote = conn.remote(given ?? Paths.basename(local))
             let attrs = try Transfer.upload(try conn.channel(), local: local, remote: remote,
                                             preserveMtime: try o.bool("preserve_mtime") ?? false,
                                             confirm: try o.bool("confirm") ?? true,

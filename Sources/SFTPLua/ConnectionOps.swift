@@ -98,9 +98,8 @@ extension ConnectionBinding {
             var target = try sftp.readlink(path)
             if !target.hasPrefix("/") {
                 // Relative targets are relative to the link's directory: answer an absolute path.
-                let dir = (path as NSString).deletingLastPathComponent
-                target = try sftp.realpath((dir.isEmpty ? "." : dir)) + "/" + target
-                target = (target as NSString).standardizingPath
+                let dir = Paths.dirname(path)
+                target = Paths.normalize(Paths.join(try sftp.realpath(dir.isEmpty ? "." : dir), target))
             }
             l.push(target)
             return 1

@@ -84,6 +84,7 @@ extension ConnectionBinding {
         f.method("read") { rf, l in try read(rf, l, first: 2) }
         f.method("write") { rf, l in
             try rf.check()
+            if rf.mode == "r" { throw SSHError(.io, "cannot write \(rf.file.path): the file is open for reading only", path: rf.file.path) }
             if !rf.buffer.isEmpty { try rf.seekTo(rf.position) } // drop read-ahead before writing
             for i in 2...max(2, l.top) where l.top >= 2 {
                 guard l.isString(i) || l.type(i) == LUA_TNUMBER else { throw l.typeError(i, expected: "string", method: true) }

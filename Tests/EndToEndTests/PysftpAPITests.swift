@@ -213,6 +213,19 @@ struct PysftpAPITests {
 }
 
 extension PysftpAPITests {
+    /// One-character and non-ASCII local names (NSString's path methods trap on these).
+    @Test func shortLocalNamesAndReadOnlyWrites() throws {
+        let local = try makeTempDir("short")
+        let (out, _) = try lua("""
+        c:write(R .. "/r", "data"); c:symlink("r", R .. "/l")
+        c:get(R .. "/r", "x"); c:get(R .. "/r", "é"); c:chdir(R); c:get("r")
+        print(io.open("x"):read("a"), io.open("é"):read("a"), io.open("r"):read("a"), c:readlink("l") == R .. "/r")
+        c:put("x", "y"); print(c:read("y"))
+        local f = c:open("r"); print(kind(f.write, f, "no"))
+        """, cwd: local)
+        #expect(out == ["data\tdata\tdata\ttrue", "data", "IOError"])
+    }
+
     /// PermissionDenied needs an unprivileged login: the password account scripts/setup creates.
     @Test func permissionDeniedForAnUnprivilegedUser() throws {
         guard let user = server.passwordUser else { return }

@@ -10,7 +10,7 @@ struct KnownHostsTests {
     @Test func plainPortAndWildcardEntries() {
         let kh = KnownHosts(text: """
         # comment
-        example.com,10.1.1.1 ssh-ed25519 \(key)
+        example.com,alias.example.com ssh-ed25519 \(key)
         [127.0.0.1]:2222 ecdsa-sha2-nistp256 \(other)
         *.internal,!bad.internal ssh-ed25519 \(key)
         """)
