@@ -79,9 +79,9 @@ extension ConnectionBinding {
         c.method("chown") { conn, l in
             let path = conn.remote(try l.checkString(2, method: true))
             let uid = try l.optInteger(3, method: true), gid = try l.optInteger(4, method: true)
-            if uid == nil && gid == nil { return 0 }
             let sftp = try conn.channel()
             let cur = try sftp.stat(path)
+            if uid == nil && gid == nil { return 0 }
             try sftp.setstat(path, FileAttributes(uid: uid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.uid ?? 0,
                                                   gid: gid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.gid ?? 0))
             return 0
