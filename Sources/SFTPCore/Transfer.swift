@@ -9,7 +9,11 @@ public typealias TransferProgress = (UInt64, UInt64) throws -> Void
 /// hidden temp file beside the target, uploads to a hidden temp name on the server, then rename.
 public enum Transfer {
     /// Buffer per read/write call; libssh2 keeps this many bytes of requests in flight.
-    nonisolated(unsafe) public static var blockSize = 4 << 20
+    /// `SFTPLUA_BLOCK_SIZE` (bytes, 64 KiB-64 MiB) overrides it, for benchmarking.
+    nonisolated(unsafe) public static var blockSize: Int = {
+        if let v = ProcessInfo.processInfo.environment["SFTPLUA_BLOCK_SIZE"], let n = Int(v), (65536...(64 << 20)).contains(n) { return n }
+        return 1 << 20   // measured here: 1 MiB beat 256 KiB, 512 KiB, 2, 4, 8 and 16 MiB (docs/performance.md)
+    }()
 
     static func tempName(for name: String) -> String {
         ".\(name).sftplua-\(String(UInt32.random(in: 0...UInt32.max), radix: 36)).part"
