@@ -51,7 +51,7 @@ public enum Transfer {
             // libssh2 keeps a whole buffer's worth of read requests in flight: ask for what is
             // left (at least 32 KiB, to see the end), not 4 MiB for a 4 KiB file.
             let left = total > done ? total - done : 0
-            let want = Int(min(UInt64(blockSize), max(32768, left + 1)))
+            let want = attrs.size == nil ? blockSize : Int(min(UInt64(blockSize), max(32768, left + 1)))
             let n = try file.read(into: buf, count: want)
             if n == 0 { break }
             var off = 0
