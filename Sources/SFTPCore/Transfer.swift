@@ -40,31 +40,16 @@ public enum Transfer {
         defer {
             if !ok { Foundation.close(fd); Foundation.unlink(temp) }
         }
-        let total = attrs.size ?? 0
-        var done: UInt64 = 0
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
-        defer { buf.deallocate() }
-        try progress?(0, total)
-        var rounds = 0
-        while true {
-            rounds += 1
-            // libssh2 keeps a whole buffer's worth of read requests in flight: ask for what is
-            // left (at least 32 KiB, to see the end), not 4 MiB for a 4 KiB file.
-            let left = total > done ? total - done : 0
-            let want = attrs.size == nil ? blockSize : Int(min(UInt64(blockSize), max(32768, left + 1)))
-            let n = try file.read(into: buf, count: want)
-            if n == 0 { break }
+        try stream(file, size: attrs.size, progress: progress) { chunk in
             var off = 0
-            while off < n {
-                let w = Foundation.write(fd, buf.advanced(by: off), n - off)
+            while off < chunk.count {
+                let w = Foundation.write(fd, chunk.baseAddress!.advanced(by: off), chunk.count - off)
                 if w < 0 {
                     if errno == EINTR { continue }
                     throw SSHError.local(errno, "cannot write", path: local)
                 }
                 off += w
             }
-            done += UInt64(n)
-            try progress?(done, max(total, done))
         }
         // Mode: what a new file gets here (0666 & ~umask), as cp/sftp/paramiko do.
         let mask = umask(0); umask(mask)
@@ -81,6 +66,29 @@ public enum Transfer {
             throw SSHError.local(e, "cannot write", path: local)
         }
         return attrs
+    }
+
+    /// Reads `file` to its end, handing each block to `sink`; returns the bytes read.
+    /// libssh2 keeps a whole request's worth of reads in flight, so with a known `size` it is
+    /// asked for what is left (at least 32 KiB, to see the end), not a full block for a small file.
+    @discardableResult
+    public static func stream(_ file: SFTPFile, size: UInt64?, progress: TransferProgress? = nil,
+                              sink: (UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
+        let total = size ?? 0
+        var done: UInt64 = 0
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+        defer { buf.deallocate() }
+        try progress?(0, total)
+        while true {
+            let left = total > done ? total - done : 0
+            let want = size == nil ? blockSize : Int(min(UInt64(blockSize), max(32768, left + 1)))
+            let n = try file.read(into: buf, count: want)
+            if n == 0 { break }
+            try sink(UnsafeRawBufferPointer(start: buf, count: n))
+            done += UInt64(n)
+            try progress?(done, max(total, done))
+        }
+        return done
     }
 
     /// Uploads the local file `local` to `remote` atomically. Returns the new remote attributes.

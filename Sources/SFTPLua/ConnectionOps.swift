@@ -157,13 +157,7 @@ extension ConnectionBinding {
             let f = try conn.channel().open(path, flags: LIBSSH2_FXF_READ)
             defer { try? f.close() }
             var data: [UInt8] = []
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: Transfer.blockSize, alignment: 16)
-            defer { buf.deallocate() }
-            while true {
-                let n = try f.read(into: buf, count: Transfer.blockSize)
-                if n == 0 { break }
-                data.append(contentsOf: UnsafeRawBufferPointer(start: buf, count: n))
-            }
+            try Transfer.stream(f, size: try f.stat().size) { data.append(contentsOf: $0) }
             l.push(bytes: data)
             return 1
         }

@@ -219,28 +219,18 @@ extension ConnectionBinding {
             let o = try LuaOptions(l, 4, allowed: ["callback"], function: "getfo", method: true)
             let cb = progress(l, try o.function("callback"))
             let sftp = try conn.channel()
-            let total = try sftp.stat(path).size ?? 0
+            let total = try sftp.stat(path).size
             let f = try sftp.open(path, flags: LIBSSH2_FXF_READ)
             defer { try? f.close() }
             l.getFieldProtected(fileIdx, "write")
             guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a write method expected, got \(l.typeName(fileIdx))", method: true) }
             let writeFn = l.absIndex(-1)
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: Transfer.blockSize, alignment: 16)
-            defer { buf.deallocate() }
-            var done: UInt64 = 0
-            try cb?(0, total)
-            while true {
-                let n = try f.read(into: buf, count: Transfer.blockSize)
-                if n == 0 { break }
-                try l.call(writeFn, nresults: 2) {
-                    l.pushValue(fileIdx); l.push(bytes: UnsafeRawBufferPointer(start: buf, count: n)); return 2
-                }
+            let done = try Transfer.stream(f, size: total, progress: cb) { chunk in
+                try l.call(writeFn, nresults: 2) { l.pushValue(fileIdx); l.push(bytes: chunk); return 2 }
                 let failed = l.isNoneOrNil(-2)
                 let msg = l.isString(-1) ? l.string(-1)! : "write failed"
                 l.pop(2)
                 if failed { throw SSHError(.os, "cannot write to the local file: \(msg)") }
-                done += UInt64(n)
-                try cb?(done, max(done, total))
             }
             l.push(done)
             return 1
