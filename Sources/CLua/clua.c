@@ -113,18 +113,6 @@ int sl_safe_getfield(lua_State *L, int idx, const char *k) {
     return 0;
 }
 
-static const char *g_interrupt_message = "interrupted";
-static void sl_interrupt_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "%s", g_interrupt_message);
-}
-
-void sl_interrupt(lua_State *L, const char *message) {
-    if (message) g_interrupt_message = message;
-    lua_sethook(L, sl_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-}
-
 int sl_upvalueindex(int i) { return lua_upvalueindex(i); }
 int sl_registryindex(void) { return LUA_REGISTRYINDEX; }
 void sl_pop(lua_State *L, int n) { lua_pop(L, n); }

@@ -4,11 +4,9 @@ import CLua
 /// A Swift function that Lua can call; held in a userdata upvalue of a C trampoline.
 final class FunctionBox {
     let name: String
-    let isMethod: Bool
     let body: LuaFunction
-    init(name: String, isMethod: Bool, body: @escaping LuaFunction) {
+    init(name: String, body: @escaping LuaFunction) {
         self.name = name
-        self.isMethod = isMethod
         self.body = body
     }
 }
@@ -94,18 +92,19 @@ extension Lua {
         setRegistry(LuaHost.pusherKey)
     }
 
-    /// Pushes a Lua function that calls `body`. `isMethod` numbers arguments from the one after self.
-    public func push(function name: String, isMethod: Bool = false, _ body: @escaping LuaFunction) {
+    /// Pushes a Lua function that calls `body`. `name` fills in argument error messages.
+    /// (Methods number their arguments from the one after self: their checks pass `method: true`.)
+    public func push(function name: String, _ body: @escaping LuaFunction) {
         LuaHost.install()
-        let box = FunctionBox(name: name, isMethod: isMethod, body: body)
+        let box = FunctionBox(name: name, body: body)
         sl_newbox(L, Unmanaged.passRetained(box as AnyObject).toOpaque(), boxMeta)
         sl_pushtrampoline(L)
     }
 
     /// Registers `body` as field `name` of the table at `table`.
-    public func setFunction(_ table: Int32, _ name: String, isMethod: Bool = false, _ body: @escaping LuaFunction) {
+    public func setFunction(_ table: Int32, _ name: String, _ body: @escaping LuaFunction) {
         let t = absIndex(table)
-        push(function: name, isMethod: isMethod, body)
+        push(function: name, body)
         setField(t, name)
     }
 
@@ -120,8 +119,8 @@ extension Lua {
         }
     }
 
-    /// Calls the function at stack index `fn` with values pushed by `pushArgs`, and returns the
-    /// truthiness/value of its first result through `result` (nil results: 0 values kept).
+    /// Calls the function at stack index `fn` with the arguments `pushArgs` pushes (it returns
+    /// their count), protected; leaves `nresults` results on the stack.
     public func call(_ fn: Int32, nresults: Int32 = 0, _ pushArgs: () -> Int32) throws {
         let f = absIndex(fn)
         checkStack(20)

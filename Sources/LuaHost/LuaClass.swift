@@ -21,8 +21,6 @@ public final class LuaClass<T: AnyObject> {
     /// `__close`, `__tostring`, `__len`, ...
     public func meta(_ name: String, _ body: @escaping Method) { metamethods[name] = body }
 
-    public var methodNames: [String] { methods.keys.sorted() }
-
     /// Creates the metatable in the state (once per state).
     public func register(in lua: Lua) {
         sl_newboxmeta(lua.L, name)
@@ -32,7 +30,7 @@ public final class LuaClass<T: AnyObject> {
         lua.newTable()
         let mtab = lua.absIndex(-1)
         for (mname, body) in methods {
-            lua.setFunction(mtab, mname, isMethod: true) { l in
+            lua.setFunction(mtab, mname) { l in
                 let obj = try self.check(l, 1, method: mname)
                 return try body(obj, l)
             }
@@ -84,10 +82,5 @@ public final class LuaClass<T: AnyObject> {
             return obj
         }
         throw LuaArgumentError("bad argument #\(i == 1 ? "self" : String(i)) to '\(method)' (\(name) expected, got \(lua.typeName(i)); call methods with ':')")
-    }
-
-    public func test(_ lua: Lua, _ i: Int32) -> T? {
-        guard let raw = sl_testbox(lua.L, i, name) else { return nil }
-        return Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? T
     }
 }

@@ -35,9 +35,6 @@ const char *sl_safe_tostring(lua_State *L, int idx, size_t *len);
 /* Protected t[k] with metamethods: pushes the value; returns 0 on success. */
 int sl_safe_getfield(lua_State *L, int idx, const char *k);
 
-/* Cancels the running Lua code at the next instruction count (from a signal handler too). */
-void sl_interrupt(lua_State *L, const char *message);
-
 /* Macro wrappers */
 int sl_upvalueindex(int i);
 int sl_registryindex(void);
