@@ -154,17 +154,18 @@ public enum Transfer {
             try progress?(done, max(total, done))
         }
         try file.close()
-        if confirm {
-            let a = try sftp.stat(temp)
-            if let s = a.size, s != done {
-                throw SSHError(.io, "upload of \(remote) not confirmed: the server has \(s) bytes, \(done) were sent", path: remote)
-            }
+        // One stat serves both the size check and the result (a rename keeps the attributes).
+        var attrs = try sftp.stat(temp)
+        if confirm, let s = attrs.size, s != done {
+            throw SSHError(.io, "upload of \(remote) not confirmed: the server has \(s) bytes, \(done) were sent", path: remote)
         }
         if let (atime, m) = mtime {
             try sftp.setstat(temp, FileAttributes(atime: atime, mtime: m))
+            attrs.atime = atime
+            attrs.mtime = m
         }
         try sftp.rename(temp, remote, overwrite: true)
         renamed = true
-        return try sftp.stat(remote)
+        return attrs
     }
 }

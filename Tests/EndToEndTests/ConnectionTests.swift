@@ -44,7 +44,7 @@ struct ConnectionTests {
         local c <close> = sftp.connect\(server.connectLua)
         local calls, last = 0, nil
         local a = c:put("up.bin", "\(dir)/up.bin", {callback = function(d, t) calls = calls + 1; last = d .. "/" .. t end, preserve_mtime = true})
-        print(a.st_size, calls > 1, last)
+        print(a.st_size, calls > 1, last, a.st_mtime == sftp.fs.stat("up.bin").st_mtime, a.type)
         c:get("\(dir)/up.bin", "down.bin", {preserve_mtime = true})
         c:put("up.bin", "\(dir)/other.bin")
         c:get("\(dir)/other.bin")  -- basename in the local cwd
@@ -57,7 +57,7 @@ struct ConnectionTests {
         """, cwd: local)
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
-        #expect(lines[0] == "3000000\ttrue\t3000000/3000000")
+        #expect(lines[0] == "3000000\ttrue\t3000000/3000000\ttrue\tfile")
         #expect(lines[1] == "true\ttrue")
         #expect(lines[2] == "FileNotFound\ttrue")
         #expect(lines[3] == "FileNotFound")
