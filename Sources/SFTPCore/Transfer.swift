@@ -22,50 +22,65 @@ public enum Transfer {
     /// Downloads `remote` into `local` atomically. Returns the remote attributes.
     @discardableResult
     public static func download(_ sftp: SFTP, remote: String, local: String, preserveMtime: Bool = false,
-                                progress: TransferProgress? = nil) throws -> FileAttributes {
-        let attrs = try sftp.stat(remote)
+                                known: FileAttributes? = nil, progress: TransferProgress? = nil) throws -> FileAttributes {
+        let attrs = try known ?? sftp.stat(remote)
         if attrs.isDir { throw SSHError(.io, "cannot download \(remote): is a directory", path: remote) }
+        let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
+        defer { try? file.close() }
+        return try writeLocalAtomically(local: local) { fd in
+            try stream(file, size: attrs.size, progress: progress) { chunk in
+                var off = 0
+                while off < chunk.count {
+                    let w = Foundation.write(fd, chunk.baseAddress!.advanced(by: off), chunk.count - off)
+                    if w < 0 {
+                        if errno == EINTR { continue }
+                        throw SSHError.local(errno, "cannot write", path: local)
+                    }
+                    off += w
+                }
+            }
+            return attrs
+        } finish: { fd in
+            try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
+        }
+    }
+
+    /// Writes a new local file through a hidden temp file beside `local`: `body` fills the temp
+    /// file's descriptor, `finish` sets its metadata, then it is renamed over `local`. On any
+    /// error the temp file is removed and `local` is untouched.
+    static func writeLocalAtomically<R>(local: String, _ body: (Int32) throws -> R,
+                                        finish: (Int32) throws -> Void) throws -> R {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: local, isDirectory: &isDir), isDir.boolValue {
             throw SSHError(.os, "cannot write \(local): is a directory", path: local, code: Int(EISDIR))
         }
-        let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
-        defer { try? file.close() }
         let dir = Paths.dirname(local)
-        let base = Paths.basename(local)
-        let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: base)
+        let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: Paths.basename(local))
         let fd = Foundation.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
-        var ok = false
+        var closed = false
+        var done = false
         defer {
-            if !ok { Foundation.close(fd); Foundation.unlink(temp) }
+            if !closed { Foundation.close(fd) }
+            if !done { Foundation.unlink(temp) }
         }
-        try stream(file, size: attrs.size, progress: progress) { chunk in
-            var off = 0
-            while off < chunk.count {
-                let w = Foundation.write(fd, chunk.baseAddress!.advanced(by: off), chunk.count - off)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    throw SSHError.local(errno, "cannot write", path: local)
-                }
-                off += w
-            }
-        }
-        // Mode: what a new file gets here (0666 & ~umask), as cp/sftp/paramiko do.
+        let result = try body(fd)
+        try finish(fd)
+        closed = true
+        if Foundation.close(fd) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
+        if Foundation.rename(temp, local) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
+        done = true
+        return result
+    }
+
+    /// Mode (what a new file gets here: 0666 & ~umask, as cp/sftp/paramiko do) and mtime.
+    static func finishLocal(_ fd: Int32, attrs: FileAttributes, preserveMtime: Bool) throws {
         let mask = umask(0); umask(mask)
         fchmod(fd, 0o666 & ~mask)
         if preserveMtime, let m = attrs.mtime {
             var times = [timespec(tv_sec: Int(attrs.atime ?? m), tv_nsec: 0), timespec(tv_sec: Int(m), tv_nsec: 0)]
             futimens(fd, &times)
         }
-        if Foundation.close(fd) != 0 { ok = true; Foundation.unlink(temp); throw SSHError.local(errno, "cannot write", path: local) }
-        ok = true
-        if Foundation.rename(temp, local) != 0 {
-            let e = errno
-            Foundation.unlink(temp)
-            throw SSHError.local(e, "cannot write", path: local)
-        }
-        return attrs
     }
 
     /// Reads `file` to its end, handing each block to `sink`; returns the bytes read.
@@ -94,7 +109,8 @@ public enum Transfer {
     /// Uploads the local file `local` to `remote` atomically. Returns the new remote attributes.
     @discardableResult
     public static func upload(_ sftp: SFTP, local: String, remote: String, preserveMtime: Bool = false,
-                              confirm: Bool = true, progress: TransferProgress? = nil) throws -> FileAttributes {
+                              confirm: Bool = true, targetChecked: Bool = false,
+                              progress: TransferProgress? = nil) throws -> FileAttributes {
         let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
         defer { Foundation.close(fd) }
@@ -103,7 +119,7 @@ public enum Transfer {
         if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(local): is a directory", path: local, code: Int(EISDIR)) }
         return try upload(sftp, remote: remote, size: UInt64(st.st_size), mode: Int32(st.st_mode & 0o777),
                           mtime: preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil,
-                          confirm: confirm, progress: progress) { buf, count in
+                          confirm: confirm, targetChecked: targetChecked, progress: progress) { buf, count in
             while true {
                 let n = Foundation.read(fd, buf, count)
                 if n < 0 && errno == EINTR { continue }
@@ -116,13 +132,38 @@ public enum Transfer {
     /// Uploads what `source` yields (0 = end) to `remote` through a temp name.
     @discardableResult
     public static func upload(_ sftp: SFTP, remote: String, size: UInt64?, mode: Int32 = 0o644,
-                              mtime: (UInt64, UInt64)? = nil, confirm: Bool = true, progress: TransferProgress? = nil,
+                              mtime: (UInt64, UInt64)? = nil, confirm: Bool = true, targetChecked: Bool = false,
+                              progress: TransferProgress? = nil,
                               source: (UnsafeMutableRawPointer, Int) throws -> Int) throws -> FileAttributes {
+        try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
+                             targetChecked: targetChecked) { file, _ in
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+            defer { buf.deallocate() }
+            var done: UInt64 = 0
+            let total = size ?? 0
+            try progress?(0, total)
+            while true {
+                let n = try source(buf, blockSize)
+                if n == 0 { break }
+                try file.write(UnsafeRawBufferPointer(start: buf, count: n))
+                done += UInt64(n)
+                try progress?(done, max(total, done))
+            }
+            return done
+        }
+    }
+
+    /// Creates a hidden temp file beside `remote`, lets `body` write it (it returns the bytes
+    /// written), closes it, checks its size (`confirm`), sets the mtime, and renames it into
+    /// place. On any error the temp file is removed and `remote` is untouched.
+    static func uploadAtomically(_ sftp: SFTP, remote: String, mode: Int32, mtime: (UInt64, UInt64)?,
+                                 confirm: Bool, targetChecked: Bool,
+                                 _ body: (SFTPFile, String) throws -> UInt64) throws -> FileAttributes {
         let slash = remote.lastIndex(of: "/")
         let dir = slash.map { String(remote[...$0]) } ?? ""
         let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
         if base.isEmpty { throw SSHError(.argument, "remote path \(remote) names a directory, not a file", path: remote) }
-        if let existing = try sftp.statIfExists(remote), existing.isDir {
+        if !targetChecked, let existing = try sftp.statIfExists(remote), existing.isDir {
             throw SSHError(.io, "cannot upload to \(remote): is a directory", path: remote)
         }
         let temp = dir + tempName(for: base)
@@ -141,18 +182,7 @@ public enum Transfer {
                 try? sftp.unlink(temp)
             }
         }
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
-        defer { buf.deallocate() }
-        var done: UInt64 = 0
-        let total = size ?? 0
-        try progress?(0, total)
-        while true {
-            let n = try source(buf, blockSize)
-            if n == 0 { break }
-            try file.write(UnsafeRawBufferPointer(start: buf, count: n))
-            done += UInt64(n)
-            try progress?(done, max(total, done))
-        }
+        let done = try body(file, temp)
         try file.close()
         // One stat serves both the size check and the result (a rename keeps the attributes).
         var attrs = try sftp.stat(temp)

@@ -11,6 +11,7 @@ enum ConnectionBinding {
         defineTransfers(c)
         defineFileOps(c)
         defineFileObjects(c)
+        Batch.define(c)
         return c
     }()
 
@@ -22,6 +23,15 @@ enum ConnectionBinding {
                 l.push(UInt64(done)); l.push(UInt64(total)); return 2
             }
         }
+    }
+
+    /// Streams for one large file (`parallel` option; `SFTPLUA_STREAMS` sets the default).
+    static func parallel(_ o: LuaOptions) throws -> Int {
+        guard let n = try o.integer("parallel") else { return Transfer.defaultStreams }
+        guard (1...64).contains(n) else {
+            throw LuaArgumentError("bad option 'parallel' to '\(o.function)' (integer from 1 to 64 expected)", argument: "parallel")
+        }
+        return Int(n)
     }
 
     static func defineInfo(_ c: LuaClass<Connection>) {
@@ -89,23 +99,33 @@ enum ConnectionBinding {
         c.method("get") { conn, l in
             let remote = conn.remote(try l.checkString(2, method: true))
             let given = try l.optString(3, method: true)
-            let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime"], function: "get", method: true)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel"], function: "get", method: true)
             let local = given ?? Paths.basename(remote)
-            try Transfer.download(try conn.channel(), remote: remote, local: local,
-                                  preserveMtime: try o.bool("preserve_mtime") ?? false,
-                                  progress: progress(l, try o.function("callback")))
+            let streams = try parallel(o)
+            let sftp = try conn.channel()
+            let attrs = try sftp.stat(remote)
+            let extra = streams > 1 && (attrs.size ?? 0) >= Transfer.rangeThreshold
+                ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
+            defer { extra?.close() }
+            try Transfer.downloadRanges([sftp] + (extra?.channels ?? []), remote: remote, local: local,
+                                        preserveMtime: try o.bool("preserve_mtime") ?? false, known: attrs,
+                                        progress: progress(l, try o.function("callback")))
             conn.log?.write("get \(remote) -> \(local)")
             return 0
         }
         c.method("put") { conn, l in
             let local = try l.checkString(2, method: true)
             let given = try l.optString(3, method: true)
-            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime"], function: "put", method: true)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel"], function: "put", method: true)
             let remote = conn.remote(given ?? Paths.basename(local))
-            let attrs = try Transfer.upload(try conn.channel(), local: local, remote: remote,
-                                            preserveMtime: try o.bool("preserve_mtime") ?? false,
-                                            confirm: try o.bool("confirm") ?? true,
-                                            progress: progress(l, try o.function("callback")))
+            let streams = try parallel(o)
+            let big = (Transfer.localSize(local) ?? 0) >= Transfer.rangeThreshold
+            let extra = streams > 1 && big ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
+            defer { extra?.close() }
+            let attrs = try Transfer.uploadRanges([try conn.channel()] + (extra?.channels ?? []), local: local, remote: remote,
+                                                  preserveMtime: try o.bool("preserve_mtime") ?? false,
+                                                  confirm: try o.bool("confirm") ?? true,
+                                                  progress: progress(l, try o.function("callback")))
             conn.log?.write("put \(local) -> \(remote)")
             AttributeTable.push(l, attrs)
             return 1

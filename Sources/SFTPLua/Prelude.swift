@@ -112,16 +112,41 @@ local function within(root, p)
   return p == root or p:sub(1, #root + 1) == (root == "/" and "/" or root .. "/")
 end
 
+-- Runs file jobs through the batch engine (several in flight); the first failure is raised
+-- once the jobs in flight have finished. `each(job, attrs)` runs as each one completes.
+local function run_jobs(c, jobs, parallel, each)
+  if #jobs == 0 then return end
+  c:_transfer(jobs, parallel, function(i, attrs, err)
+    if err then error(err, 0) end
+    if each then each(jobs[i], attrs) end
+  end)
+end
+sftp._run_jobs = run_jobs
+
+-- Files in flight for recursive transfers when the caller does not say (docs/performance.md).
+sftp.default_parallel = 4
+
+local function check_parallel(v, fname)
+  if v == nil then return sftp.default_parallel end
+  if math.type(v) ~= "integer" or v < 1 or v > 64 then
+    sftp.error("ArgumentError", ("bad option 'parallel' to '%s' (integer from 1 to 64 expected)"):format(fname))
+  end
+  return v
+end
+sftp._check_parallel = check_parallel
+
 local function download_dir(c, rdir, ldir, opts, recursive, fname)
-  opts = check_opts(opts, fname, 3, {preserve_mtime = true})
+  opts = check_opts(opts, fname, 3, {preserve_mtime = true, parallel = true})
   check(rdir, 1, fname, "string"); check(ldir, 2, fname, "string")
+  local parallel = check_parallel(opts.parallel, fname)
   local root = c:normalize(rdir)
   if not c:isdir(root) then
     if c:exists(root) then sftp.error("IOError", fname .. ": " .. rdir .. " is not a directory", rdir) end
     sftp.error("FileNotFound", fname .. ": no such directory " .. rdir, rdir)
   end
   local_makedirs(ldir)
-  local getopts = {preserve_mtime = opts.preserve_mtime}
+  local pm = opts.preserve_mtime and true or false
+  local jobs = {}
   local function copy(rd, ld, depth)
     if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", rd) end
     for _, e in ipairs(c:listdir_attr(rd)) do
@@ -129,15 +154,20 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
       if not unsafe_name(name) then
         local rp, lp = join(rd, name), join(ld, name)
         local t = e.type
+        local known = e
         if t == "link" then
           -- Followed only when it resolves to a file inside the tree being copied.
           local ok, target = pcall(c.normalize, c, rp)
           local ok2, a = pcall(c.stat, c, rp)
           t = (ok and ok2 and within(root, target) and a.type == "file") and "file" or nil
+          known = ok2 and a or nil
         end
         local la = fs.lstat(lp)
         if t == "file" then
-          if not (la and la.type == "dir") then c:get(rp, lp, getopts) end
+          if not (la and la.type == "dir") then
+            jobs[#jobs + 1] = {op = "get", remote = rp, ["local"] = lp, preserve_mtime = pm,
+                               size = known.st_size, mtime = known.st_mtime, atime = known.st_atime}
+          end
         elseif t == "dir" and recursive then
           if not la or la.type == "dir" then   -- never descend through a local symlink
             if not la then fs.mkdir(lp, 777) end
@@ -148,19 +178,25 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
     end
   end
   copy(root, ldir, 0)
+  run_jobs(c, jobs, parallel)
 end
 
 local function upload_dir(c, ldir, rdir, opts, recursive, fname)
-  opts = check_opts(opts, fname, 3, {preserve_mtime = true, confirm = true})
+  opts = check_opts(opts, fname, 3, {preserve_mtime = true, confirm = true, parallel = true})
   check(ldir, 1, fname, "string"); check(rdir, 2, fname, "string")
+  local parallel = check_parallel(opts.parallel, fname)
   local la = fs.stat(ldir)
   if not la then sftp.error("FileNotFound", fname .. ": no such directory " .. ldir, ldir) end
   if la.type ~= "dir" then sftp.error("OSError", fname .. ": " .. ldir .. " is not a directory", ldir) end
   local root = fs.realpath(ldir)
   c:makedirs(rdir)
-  local putopts = {preserve_mtime = opts.preserve_mtime, confirm = opts.confirm}
+  local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
+  local jobs = {}
   local function copy(ld, rd, depth)
     if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", ld) end
+    -- One listing of the remote dir tells which names are directories (no stat per file).
+    local there = {}
+    for _, e in ipairs(c:listdir_attr(rd)) do there[e.filename] = e.type end
     for _, e in ipairs(fs.ls(ld)) do
       local lp, rp = join(ld, e.filename), join(rd, e.filename)
       local t = e.type
@@ -170,14 +206,17 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
         t = (a and a.type == "file") and "file" or nil
       end
       if t == "file" then
-        c:put(lp, rp, putopts)
+        jobs[#jobs + 1] = {op = "put", remote = rp, ["local"] = lp, preserve_mtime = pm, confirm = confirm,
+                           checked = there[e.filename] ~= "dir" and there[e.filename] ~= "link"}
       elseif t == "dir" and recursive then
-        if not c:isdir(rp) then c:mkdir(rp) end
+        if there[e.filename] == nil then c:mkdir(rp)
+        elseif not c:isdir(rp) then sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp) end
         copy(lp, rp, depth + 1)
       end
     end
   end
   copy(ldir, c:normalize(rdir), 0)
+  run_jobs(c, jobs, parallel)
 end
 
 function M.get_d(c, rdir, ldir, opts) download_dir(c, rdir, ldir, opts, false, "get_d") end

@@ -194,7 +194,8 @@ extension ConnectionBinding {
             switch m.replacingOccurrences(of: "x", with: "") {
             case "r": flags = LIBSSH2_FXF_READ
             case "r+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE
-            case "w", "" where m.contains("x"): flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
+            case "w": flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
+            case "" where m.contains("x"): flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
             case "w+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
             case "a": flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_APPEND
             case "a+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_APPEND

@@ -1,0 +1,59 @@
+import Foundation
+import LuaHost
+import SFTPCore
+
+/// `c:_transfer(jobs, parallel, done)`: the batch engine behind get_r/put_r and mirroring.
+/// `jobs` is an array of `{op = "get"|"put", remote=, local=, preserve_mtime=, confirm=,
+/// checked=, size=, mtime=, atime=}` (size/mtime: the source's listed attributes, which spare
+/// a stat; checked: the target is known not to be a directory). `done(i, attrs, err)` is called
+/// on this thread as each job ends; an error it raises stops the batch (jobs in flight finish).
+enum Batch {
+    static let jobKeys = ["op", "remote", "local", "preserve_mtime", "confirm", "checked", "size", "mtime", "atime"]
+
+    static func define(_ c: LuaClass<Connection>) {
+        c.method("_transfer") { conn, l in
+            guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
+            let parallel = Int(try l.optInteger(3, method: true) ?? 1)
+            let done = try l.checkFunction(4, method: true)
+            var jobs: [TransferJob] = []
+            let n = l.rawLength(2)
+            jobs.reserveCapacity(n)
+            for i in 1...max(n, 1) where i <= n {
+                l.getIndex(2, i)
+                defer { l.pop() }
+                let o = try LuaOptions(l, -1, allowed: jobKeys, function: "_transfer")
+                guard let remote = try o.string("remote"), let local = try o.string("local") else {
+                    throw LuaArgumentError("bad job #\(i) to '_transfer' (remote and local expected)")
+                }
+                var known: FileAttributes?
+                if let size = try o.integer("size") {
+                    known = FileAttributes(size: UInt64(max(0, size)), mode: 0o100644,
+                                           atime: try o.integer("atime").map { UInt64(max(0, $0)) },
+                                           mtime: try o.integer("mtime").map { UInt64(max(0, $0)) })
+                }
+                let op = try o.string("op")
+                guard op == "get" || op == "put" else { throw LuaArgumentError("bad job #\(i) to '_transfer' (op must be get or put)") }
+                jobs.append(TransferJob(op == "get" ? .download : .upload, remote: conn.remote(remote), local: local,
+                                        preserveMtime: try o.bool("preserve_mtime") ?? true,
+                                        confirm: try o.bool("confirm") ?? true,
+                                        targetChecked: try o.bool("checked") ?? false, sourceAttributes: known))
+            }
+            let pool = TransferPool(main: try conn.channel(), options: conn.session.options, parallel: parallel)
+            try pool.run(jobs) { i, result in
+                try l.call(done) {
+                    l.push(i + 1)
+                    switch result {
+                    case .success(let attrs):
+                        AttributeTable.push(l, attrs)
+                        return 2
+                    case .failure(let error):
+                        l.pushNil()
+                        ErrorObject.pusher(l, error)
+                        return 3
+                    }
+                }
+            }
+            return 0
+        }
+    }
+}
