@@ -322,3 +322,7 @@ function sftp._remotefile_methods.lines(f, ...)
   if formats.n == 0 then formats = {"l", n = 1} end
   return function() return f:read(table.unpack(formats, 1, formats.n)) end
 end
+
+-- Helpers shared with the other chunks (mirror, syncagent, watch).
+sftp._util = {check = check, check_opts = check_opts, join = join, unsafe_name = unsafe_name,
+              makedirs = local_makedirs, within = within, argerror = argerror}

@@ -38,6 +38,8 @@ public enum SFTPModule {
         l.newTable()
         for k in SSHError.Kind.allCases { l.set(-1, k.rawValue, k.rawValue) }
         l.setField(m, "kinds")
+        l.push(strings: ConnectOptions.luaKeys)
+        l.setField(m, "_connect_keys")
         LocalFS.install(l, module: m)
         // The Lua side adds methods to Connection through this table.
         l.getRegistry(ConnectionBinding.cls.name + ".methods")

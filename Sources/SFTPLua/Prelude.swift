@@ -326,6 +326,10 @@ function sftp._remotefile_methods.lines(f, ...)
   if formats.n == 0 then formats = {"l", n = 1} end
   return function() return f:read(table.unpack(formats, 1, formats.n)) end
 end
+
+-- Helpers shared with the other chunks (mirror, syncagent, watch).
+sftp._util = {check = check, check_opts = check_opts, join = join, unsafe_name = unsafe_name,
+              makedirs = local_makedirs, within = within, argerror = argerror}
 """#######),
         ("sftp.lua", #######"""
 -- The Lua side of the sftp module. Each chunk in lua/ receives the module table as `...`.
@@ -374,6 +378,368 @@ function sftp.pretty(value, indent)
 end
 
 return sftp
+"""#######),
+        ("syncagent.lua", #######"""
+-- sftp.syncagent: sftpsyncer's local cache + upload queue, with the queue journaled on disk.
+local sftp = ...
+local U = sftp._util
+local fs = sftp.fs
+
+local JOURNAL = ".sftplua-queue"      -- the upload queue, one %q-quoted path per line
+local CACHE = ".sftplua-cache"        -- what each cached file was on the server when fetched
+
+local agent_keys = {host = true, hostport = true, port = true, username = true, priv_key = true,
+                    private_key = true, password = true, local_root = true, remote_root = true,
+                    connection = true, parallel = true}
+for _, k in ipairs(sftp._connect_keys) do agent_keys[k] = true end
+
+-- "a/./b//c" -> "a/b/c"; refuses what would leave the root ("..", absolute, empty, NUL).
+local function relpath(path, fname)
+  if type(path) ~= "string" then U.argerror(1, fname, "string expected, got " .. (path == nil and "no value" or type(path))) end
+  if path:sub(1, 1) == "/" then U.argerror(1, fname, "path must be relative to the root, got '" .. path .. "'") end
+  if path:find("\0", 1, true) then U.argerror(1, fname, "path contains a NUL byte") end
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." then U.argerror(1, fname, "path must stay under the root, got '" .. path .. "'") end
+    if part ~= "." then parts[#parts + 1] = part end
+  end
+  if #parts == 0 then U.argerror(1, fname, "path names no file: '" .. path .. "'") end
+  if parts[1] == JOURNAL or parts[1] == CACHE then U.argerror(1, fname, "'" .. parts[1] .. "' is the agent's own file") end
+  return table.concat(parts, "/")
+end
+
+-- Writes `text` to `path` atomically (temp file + rename), so a crash leaves the old or the new.
+local function write_atomic(path, text)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then sftp.error("OSError", "cannot write " .. tmp .. ": " .. tostring(err), tmp) end
+  local ok, werr = f:write(text)
+  local cok, cerr = f:close()
+  if not ok or not cok then os.remove(tmp); sftp.error("OSError", "cannot write " .. tmp .. ": " .. tostring(werr or cerr), tmp) end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then os.remove(tmp); sftp.error("OSError", "cannot write " .. path .. ": " .. tostring(rerr), path) end
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a"); f:close()
+  return s
+end
+
+local Queue = {}
+Queue.__index = Queue
+Queue.__name = "sftp.UploadQueue"
+function Queue.__len(q) return #q._paths end
+function Queue.__tostring(q) return ("sftp.UploadQueue(%d queued)"):format(#q._paths) end
+
+function Queue:_load()
+  self._paths = {}
+  local text = read_file(self._file)
+  if not text then return end
+  for line in text:gmatch("[^\n]+") do
+    local chunk = load("return " .. line, "=queue", "t", {})
+    local ok, p = pcall(chunk or error)
+    if ok and type(p) == "string" and not self._index[p] then
+      self._paths[#self._paths + 1] = p
+      self._index[p] = true
+    end
+  end
+end
+
+function Queue:_save()
+  local lines = {}
+  for _, p in ipairs(self._paths) do lines[#lines + 1] = ("%q"):format(p):gsub("\\\n", "\\n") end
+  write_atomic(self._file, table.concat(lines, "\n") .. (#lines > 0 and "\n" or ""))
+end
+
+--- queue:add(path): queue a file (relative to local_root) for the next push.
+function Queue:add(path)
+  local rel = relpath(path, "add")
+  local a = fs.stat(U.join(self._agent.local_root, rel))
+  if not a then sftp.error("FileNotFound", "add: no such file in the local cache: " .. rel, rel) end
+  if a.type ~= "file" then sftp.error("ArgumentError", "bad argument #1 to 'add' (" .. rel .. " is not a regular file)") end
+  if not self._index[rel] then
+    self._paths[#self._paths + 1] = rel
+    self._index[rel] = true
+    self:_save()
+  end
+  return rel
+end
+
+--- queue:list(): the queued paths, in the order they were added.
+function Queue:list() return table.move(self._paths, 1, #self._paths, 1, {}) end
+
+--- queue:remove(path): drop a path; true if it was queued.
+function Queue:remove(path)
+  local rel = relpath(path, "remove")
+  if not self._index[rel] then return false end
+  self._index[rel] = nil
+  for i, p in ipairs(self._paths) do if p == rel then table.remove(self._paths, i); break end end
+  self:_save()
+  return true
+end
+
+--- queue:clear(): empty the queue.
+function Queue:clear()
+  self._paths, self._index = {}, {}
+  self:_save()
+end
+
+local Agent = {}
+Agent.__index = Agent
+Agent.__name = "sftp.SyncAgent"
+function Agent.__tostring(a) return ("sftp.SyncAgent(%s <-> %s)"):format(a.local_root, a.remote_root) end
+function Agent.__close(a) a:close() end
+Agent.__gc = Agent.__close
+
+--- The connection, opened on first use (so cached files can be read offline).
+function Agent:connect()
+  local c = self._conn
+  if c and not c.closed then return c end
+  c = sftp.connect(self._connect_opts)
+  self._conn, self._owned = c, true
+  return c
+end
+
+function Agent:close()
+  if self._owned and self._conn then self._conn:close() end
+  self._conn = self._owned and nil or self._conn
+end
+
+-- Runs fn(c); a dropped connection is forgotten so that the next call reconnects.
+function Agent:_with(fn)
+  local c = self:connect()
+  local ok, res = pcall(fn, c)
+  if ok then return res end
+  if type(res) == "table" and (res.kind == "ConnectionError" or res.kind == "Timeout") and self._owned then
+    pcall(c.close, c); self._conn = nil
+  end
+  error(res, 0)
+end
+
+function Agent:_remote(rel) return U.join(self._remote_root, rel) end
+function Agent:_local(rel) return U.join(self.local_root, rel) end
+
+function Agent:_load_cache()
+  self._cache = {}
+  local text = read_file(U.join(self.local_root, CACHE))
+  local chunk = text and load(text, "=cache", "t", {})
+  local ok, t = pcall(chunk or error)
+  if ok and type(t) == "table" then self._cache = t end
+end
+
+function Agent:_save_cache()
+  local keys = {}
+  for k in pairs(self._cache) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local out = {"return {"}
+  for _, k in ipairs(keys) do
+    local e = self._cache[k]
+    out[#out + 1] = ("[%q] = {size = %d, mtime = %d, checked = %d},"):format(k, e.size or 0, e.mtime or 0, e.checked or 0)
+  end
+  out[#out + 1] = "}"
+  write_atomic(U.join(self.local_root, CACHE), (table.concat(out, "\n"):gsub("\\\n", "\\n")))
+end
+
+-- Downloads rel into the cache (atomic: the connection's get writes a temp file and renames).
+function Agent:_fetch(rel, c)
+  local lp = self:_local(rel)
+  local parent = lp:match("^(.*)/[^/]*$")
+  if parent and parent ~= "" then U.makedirs(parent) end
+  local a = c:stat(self:_remote(rel))
+  if a.type == "dir" then sftp.error("IOError", "open: " .. rel .. " is a directory on the server", rel) end
+  c:get(self:_remote(rel), lp, {preserve_mtime = true})
+  self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+  self:_save_cache()
+  return a
+end
+
+-- The remote attributes of rel, or nil when it does not exist there.
+local function remote_attrs(c, path)
+  local ok, a = pcall(c.stat, c, path)
+  if ok then return a end
+  if type(a) == "table" and a.kind == "FileNotFound" then return nil end
+  error(a, 0)
+end
+
+local function changed(a, la)
+  return not la or a.st_size ~= la.st_size or (a.st_mtime and la.st_mtime and a.st_mtime ~= la.st_mtime)
+end
+
+--- agent:open(path, mode="r", {max_age=}): an io file of the local copy, fetched when missing.
+function Agent:open(path, mode, opts)
+  local rel = relpath(path, "open")
+  U.check(mode, 2, "open", "string", true)
+  opts = U.check_opts(opts, "open", 3, {max_age = true})
+  U.check(opts.max_age, 3, "open", "number", true)
+  mode = mode or "r"
+  if not mode:match("^[rwa]%+?b?$") then U.argerror(2, "open", "invalid mode '" .. mode .. "'") end
+  local lp = self:_local(rel)
+  local la = fs.stat(lp)
+  if la and la.type == "dir" then sftp.error("IOError", "open: " .. rel .. " is a directory", rel) end
+  if mode:sub(1, 1) == "w" then
+    -- Writing starts a new local file: nothing to fetch.
+    local parent = lp:match("^(.*)/[^/]*$")
+    if parent and parent ~= "" then U.makedirs(parent) end
+  elseif not la then
+    self:_with(function(c)
+      if not remote_attrs(c, self:_remote(rel)) then
+        sftp.error("FileNotFound", "open: " .. rel .. " is neither in the local cache nor on the server", rel)
+      end
+      self:_fetch(rel, c)
+    end)
+  elseif opts.max_age then
+    local e = self._cache[rel]
+    local checked = (e and e.checked) or la.st_mtime or 0
+    if os.time() - checked >= opts.max_age then
+      -- Re-check the server; when it cannot be reached the cached copy is used as is.
+      pcall(self._with, self, function(c)
+        local a = remote_attrs(c, self:_remote(rel))
+        if a and changed(a, la) then self:_fetch(rel, c)
+        elseif a then
+          self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+          self:_save_cache()
+        end
+      end)
+    end
+  end
+  local f, err = io.open(lp, mode)
+  if not f then sftp.error("OSError", "open: cannot open " .. lp .. ": " .. tostring(err), lp) end
+  return f
+end
+
+--- agent:refresh(path): re-download when the server's copy differs (size/mtime). True if it did.
+function Agent:refresh(path)
+  local rel = relpath(path, "refresh")
+  return self:_with(function(c)
+    local a = remote_attrs(c, self:_remote(rel))
+    if not a then sftp.error("FileNotFound", "refresh: no such file on the server: " .. rel, rel) end
+    if changed(a, fs.stat(self:_local(rel))) then self:_fetch(rel, c); return true end
+    self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+    self:_save_cache()
+    return false
+  end)
+end
+
+-- Every regular file under local_root (relative paths, sorted), the agent's own files aside.
+function Agent:_cached_files()
+  local out = {}
+  local root = self.local_root
+  local function walk(dir, rel, depth)
+    if depth > 256 then return end
+    for _, e in ipairs(fs.ls(dir)) do
+      local r = rel == "" and e.filename or rel .. "/" .. e.filename
+      if not (rel == "" and (e.filename == JOURNAL or e.filename == CACHE or e.filename:match("^%.sftplua%-.*%.tmp$"))) then
+        if e.type == "file" and not e.filename:match("%.sftplua%-[%w]+%.part$") then out[#out + 1] = r
+        elseif e.type == "dir" then walk(U.join(dir, e.filename), r, depth + 1) end
+      end
+    end
+  end
+  walk(root, "", 0)
+  table.sort(out)
+  return out
+end
+
+--- agent:status(): {cached=, queued=, stale=, remote_missing=} (stale: the server's copy changed;
+--- when the server cannot be reached, stale is nil and `offline` holds the error message).
+function Agent:status()
+  local cached = self:_cached_files()
+  local st = {cached = cached, queued = self.upload_queue:list(), stale = {}, remote_missing = {}}
+  local ok, err = pcall(self._with, self, function(c)
+    local listings = {}
+    for _, rel in ipairs(cached) do
+      local dir, name = rel:match("^(.*)/([^/]*)$")
+      if not dir then dir, name = "", rel end
+      local l = listings[dir]
+      if not l then
+        l = {}
+        local lok, entries = pcall(c.listdir_attr, c, dir == "" and self._remote_root or self:_remote(dir))
+        for _, e in ipairs(lok and entries or {}) do l[e.filename] = e end
+        listings[dir] = l
+      end
+      local a = l[name]
+      if not a then st.remote_missing[#st.remote_missing + 1] = rel
+      elseif changed(a, fs.stat(self:_local(rel))) then st.stale[#st.stale + 1] = rel end
+    end
+  end)
+  if not ok then st.stale, st.remote_missing, st.offline = nil, nil, tostring(err) end
+  return st
+end
+
+--- agent:push(): upload every queued file under remote_root; {uploaded=, bytes=, skipped=}.
+function Agent:push()
+  local q = self.upload_queue
+  local result = {uploaded = 0, bytes = 0, skipped = {}}
+  if #q._paths == 0 then return result end
+  -- A queued file deleted locally since cannot be sent: it leaves the queue, named in skipped.
+  local jobs, sizes = {}, {}
+  for _, rel in ipairs(q:list()) do
+    local a = fs.stat(self:_local(rel))
+    if not a or a.type ~= "file" then
+      result.skipped[#result.skipped + 1] = rel
+      q:remove(rel)
+    else
+      jobs[#jobs + 1] = {op = "put", ["local"] = self:_local(rel), remote = self:_remote(rel), preserve_mtime = true, rel = rel}
+      sizes[rel] = a.st_size
+    end
+  end
+  if #jobs == 0 then return result end
+  self:_with(function(c)
+    local made = {}
+    for _, j in ipairs(jobs) do
+      local dir = j.remote:match("^(.*)/[^/]*$")
+      if dir and dir ~= "" and not made[dir] then c:makedirs(dir); made[dir] = true end
+    end
+    local specs = {}
+    for i, j in ipairs(jobs) do specs[i] = {op = j.op, ["local"] = j["local"], remote = j.remote, preserve_mtime = true} end
+    c:_transfer(specs, self._parallel, function(i, attrs, err)
+      if err then error(err, 0) end
+      local rel = jobs[i].rel
+      q:remove(rel)              -- journaled at once: a crash later keeps only what is left
+      result.uploaded = result.uploaded + 1
+      result.bytes = result.bytes + (attrs.st_size or sizes[rel] or 0)
+      self._cache[rel] = {size = attrs.st_size, mtime = attrs.st_mtime, checked = os.time()}
+    end)
+  end)
+  self:_save_cache()
+  return result
+end
+
+--- sftp.syncagent{host=, hostport=, username=, priv_key=, local_root=, remote_root=, ...}
+function sftp.syncagent(opts)
+  U.check(opts, 1, "syncagent", "table")
+  U.check_opts(opts, "syncagent", 1, agent_keys)
+  U.check(opts.local_root, 1, "syncagent", "string")
+  if opts.local_root == "" then U.argerror(1, "syncagent", "local_root is empty") end
+  U.check(opts.remote_root, 1, "syncagent", "string", true)
+  local copts
+  if opts.connection ~= nil then
+    if type(opts.connection) ~= "userdata" or not pcall(function() return opts.connection.closed end) then
+      U.argerror(1, "syncagent", "connection must be a Connection")
+    end
+  else
+    if type(opts.host) ~= "string" then U.argerror(1, "syncagent", "host (string) or connection expected") end
+    copts = {}
+    for _, k in ipairs(sftp._connect_keys) do copts[k] = opts[k] end
+    local port = opts.port or opts.hostport
+    if type(port) == "string" then port = math.tointeger(tonumber(port)) end
+    if port ~= nil and math.type(port) ~= "integer" then U.argerror(1, "syncagent", "hostport must be a port number") end
+    copts.port = port
+    copts.private_key = opts.private_key or opts.priv_key
+  end
+  local parallel = sftp._check_parallel(opts.parallel, "syncagent")
+  U.makedirs(opts.local_root)
+  local root = fs.realpath(opts.local_root)
+  local agent = setmetatable({local_root = root, remote_root = opts.remote_root or ".", _connect_opts = copts,
+                              _conn = opts.connection, _owned = false, _parallel = parallel}, Agent)
+  agent._remote_root = agent.remote_root
+  local q = setmetatable({_agent = agent, _file = U.join(root, JOURNAL), _index = {}}, Queue)
+  q:_load()
+  agent.upload_queue = q
+  agent:_load_cache()
+  return agent
+end
 """#######),
     ]
 }

@@ -48,3 +48,20 @@ extension ExampleTests {
         #expect(m == new)
     }
 }
+
+extension ExampleTests {
+    @Test func syncagent() throws {
+        let dir = try server.makeRemoteDir()
+        let work = try makeTempDir("agent")
+        try "on the server\n".write(toFile: dir + "/remote.txt", atomically: true, encoding: .utf8)
+        let r = try runProcess(sftpluaBinary, ["run", repoRoot.path + "/examples/syncagent.lua", dir],
+                               env: ["HOME": server.home, "SFTPLUA_HOST": "127.0.0.1", "SFTPLUA_PORT": String(server.port)], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("pushed 2 file(s), 23 bytes; 0 left in the queue"))
+        #expect(r.stdout.contains("remote.txt (fetched): on the server"))
+        #expect(r.stdout.contains("not_anywhere.txt: does not exist on local or remote"))
+        #expect(r.stdout.contains("cache: 3 file(s), 0 queued, 0 stale"))
+        #expect(FileManager.default.contents(atPath: dir + "/docs/readme.txt") == Data("read me first\n".utf8))
+        #expect(FileManager.default.fileExists(atPath: work + "/cache/remote.txt"))
+    }
+}
