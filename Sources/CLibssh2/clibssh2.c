@@ -40,3 +40,19 @@ int sl_hmac_sha1(const unsigned char *key, size_t keylen, const unsigned char *d
     unsigned int outlen = 0;
     return HMAC(EVP_sha1(), key, (int)keylen, data, datalen, out, &outlen) != NULL && outlen == 20;
 }
+
+void *sl_sha256_new(void) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) { EVP_MD_CTX_free(c); return NULL; }
+    return c;
+}
+int sl_sha256_update(void *ctx, const void *data, size_t len) {
+    return EVP_DigestUpdate((EVP_MD_CTX *)ctx, data, len) == 1;
+}
+int sl_sha256_final(void *ctx, unsigned char *out) {
+    unsigned int n = 0;
+    int ok = EVP_DigestFinal_ex((EVP_MD_CTX *)ctx, out, &n) == 1 && n == 32;
+    EVP_MD_CTX_free((EVP_MD_CTX *)ctx);
+    return ok;
+}
+void sl_sha256_free(void *ctx) { EVP_MD_CTX_free((EVP_MD_CTX *)ctx); }

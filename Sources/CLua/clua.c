@@ -51,12 +51,21 @@ static int sl_msgh(lua_State *L) {
     lua_Debug ar;
     int level;
     int found = 0;
+    /* Where the error happened, as the user sees it: the first frame with a line that is not
+       in sftplua's own embedded Lua library ("=[sftplua ...]"), else the first frame with a line. */
     for (level = 1; level < 200 && lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0 && strncmp(ar.source, "=[sftplua ", 10) != 0) {
+            lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+            found = 1;
+            break;
+        }
+    }
+    for (level = 1; !found && level < 200 && lua_getstack(L, level, &ar); level++) {
         lua_getinfo(L, "Sl", &ar);
         if (ar.currentline > 0) {
             lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
             found = 1;
-            break;
         }
     }
     if (!found) lua_pushliteral(L, "?");

@@ -11,6 +11,11 @@ enum Batch {
     static let jobKeys = ["op", "remote", "local", "preserve_mtime", "confirm", "checked", "size", "mtime", "atime"]
 
     static func define(_ c: LuaClass<Connection>) {
+        c.method("sha256") { conn, l in
+            // c:sha256(path): the SHA-256 of a remote file (hex), computed by reading it.
+            l.push(try SHA256Digest.remote(try conn.channel(), conn.remote(try l.checkString(2, method: true))))
+            return 1
+        }
         c.method("_transfer") { conn, l in
             guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
             let parallel = Int(try l.optInteger(3, method: true) ?? 1)

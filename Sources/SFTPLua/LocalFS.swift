@@ -23,6 +23,10 @@ enum LocalFS {
     static func install(_ l: Lua, module m: Int32) {
         l.newTable()
         let t = l.absIndex(-1)
+        l.setFunction(t, "sha256") { l in
+            l.push(try SHA256Digest.file(try l.checkString(1)))
+            return 1
+        }
         l.setFunction(t, "ls") { l in
             let path = try l.checkString(1)
             guard let d = opendir(path) else { throw SSHError.local(errno, "cannot list", path: path) }

@@ -16,6 +16,7 @@ public final class Runner {
     }
 
     public let state: LuaState
+    var scriptPath: String?
     let stderr: (String) -> Void
 
     public init(stderr: @escaping (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) throws {
@@ -46,9 +47,23 @@ public final class Runner {
             return .usage
         }
         setArgs(script: path, args: args)
-        do { try state.loadFile(path) } catch { return report(error) }
-        for a in args { state.lua.push(a) }
-        return execute(nargs: Int32(args.count))
+        scriptPath = path
+        // sftp._main(chunk, ...) runs the chunk and applies a recipe table it returns.
+        let l = state.lua
+        l.getGlobal("sftp")
+        l.getField(-1, "_main")
+        l.remove(-2)
+        do { try state.loadFile(path) } catch { l.top = 0; return report(error) }
+        for a in args { l.push(a) }
+        return execute(nargs: Int32(args.count) + 1)
+    }
+
+    /// `--dry-run`: mirrors print their plan and nothing is changed through sftplua.
+    public func setDryRun(_ on: Bool) {
+        let l = state.lua
+        l.getGlobal("sftp")
+        l.set(-1, "dry_run", on)
+        l.pop()
     }
 
     /// Runs a chunk given on the command line.
@@ -79,6 +94,9 @@ public final class Runner {
             l.unref(ref)
             let kind = ErrorObject.kind(l, -1)
             l.pop()
+            // An error inside sftplua's own Lua (applying a returned recipe) is the script's.
+            var whereAt = whereAt
+            if whereAt.hasPrefix("[sftplua "), let script = scriptPath { whereAt = script }
             // String errors raised by Lua already carry their position.
             let text = kind == nil && message.hasPrefix(whereAt + ":") ? message : "\(whereAt): \(message)"
             stderr("\(text)\n\(traceback)\n")

@@ -56,6 +56,9 @@ struct Run: ParsableCommand {
         discussion: "The script's arguments are in the global `arg` (arg[0] is the script) and in `...`.\n\n" + exitCodesHelp
     )
 
+    @Flag(name: .long, help: "Print the plan of every mirror (and what other calls would do) and change nothing.")
+    var dryRun = false
+
     @Argument(help: "The Lua script to run.")
     var file: String
 
@@ -64,6 +67,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let runner = try Runner()
+        if dryRun { runner.setDryRun(true) }
         let status = runner.runFile(file, args: args)
         if status != .ok { throw ExitCode(status.rawValue) }
     }

@@ -1,0 +1,182 @@
+-- Declarative recipes and the `sftplua run` driver (including --dry-run).
+local sftp = ...
+local U = sftp._util
+local M = sftp._connection_methods
+
+local recipe_keys = {connect = true, mirror = true, name = true, defaults = true}
+local rule_keys = {down = true, up = true, to = true}
+for k in pairs(sftp._mirror_keys) do rule_keys[k] = true end
+
+local function closest_msg(key, allowed, where)
+  local names = {}
+  for a in pairs(allowed) do names[#names + 1] = a end
+  local best = sftp._closest(tostring(key), names)
+  return ("unknown key '%s' in %s%s"):format(tostring(key), where, best and (" (did you mean '%s'?)"):format(best) or "")
+end
+
+-- "${NAME}", "${NAME:-default}" and "$NAME" in a string, from the environment. A variable
+-- that is unset and has no default is an error naming it.
+local function expand(s, where)
+  if type(s) ~= "string" then return s end
+  local function lookup(name, default)
+    local v = os.getenv(name)
+    if v == nil or (v == "" and default) then
+      if default then return default end
+      sftp.error("ArgumentError", ("%s: environment variable %s is not set"):format(where, name))
+    end
+    return v
+  end
+  s = s:gsub("%${([%a_][%w_]*):%-([^}]*)}", function(n, d) return lookup(n, d) end)
+  s = s:gsub("%${([%a_][%w_]*)}", function(n) return lookup(n) end)
+  s = s:gsub("%$([%a_][%w_]*)", function(n) return lookup(n) end)
+  return s
+end
+sftp.expand_env = expand
+
+local function is_recipe(t)
+  return type(t) == "table" and getmetatable(t) == nil and (t.mirror ~= nil or t.connect ~= nil)
+end
+
+local function describe(i, rule)
+  if type(rule) ~= "table" then return ("rule #%d"):format(i) end
+  if rule.down then return ("rule #%d (down %s -> %s)"):format(i, tostring(rule.down), tostring(rule.to)) end
+  if rule.up then return ("rule #%d (up %s -> %s)"):format(i, tostring(rule.up), tostring(rule.to)) end
+  return ("rule #%d"):format(i)
+end
+
+-- Raises the error `e` with its message prefixed by `where` (error objects stay objects).
+local function reraise(e, where)
+  if type(e) == "table" and e.kind then
+    if not tostring(e.message):find(where, 1, true) then e.message = where .. ": " .. tostring(e.message) end
+    e.rule = e.rule or where
+    error(e, 0)
+  end
+  sftp.error("ArgumentError", where .. ": " .. tostring(e))
+end
+
+--- sftp.check_recipe(t): validates a recipe table; raises ArgumentError naming the field.
+function sftp.check_recipe(t)
+  if type(t) ~= "table" then sftp.error("ArgumentError", "recipe: table expected, got " .. type(t)) end
+  for k in pairs(t) do
+    if not recipe_keys[k] then sftp.error("ArgumentError", "recipe: " .. closest_msg(k, recipe_keys, "the recipe")) end
+  end
+  if type(t.connect) ~= "table" then
+    sftp.error("ArgumentError", "recipe: 'connect' must be a table of sftp.connect options, got " .. type(t.connect))
+  end
+  if t.name ~= nil and type(t.name) ~= "string" then sftp.error("ArgumentError", "recipe: 'name' must be a string") end
+  if t.defaults ~= nil and type(t.defaults) ~= "table" then sftp.error("ArgumentError", "recipe: 'defaults' must be a table") end
+  for k in pairs(t.defaults or {}) do
+    if not sftp._mirror_keys[k] then sftp.error("ArgumentError", "recipe: " .. closest_msg(k, sftp._mirror_keys, "'defaults'")) end
+  end
+  if type(t.mirror) ~= "table" then sftp.error("ArgumentError", "recipe: 'mirror' must be an array of rules, got " .. type(t.mirror)) end
+  local n = #t.mirror
+  for k in pairs(t.mirror) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then
+      sftp.error("ArgumentError", "recipe: 'mirror' must be an array of rules (found key " .. tostring(k) .. ")")
+    end
+  end
+  for i, rule in ipairs(t.mirror) do
+    local where = "recipe " .. describe(i, rule)
+    if type(rule) ~= "table" then sftp.error("ArgumentError", where .. ": table expected, got " .. type(rule)) end
+    for k in pairs(rule) do
+      if not rule_keys[k] then sftp.error("ArgumentError", where .. ": " .. closest_msg(k, rule_keys, "the rule")) end
+    end
+    if (rule.down == nil) == (rule.up == nil) then
+      sftp.error("ArgumentError", where .. ": give exactly one of 'down' (a remote dir) or 'up' (a local dir)")
+    end
+    for _, k in ipairs({"down", "up", "to"}) do
+      if rule[k] ~= nil and (type(rule[k]) ~= "string" or rule[k] == "") then
+        sftp.error("ArgumentError", where .. (": '%s' must be a non-empty string, got %s"):format(k, type(rule[k])))
+      end
+    end
+    if rule.to == nil then sftp.error("ArgumentError", where .. ": 'to' (the target dir) is missing") end
+  end
+  return t
+end
+
+--- sftp.run_recipe(t [, {connection=c}]) -> array of summaries, one per rule.
+function sftp.run_recipe(t, how)
+  sftp.check_recipe(t)
+  how = how or {}
+  local copts = {}
+  for k, v in pairs(t.connect) do copts[k] = expand(v, "recipe connect." .. tostring(k)) end
+  if type(copts.port) == "string" and tonumber(copts.port) then copts.port = math.tointeger(tonumber(copts.port)) end
+  local c = how.connection
+  local own = false
+  if not c then
+    local ok, conn = pcall(sftp.connect, copts)
+    if not ok then reraise(conn, "recipe connect") end
+    c, own = conn, true
+  end
+  local results = {}
+  local ok, err = pcall(function()
+    for i, rule in ipairs(t.mirror) do
+      local where = "recipe " .. describe(i, rule)
+      local opts = {}
+      for k, v in pairs(t.defaults or {}) do opts[k] = v end
+      for k, v in pairs(rule) do if sftp._mirror_keys[k] then opts[k] = v end end
+      local rok, res = pcall(function()
+        if rule.down then return c:mirror_down(expand(rule.down, where), expand(rule.to, where), opts) end
+        return c:mirror_up(expand(rule.up, where), expand(rule.to, where), opts)
+      end)
+      if not rok then reraise(res, where) end
+      results[i] = res
+      if not sftp.dry_run and not how.quiet then
+        io.write(("%s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes%s\n"):format(
+          describe(i, rule), res.copied, res.updated, res.deleted, res.skipped, res.bytes,
+          #res.warnings > 0 and (", %d warning(s)"):format(#res.warnings) or ""))
+        for _, w in ipairs(res.warnings) do io.write("  warning: ", w, "\n") end
+      end
+    end
+  end)
+  if own then c:close() end
+  if not ok then error(err, 0) end
+  return results
+end
+
+-- Under --dry-run, everything that would change a server or the local disk through sftplua
+-- prints what it would do instead (mirrors print their plan).
+local mutating = {"put", "put_d", "put_r", "putfo", "write", "mkdir", "makedirs", "rmdir", "remove", "unlink",
+                  "rename", "chmod", "chown", "symlink", "truncate", "execute", "get", "get_d", "get_r", "getfo"}
+
+local function guard_mutations()
+  for _, name in ipairs(mutating) do
+    local orig = M[name]
+    if orig then
+      M[name] = function(c, ...)
+        local args = table.pack(...)
+        local shown = {}
+        for i = 1, args.n do
+          local a = args[i]
+          if type(a) == "string" then shown[#shown + 1] = a
+          elseif type(a) ~= "table" and type(a) ~= "function" then shown[#shown + 1] = tostring(a) end
+        end
+        io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
+        if name == "execute" then return {}, 0 end
+        if name == "put" then return {} end
+        return nil
+      end
+    end
+  end
+  local open = sftp._remotefile_methods and M.open
+  if open then
+    M.open = function(c, path, mode, ...)
+      if mode and mode:find("[wax+]") then
+        io.write(("dry run: would open %s for writing (%s); reading instead is not possible\n"):format(path, mode))
+        sftp.error("IOError", "dry run: " .. path .. " cannot be opened for writing", path)
+      end
+      return open(c, path, mode, ...)
+    end
+  end
+end
+
+--- The `sftplua run` driver: runs the chunk; a returned recipe table is applied.
+function sftp._main(chunk, ...)
+  if sftp.dry_run then guard_mutations() end
+  local res = table.pack(chunk(...))
+  if res.n >= 1 and is_recipe(res[1]) then
+    sftp.run_recipe(res[1])
+    return
+  end
+  return table.unpack(res, 1, res.n)
+end
