@@ -155,6 +155,8 @@ local function mirror_opts(opts, fname)
   return o
 end
 
+sftp._mirror_opts = mirror_opts
+
 -- Listing ---------------------------------------------------------------------------------------
 
 -- Walks one side. `list(abs)` gives entries (filename, type, st_*). Returns `entries` (rel ->
@@ -410,7 +412,10 @@ local function remote_root_dir(c, path, fname)
     error(root, 0)
   end
   local ok, a = pcall(c.stat, c, root)
-  if not ok then error(a, 0) end
+  if not ok then
+    if missing_in_dry_run(a) then return nil end
+    error(a, 0)
+  end
   if a.type ~= "dir" then sftp.error("IOError", fname .. ": " .. path .. " is not a directory", path) end
   return root
 end
@@ -464,7 +469,12 @@ function M.mirror_up(c, ldir, rdir, opts)
   if not la and sftp.dry_run then return empty_plan(("mirror_up %s -> %s"):format(ldir, rdir), ldir) end
   if not la then sftp.error("FileNotFound", "mirror_up: no such directory " .. ldir, ldir) end
   if la.type ~= "dir" then sftp.error("OSError", "mirror_up: " .. ldir .. " is not a directory", ldir) end
-  local root = c:normalize(rdir)
+  -- The target may not exist yet (nor its parents): then it is used as given.
+  local nok, root = pcall(c.normalize, c, rdir)
+  if not nok then
+    if type(root) ~= "table" or root.kind ~= "FileNotFound" then error(root, 0) end
+    root = rdir
+  end
   local side = {
     src_root = ldir, dst_root = root,
     src_list = fs.ls,

@@ -90,6 +90,12 @@ function sftp.check_recipe(t)
       end
     end
     if rule.to == nil then sftp.error("ArgumentError", where .. ": 'to' (the target dir) is missing") end
+    -- The mirror options, checked before anything connects.
+    local opts = {}
+    for k, v in pairs(t.defaults or {}) do opts[k] = v end
+    for k, v in pairs(rule) do if sftp._mirror_keys[k] then opts[k] = v end end
+    local ok, err = pcall(sftp._mirror_opts, opts, where)
+    if not ok then reraise(err, where) end
   end
   return t
 end

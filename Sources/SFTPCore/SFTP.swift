@@ -219,7 +219,8 @@ public final class SFTP {
     private func pathQuery(_ path: String, _ type: Int32, _ what: String) throws -> String {
         var buf = [CChar](repeating: 0, count: 8192)
         let n = try buf.withUnsafeMutableBufferPointer { b in try symlinkCall(path, b.baseAddress!, UInt32(b.count), type) }
-        if n == LIBSSH2_ERROR_SFTP_PROTOCOL { throw try pathFailure(what, path: path, parentOf: false) }
+        // A failure status misread as an empty name (libssh2 1.10) is a failure too.
+        if n == LIBSSH2_ERROR_SFTP_PROTOCOL || n == 0 { throw try pathFailure(what, path: path, parentOf: false) }
         if n < 0 { throw fail(n, what, path: path) }
         return String(decoding: buf.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
