@@ -512,3 +512,5 @@ function M.mirror_up(c, ldir, rdir, opts)
 end
 
 sftp._fmt_action = fmt_action
+sftp._compile_globs = compile_globs
+sftp._glob_any = glob_any

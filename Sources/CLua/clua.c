@@ -149,3 +149,56 @@ void sl_requiref(lua_State *L, const char *name, int tableidx) {
     lua_setfield(L, -2, name);
     lua_pop(L, 1);
 }
+
+/* Ctrl-C ------------------------------------------------------------------------------------ */
+#include <signal.h>
+#include <pthread.h>
+
+static volatile sig_atomic_t sl_intr_flag = 0;
+static lua_State *sl_intr_state = NULL;
+static char sl_intr_meta[64];
+
+static void sl_intr_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    if (!sl_intr_flag) return;
+    sl_intr_flag = 0;
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "Interrupted");
+    lua_setfield(L, -2, "kind");
+    lua_pushliteral(L, "interrupted (Ctrl-C)");
+    lua_setfield(L, -2, "message");
+    luaL_setmetatable(L, sl_intr_meta);
+    lua_error(L);
+}
+
+static void sl_intr_handler(int sig) {
+    (void)sig;
+    sl_intr_flag = 1;
+    if (sl_intr_state) /* lua_sethook is async-signal-safe (lua.c relies on it) */
+        lua_sethook(sl_intr_state, sl_intr_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+void sl_interrupt_install(lua_State *L, const char *errmeta) {
+    struct sigaction sa;
+    sl_intr_state = L;
+    strncpy(sl_intr_meta, errmeta, sizeof sl_intr_meta - 1);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sl_intr_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    /* A parent may have left SIGINT blocked (the mask is inherited across exec). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int sl_interrupt_pending(void) { return sl_intr_flag != 0; }
+
+void sl_interrupt_clear(void) {
+    sl_intr_flag = 0;
+    if (sl_intr_state) lua_sethook(sl_intr_state, NULL, 0, 0);
+}
+
+void sl_interrupt_raise(void) { sl_intr_handler(SIGINT); }

@@ -73,6 +73,11 @@ public final class TransferPool {
         while failure == nil, let i = state.take() {
             let r = TransferPool.perform(main, jobs[i])
             hand([(i, r)] + state.collect(wait: false))
+            if failure == nil, Interrupt.pending() {
+                Interrupt.clear()
+                failure = SSHError(.interrupted, "interrupted (Ctrl-C)")
+                state.cancel()
+            }
         }
         while true {
             let batch = state.collect(wait: true)
@@ -241,6 +246,7 @@ extension Transfer {
         defer { buf.deallocate() }
         var off = start
         while off < end {
+            if progress != nil { try Interrupt.checkpoint() }
             let want = Int(min(UInt64(blockSize), end - off))
             let n = try file.read(into: buf, count: want)
             if n == 0 { throw SSHError(.io, "cannot read \(file.path): the file shrank during the download", path: file.path) }
@@ -276,7 +282,7 @@ extension Transfer {
                 defer { try? file.close() }
                 try file.seek(parts[i].0)
                 try copyRange(file, to: fd, start: parts[i].0, end: parts[i].1, local: local, counter: counter,
-                              progress: i == 0 && progress != nil ? { _ in try progress?(counter.current, size) } : nil)
+                              progress: i == 0 ? { _ in try progress?(counter.current, size) } : nil)
             }
             try progress?(size, size)
             return attrs
@@ -312,6 +318,7 @@ extension Transfer {
                 defer { buf.deallocate() }
                 var off = parts[i].0
                 while off < parts[i].1 {
+                    if i == 0 { try Interrupt.checkpoint() }
                     let n = pread(fd, buf, Int(min(UInt64(blockSize), parts[i].1 - off)), off_t(off))
                     if n < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot read", path: local) }
                     if n == 0 { throw SSHError(.os, "cannot read \(local): the file shrank during the upload", path: local) }

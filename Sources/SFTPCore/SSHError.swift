@@ -15,6 +15,8 @@ public struct SSHError: Error, CustomStringConvertible, Equatable {
         case os = "OSError"
         case timeout = "Timeout"
         case argument = "ArgumentError"
+        /// Ctrl-C (an addition to the contract's kinds).
+        case interrupted = "Interrupted"
     }
     public var kind: Kind
     public var message: String
@@ -77,6 +79,21 @@ enum SFTPStatus {
         case LIBSSH2_FX_INVALID_FILENAME: return "invalid filename"
         case LIBSSH2_FX_LINK_LOOP: return "link loop"
         default: return "status \(status)"
+        }
+    }
+}
+
+/// Ctrl-C, as seen from SFTPCore: the layer that owns the signal handler installs `pending` and
+/// `clear`; long loops call `checkpoint()`.
+public enum Interrupt {
+    nonisolated(unsafe) public static var pending: () -> Bool = { false }
+    nonisolated(unsafe) public static var clear: () -> Void = {}
+
+    /// Throws `Interrupted` (and disarms the request) when Ctrl-C was pressed.
+    public static func checkpoint() throws {
+        if pending() {
+            clear()
+            throw SSHError(.interrupted, "interrupted (Ctrl-C)")
         }
     }
 }

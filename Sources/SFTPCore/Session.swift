@@ -114,6 +114,11 @@ public final class Session {
             libssh2_session_last_error(s, &msgPtr, &len, 0)
             if let msgPtr, len > 0 { text = String(cString: msgPtr) }
         }
+        if Interrupt.pending() {
+            // poll() was cut short by SIGINT; libssh2 reports it as a timeout.
+            Interrupt.clear()
+            return SSHError(.interrupted, "\(what): interrupted (Ctrl-C)", path: path, code: Int(rc))
+        }
         switch rc {
         case LIBSSH2_ERROR_TIMEOUT, LIBSSH2_ERROR_SOCKET_TIMEOUT:
             return SSHError(.timeout, "\(what): timed out after \(timeout.map { "\($0)" } ?? "?") s", path: path, code: Int(rc))

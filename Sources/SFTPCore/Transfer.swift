@@ -97,6 +97,7 @@ public enum Transfer {
         while true {
             let left = total > done ? total - done : 0
             let want = size == nil ? blockSize : Int(min(UInt64(blockSize), max(32768, left + 1)))
+            try Interrupt.checkpoint()
             let n = try file.read(into: buf, count: want)
             if n == 0 { break }
             try sink(UnsafeRawBufferPointer(start: buf, count: n))
@@ -143,6 +144,7 @@ public enum Transfer {
             let total = size ?? 0
             try progress?(0, total)
             while true {
+                try Interrupt.checkpoint()
                 let n = try source(buf, blockSize)
                 if n == 0 { break }
                 try file.write(UnsafeRawBufferPointer(start: buf, count: n))

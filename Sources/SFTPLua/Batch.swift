@@ -11,6 +11,7 @@ enum Batch {
     static let jobKeys = ["op", "remote", "local", "preserve_mtime", "confirm", "checked", "size", "mtime", "atime"]
 
     static func define(_ c: LuaClass<Connection>) {
+        c.method("_reconnect") { conn, _ in try conn.reconnect(); return 0 }
         c.method("sha256") { conn, l in
             // c:sha256(path): the SHA-256 of a remote file (hex), computed by reading it.
             l.push(try SHA256Digest.remote(try conn.channel(), conn.remote(try l.checkString(2, method: true))))

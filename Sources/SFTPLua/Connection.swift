@@ -4,8 +4,8 @@ import SFTPCore
 
 /// A Connection as Lua sees it: a session, its SFTP channel, and the pysftp-style remote cwd.
 final class Connection {
-    let session: Session
-    let sftp: SFTP
+    private(set) var session: Session
+    private(set) var sftp: SFTP
     /// The remote working directory set by chdir/cd (nil until set, as in pysftp).
     var cwd: String?
     let logfile: String?
@@ -23,6 +23,21 @@ final class Connection {
     }
 
     deinit { close() }
+
+    /// Opens a new session with the same settings and swaps it in (the watcher's reconnect).
+    /// The remote cwd is kept. On failure the old (dead) session stays, closed.
+    func reconnect() throws {
+        let options = session.options
+        sftp.close()
+        session.close()
+        let s = try Session(options)
+        let f: SFTP
+        do { f = try SFTP(session: s) } catch { s.close(); throw error }
+        session = s
+        sftp = f
+        closed = false
+        log?.write("reconnected")
+    }
 
     func close() {
         guard !closed else { return }

@@ -38,6 +38,23 @@ public enum SFTPModule {
         l.newTable()
         for k in SSHError.Kind.allCases { l.set(-1, k.rawValue, k.rawValue) }
         l.setField(m, "kinds")
+        l.setFunction(m, "sleep") { l in
+            // sftp.sleep(seconds): waits; Ctrl-C ends it with an Interrupted error.
+            guard let t = try l.optNumber(1), t >= 0, t.isFinite else { throw l.typeError(1, expected: "non-negative number") }
+            let end = Date().addingTimeInterval(t)
+            while true {
+                try Interrupt.checkpoint()
+                let left = end.timeIntervalSinceNow
+                if left <= 0 { break }
+                usleep(useconds_t(min(left, 0.02) * 1_000_000))
+            }
+            return 0
+        }
+        l.setFunction(m, "now") { l in
+            // sftp.now(): seconds since the epoch, with fractions (os.time has whole seconds).
+            l.push(Date().timeIntervalSince1970)
+            return 1
+        }
         l.push(strings: ConnectOptions.luaKeys)
         l.setField(m, "_connect_keys")
         LocalFS.install(l, module: m)
@@ -56,6 +73,14 @@ public enum SFTPModule {
             try state.call(nargs: 1)
         }
         state.lua.top = 0
+    }
+
+    /// Ctrl-C for the CLI: SIGINT interrupts the running Lua code or transfer with an
+    /// `Interrupted` error instead of killing the process.
+    public static func enableInterrupts(_ state: LuaState) {
+        sl_interrupt_install(state.lua.L, ErrorObject.metatable)
+        Interrupt.pending = { sl_interrupt_pending() != 0 }
+        Interrupt.clear = { sl_interrupt_clear() }
     }
 
     /// sftp.connect{...} or sftp.connect(host, {...}).

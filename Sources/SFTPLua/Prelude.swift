@@ -846,6 +846,8 @@ function M.mirror_up(c, ldir, rdir, opts)
 end
 
 sftp._fmt_action = fmt_action
+sftp._compile_globs = compile_globs
+sftp._glob_any = glob_any
 """#######),
         ("recipe.lua", #######"""
 -- Declarative recipes and the `sftplua run` driver (including --dry-run).
@@ -1445,6 +1447,220 @@ function sftp.syncagent(opts)
   agent.upload_queue = q
   agent:_load_cache()
   return agent
+end
+"""#######),
+        ("watch.lua", #######"""
+-- c:watch: a remote directory watcher. SFTP has no change notifications, so this polls: each
+-- poll lists the tree (or, with relist = "changed", stats each directory and lists only those
+-- whose mtime moved), compares with the last snapshot and reports created/modified/deleted.
+local sftp = ...
+local U = sftp._util
+local M = sftp._connection_methods
+
+local watch_keys = {interval = true, recursive = true, exclude = true, settle = true, duration = true,
+                    events = true, max_backoff = true, relist = true, on_poll = true}
+
+local function num_opt(o, k, fname, min, integer)
+  local v = o[k]
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v or v == math.huge or v < min or (integer and math.type(v) ~= "integer") then
+    sftp.error("ArgumentError", ("bad option '%s' to '%s' (%s >= %s expected)"):format(k, fname, integer and "integer" or "number", min))
+  end
+  return v
+end
+
+local function is_connection_error(e)
+  return type(e) == "table" and (e.kind == "ConnectionError" or e.kind == "Timeout")
+end
+
+local function interrupted(e) return type(e) == "table" and e.kind == "Interrupted" end
+
+--- c:watch(remote_dir, opts, callback) -> number of events delivered
+function M.watch(c, dir, opts, callback)
+  if type(opts) == "function" and callback == nil then opts, callback = nil, opts end
+  U.check(dir, 1, "watch", "string")
+  opts = U.check_opts(opts, "watch", 2, watch_keys)
+  U.check(callback, 3, "watch", "function")
+  local interval = num_opt(opts, "interval", "watch", 0) or 2
+  local settle = num_opt(opts, "settle", "watch", 0) or 0
+  local duration = num_opt(opts, "duration", "watch", 0)
+  local max_events = num_opt(opts, "events", "watch", 1, true)
+  local max_backoff = num_opt(opts, "max_backoff", "watch", 0.01) or 30
+  local recursive = opts.recursive
+  if recursive == nil then recursive = true end
+  if type(recursive) ~= "boolean" then sftp.error("ArgumentError", "bad option 'recursive' to 'watch' (boolean expected)") end
+  local relist = opts.relist or "always"
+  if relist ~= "always" and relist ~= "changed" then
+    sftp.error("ArgumentError", "bad option 'relist' to 'watch' (\"always\" or \"changed\" expected)")
+  end
+  if opts.on_poll ~= nil and type(opts.on_poll) ~= "function" then
+    sftp.error("ArgumentError", "bad option 'on_poll' to 'watch' (function expected)")
+  end
+  local exclude = sftp._compile_globs(opts.exclude, "exclude", "watch")
+  local root = c:normalize(dir)
+  local ra = c:stat(root)
+  if ra.type ~= "dir" then sftp.error("IOError", "watch: " .. dir .. " is not a directory", dir) end
+
+  local start = sftp.now()
+  local deadline = duration and start + duration
+  local stats = {polls = 0, listed = 0, stated = 0, files = 0, reconnects = 0}
+  local cache = {}          -- rel dir -> {mtime=, entries=} (relist = "changed")
+
+  -- One pass over the tree: rel -> attribute table (files, directories, links, ...).
+  local function scan()
+    local cur = {}
+    local function entries_of(abs, rel)
+      if relist == "changed" then
+        local ok, a = pcall(c.stat, c, abs)
+        stats.stated = stats.stated + 1
+        if not ok then error(a, 0) end
+        local hit = cache[rel]
+        -- A directory listed in a later second than its mtime cannot have changed unseen.
+        if hit and a.st_mtime and hit.mtime == a.st_mtime and hit.listed_at > a.st_mtime + 1 then return hit.entries end
+        local when = os.time()
+        local list = c:listdir_attr(abs)
+        stats.listed = stats.listed + 1
+        cache[rel] = {mtime = a.st_mtime, entries = list, listed_at = when}
+        return list
+      end
+      stats.listed = stats.listed + 1
+      return c:listdir_attr(abs)
+    end
+    local seen_dirs = {}
+    local function walk(abs, rel, depth)
+      if depth > 256 then return end
+      seen_dirs[rel] = true
+      for _, e in ipairs(entries_of(abs, rel)) do
+        local name = e.filename
+        if not U.unsafe_name(name) then
+          local r = rel == "" and name or rel .. "/" .. name
+          if not sftp._glob_any(exclude, r, e.type == "dir") then
+            cur[r] = e
+            if e.type == "dir" and recursive then walk(U.join(abs, name), r, depth + 1) end
+          end
+        end
+      end
+    end
+    local ok, err = pcall(walk, root, "", 0)
+    if not ok then
+      -- The watched directory itself went away: everything in it is gone.
+      local gone = type(err) == "table" and err.kind == "FileNotFound" and not c:exists(root)
+      if not gone then error(err, 0) end
+      cur = {}
+    end
+    for rel in pairs(cache) do if not seen_dirs[rel] then cache[rel] = nil end end
+    return cur
+  end
+
+  local known = scan()
+  local pending = {}        -- rel -> {attr=, since=} for files waiting to settle
+  local count = 0
+
+  local function same_file(a, b)
+    return a.type == b.type and a.st_size == b.st_size and a.st_mtime == b.st_mtime
+  end
+
+  -- Compares a scan with the snapshot; returns the events, in path order.
+  local function diff(cur, now)
+    local evs = {}
+    for rel, a in pairs(cur) do
+      local k = known[rel]
+      if k and k.type ~= a.type then
+        evs[#evs + 1] = {type = "deleted", path = rel}
+        known[rel] = nil
+        k = nil
+      end
+      if k and a.type == "dir" then
+        known[rel] = a        -- a directory's own mtime moves with its entries: not an event
+      elseif not k or not same_file(k, a) then
+        local kind = k and "modified" or "created"
+        if settle > 0 and a.type ~= "dir" then
+          local p = pending[rel]
+          if p and same_file(p.attr, a) then
+            if now - p.since >= settle then
+              evs[#evs + 1] = {type = kind, path = rel, attr = a}
+              known[rel], pending[rel] = a, nil
+            end
+          else
+            pending[rel] = {attr = a, since = now}
+          end
+        else
+          evs[#evs + 1] = {type = kind, path = rel, attr = a}
+          known[rel] = a
+        end
+      else
+        pending[rel] = nil
+      end
+    end
+    for rel in pairs(known) do
+      if not cur[rel] then evs[#evs + 1] = {type = "deleted", path = rel}; known[rel] = nil end
+    end
+    for rel in pairs(pending) do if not cur[rel] then pending[rel] = nil end end
+    table.sort(evs, function(x, y)
+      if x.path ~= y.path then return x.path < y.path end
+      return x.type == "deleted"     -- a deletion before a re-creation of the same path
+    end)
+    return evs
+  end
+
+  -- Waits `t` seconds, never past the deadline; false when the deadline has come.
+  local function wait(t)
+    if deadline then
+      local left = deadline - sftp.now()
+      if left <= 0 then return false end
+      if t > left then t = left end
+    end
+    sftp.sleep(t)
+    return not deadline or sftp.now() < deadline
+  end
+
+  -- A dropped connection: reopen it with backoff; permanent failures (auth, host key) raise.
+  local function reconnect()
+    local backoff = math.min(0.5, max_backoff)
+    for _ = 1, 1000000 do
+      if not wait(backoff) then return false end
+      local ok, err = pcall(c._reconnect, c)
+      if ok then stats.reconnects = stats.reconnects + 1; return true end
+      if not is_connection_error(err) then error(err, 0) end
+      backoff = math.min(backoff * 2, max_backoff)
+    end
+    return false
+  end
+
+  local function poll_once()
+    if not wait(interval) then return "stop" end
+    local ok, cur = pcall(scan)
+    if not ok then
+      if not is_connection_error(cur) then error(cur, 0) end
+      if not reconnect() then return "stop" end
+      ok, cur = pcall(scan)
+      if not ok then
+        if is_connection_error(cur) then return "again" end
+        error(cur, 0)
+      end
+    end
+    stats.polls = stats.polls + 1
+    local n = 0
+    for _ in pairs(cur) do n = n + 1 end
+    stats.files = n
+    for _, ev in ipairs(diff(cur, sftp.now())) do
+      count = count + 1
+      if callback(ev) == false then return "stop" end
+      if max_events and count >= max_events then return "stop" end
+    end
+    if opts.on_poll and opts.on_poll(stats) == false then return "stop" end
+    return "again"
+  end
+
+  for _ = 1, math.maxinteger do
+    local ok, r = pcall(poll_once)
+    if not ok then
+      if interrupted(r) then return count end   -- Ctrl-C ends the watch cleanly
+      error(r, 0)
+    end
+    if r == "stop" then break end
+  end
+  return count
 end
 """#######),
     ]

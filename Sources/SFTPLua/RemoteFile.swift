@@ -117,6 +117,12 @@ extension ConnectionBinding {
             AttributeTable.push(l, try rf.file.stat())
             return 1
         }
+        f.method("flush") { rf, l in
+            // Writes go to the server as they are made (each acknowledged): nothing is held back.
+            try rf.check()
+            l.pushValue(1)
+            return 1
+        }
         f.method("close") { rf, _ in try rf.close(); return 0 }
         f.meta("__close") { rf, _ in try? rf.close(); return 0 }
         f.meta("__tostring") { rf, l in l.push("sftp.RemoteFile(\(rf.file.path)\(rf.closed ? ", closed" : ""))"); return 1 }

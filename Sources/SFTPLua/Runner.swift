@@ -13,6 +13,7 @@ public final class Runner {
         case connection = 3       // ConnectionError, Timeout
         case authentication = 4   // AuthenticationError, CredentialError
         case hostKey = 5          // HostKeyError
+        case interrupted = 130    // Ctrl-C (Interrupted), as shells report SIGINT
     }
 
     public let state: LuaState
@@ -23,6 +24,16 @@ public final class Runner {
         state = LuaState()
         self.stderr = stderr
         try SFTPModule.install(into: state)
+    }
+
+    /// Ctrl-C raises `Interrupted` in the script instead of killing the process (CLI only).
+    public func enableInterrupts() { SFTPModule.enableInterrupts(state) }
+
+    /// True (and cleared) when Ctrl-C was pressed since the last check.
+    public func takeInterrupt() -> Bool {
+        guard sl_interrupt_pending() != 0 else { return false }
+        sl_interrupt_clear()
+        return true
     }
 
     /// Sets the global `arg`: arg[0] the script, arg[1...] its arguments, arg[-1] the program.
@@ -112,6 +123,7 @@ public final class Runner {
         case "ConnectionError", "Timeout": return .connection
         case "AuthenticationError", "CredentialError": return .authentication
         case "HostKeyError": return .hostKey
+        case "Interrupted": return .interrupted
         default: return .scriptError
         }
     }

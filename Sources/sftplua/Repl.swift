@@ -20,6 +20,7 @@ struct Repl: ParsableCommand {
         let runner: Runner
         do { runner = try Runner() } catch { FileHandle.standardError.write(Data("sftplua: \(error)\n".utf8)); return 1 }
         runner.setArgs(script: "repl", args: [])
+        runner.enableInterrupts()
         if let host = connect {
             let quoted = host.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             let st = runner.runString("c = sftp.connect{host = \"\(quoted)\"}", name: "=connect")
@@ -35,7 +36,11 @@ struct Repl: ParsableCommand {
                 print(buffer.isEmpty ? "> " : ">> ", terminator: "")
                 fflush(stdout)
             }
-            guard let line = readLine(strippingNewline: true) else { break }
+            guard let line = readLine(strippingNewline: true) else {
+                // Ctrl-C at the prompt drops the line being typed; Ctrl-D (end of input) exits.
+                if runner.takeInterrupt() { print(""); buffer = ""; clearerr(stdin); continue }
+                break
+            }
             buffer += buffer.isEmpty ? line : "\n" + line
             if buffer.trimmingCharacters(in: .whitespaces).isEmpty { buffer = ""; continue }
             if runner.interactive(buffer, print: { print($0); fflush(stdout) }) == .complete { buffer = "" }

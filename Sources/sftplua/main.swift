@@ -38,10 +38,12 @@ struct SFTPLuaCommand: ParsableCommand {
             // Not a terminal: run standard input as a script, as `lua -` does.
             let data = FileHandle.standardInput.readDataToEndOfFile()
             let runner = try Runner()
+            runner.enableInterrupts()
             runner.setArgs(script: "-", args: [])
             throw ExitCode(runner.runString(String(decoding: data, as: UTF8.self), name: "=stdin").rawValue)
         }
         let runner = try Runner()
+        runner.enableInterrupts()
         runner.setArgs(script: "-e", args: [])
         for code in execute {
             let status = runner.runString(code)
@@ -67,6 +69,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let runner = try Runner()
+        runner.enableInterrupts()
         if dryRun { runner.setDryRun(true) }
         let status = runner.runFile(file, args: args)
         if status != .ok { throw ExitCode(status.rawValue) }

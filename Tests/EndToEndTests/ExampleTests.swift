@@ -18,9 +18,10 @@ struct ExampleTests {
 
     @Test func everyExampleHasATest() throws {
         let examples = try FileManager.default.contentsOfDirectory(atPath: repoRoot.path + "/examples").filter { $0.hasSuffix(".lua") }
-        // Example tests live here and in MirrorTests.swift.
+        // Example tests live here, in MirrorTests.swift and in WatchTests.swift.
         let source = try String(contentsOfFile: #filePath, encoding: .utf8)
             + String(contentsOfFile: repoRoot.path + "/Tests/EndToEndTests/MirrorTests.swift", encoding: .utf8)
+            + String(contentsOfFile: repoRoot.path + "/Tests/EndToEndTests/WatchTests.swift", encoding: .utf8)
         for e in examples { #expect(source.contains("examples/\(e)"), "examples/\(e) is not run by a test") }
     }
 }

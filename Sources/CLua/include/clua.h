@@ -55,4 +55,12 @@ void sl_pushlstring(lua_State *L, const char *s, size_t len);
 void sl_pushstring(lua_State *L, const char *s);
 void sl_requiref(lua_State *L, const char *name, int tableidx);
 
+/* Ctrl-C. sl_interrupt_install(L) makes SIGINT set a flag and arm a Lua hook that raises an
+   error object {kind="Interrupted"} (metatable `errmeta`) at the next Lua instruction, as lua.c
+   does; Swift code polls sl_interrupt_pending() in its long loops. sl_interrupt_clear() disarms. */
+void sl_interrupt_install(lua_State *L, const char *errmeta);
+int sl_interrupt_pending(void);
+void sl_interrupt_clear(void);
+void sl_interrupt_raise(void);
+
 #endif
