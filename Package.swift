@@ -14,11 +14,13 @@ let package = Package(
         .target(name: "CLua", linkerSettings: [.linkedLibrary("lua5.4")]),
         // C side: libssh2 headers + the few macros and OpenSSL calls Swift cannot reach.
         .target(name: "CLibssh2", linkerSettings: [.linkedLibrary("ssh2"), .linkedLibrary("crypto")]),
+        // C side: libedit's readline interface for the REPL (history, completion).
+        .target(name: "CLineEdit", linkerSettings: [.linkedLibrary("edit")]),
         .target(name: "SFTPCore", dependencies: ["CLibssh2"]),
         .target(name: "LuaHost", dependencies: ["CLua"]),
         .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "CLua"]),
         .executableTarget(name: "sftplua", dependencies: [
-            "SFTPLua", "LuaHost",
+            "SFTPLua", "LuaHost", "CLineEdit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Starts the throwaway sshd (scripts/test-sshd) for the tests; runs the built binary.

@@ -367,6 +367,7 @@ local function mirror(c, o, side, label)
   -- Act: the target root, directories (parents first), files, then deletes.
   side.dst_makedirs()
   local function done(a)
+    sftp._note(("%s: %s %s"):format(label, a.op, a.path))
     if o.on_action then o.on_action({op = a.op, path = a.path, size = a.size}) end
   end
   for _, rel in ipairs(mkdirs) do

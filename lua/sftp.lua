@@ -43,4 +43,69 @@ function sftp.pretty(value, indent)
   return render(value, 0)
 end
 
+-- REPL tab completion ---------------------------------------------------------------------------
+
+local keywords = {"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+                  "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while"}
+
+-- Field names of a value: table keys (and those of an __index table), or for sftplua objects the
+-- methods (with ":") and fields (with ".") of their class.
+local connection_fields = {"closed", "host", "port", "username", "auth_method", "host_key", "logfile",
+                           "timeout", "pwd", "active_ciphers", "security_options"}
+local function names_of(v, sep)
+  local out = {}
+  local function add_table(t, only_functions)
+    for k, x in pairs(t) do
+      if type(k) == "string" and k:match("^[%a_][%w_]*$") and k:sub(1, 1) ~= "_" and (not only_functions or type(x) == "function") then
+        out[#out + 1] = k
+      end
+    end
+  end
+  local mt = getmetatable(v)
+  local name = type(mt) == "table" and rawget(mt, "__name")
+  if type(v) == "userdata" and name == "sftp.Connection" then
+    add_table(sftp._connection_methods, true)
+    if sep == "." then for _, f in ipairs(connection_fields) do out[#out + 1] = f end end
+  elseif type(v) == "userdata" and name == "sftp.RemoteFile" then
+    add_table(sftp._remotefile_methods, true)
+  elseif type(v) == "table" then
+    add_table(v, sep == ":")
+    local idx = type(mt) == "table" and rawget(mt, "__index")
+    if type(idx) == "table" then add_table(idx, sep == ":") end
+  elseif type(v) == "string" and sep == ":" then
+    add_table(string, true)
+  end
+  return out
+end
+
+--- sftp._complete(word, line): completions for the REPL (full replacements for `word`).
+function sftp._complete(word, line)
+  local out, seen = {}, {}
+  local function offer(s) if not seen[s] then seen[s] = true; out[#out + 1] = s end end
+  local prefix, sep, partial = word:match("^([%a_][%w_%.:]-)([%.:])([%w_]*)$")
+  if prefix then
+    local v = _G
+    for part in prefix:gmatch("[^%.:]+") do
+      local ok, x = pcall(function() return v[part] end)
+      if not ok or x == nil then return out end
+      v = x
+    end
+    for _, n in ipairs(names_of(v, sep)) do
+      if n:sub(1, #partial) == partial then offer(prefix .. sep .. n) end
+    end
+  elseif word:match("^[%a_][%w_]*$") or word == "" then
+    for k in pairs(_G) do
+      if type(k) == "string" and k:sub(1, #word) == word and k:match("^[%a_][%w_]*$") then offer(k) end
+    end
+    for _, k in ipairs(keywords) do if k:sub(1, #word) == word then offer(k) end end
+  end
+  table.sort(out)
+  return out
+end
+
+--- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).
+function sftp._note(msg)
+  if sftp.verbose then io.stderr:write("sftplua: ", msg, "\n") end
+end
+
 return sftp

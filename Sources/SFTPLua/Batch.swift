@@ -45,7 +45,21 @@ enum Batch {
                                         targetChecked: try o.bool("checked") ?? false, sourceAttributes: known))
             }
             let pool = TransferPool(main: try conn.channel(), options: conn.session.options, parallel: parallel)
+            var total: UInt64 = 0
+            if Diagnostics.progressEnabled {
+                for j in jobs { total += j.direction == .download ? (j.sourceAttributes?.size ?? 0) : (Transfer.localSize(j.local) ?? 0) }
+            }
+            let bar = ProgressBar(label: jobs.first?.direction == .upload ? "put" : "get", totalBytes: total, totalFiles: jobs.count)
+            var bytes: UInt64 = 0
+            var files = 0
+            defer { bar.finish(bytes: bytes, files: files) }
             try pool.run(jobs) { i, result in
+                if case .success(let a) = result {
+                    files += 1
+                    bytes += a.size ?? 0
+                    bar.update(bytes: bytes, files: files)
+                    conn.note("\(jobs[i].direction == .download ? "get" : "put") \(jobs[i].direction == .download ? jobs[i].remote : jobs[i].local) -> \(jobs[i].direction == .download ? jobs[i].local : jobs[i].remote)")
+                }
                 try l.call(done) {
                     l.push(i + 1)
                     switch result {

@@ -16,10 +16,13 @@ final class Connection {
         self.log = log
         self.logfile = log?.path
         var options = options
-        options.log = log.map { l in { l.write($0) } }
+        options.log = { line in
+            log?.write(line)
+            Diagnostics.note(line)
+        }
         session = try Session(options)
         do { sftp = try SFTP(session: session) } catch { session.close(); throw error }
-        log?.write("SFTP session open")
+        note("SFTP session open")
     }
 
     deinit { close() }
@@ -36,7 +39,7 @@ final class Connection {
         session = s
         sftp = f
         closed = false
-        log?.write("reconnected")
+        note("reconnected")
     }
 
     func close() {
@@ -44,7 +47,13 @@ final class Connection {
         closed = true
         sftp.close()
         session.close()
-        log?.write("connection closed")
+        note("connection closed")
+    }
+
+    /// An event for the connection log and `-v` (never a secret).
+    func note(_ line: String) {
+        log?.write(line)
+        Diagnostics.note(line)
     }
 
     /// The SFTP channel, or ConnectionError after close.

@@ -16,11 +16,14 @@ enum ConnectionBinding {
     }()
 
     /// A `callback(done, total)` option as a Progress.
-    static func progress(_ l: Lua, _ fn: Int32?) -> TransferProgress? {
-        guard let fn else { return nil }
+    static func progress(_ l: Lua, _ fn: Int32?, bar: ProgressBar? = nil) -> TransferProgress? {
+        guard fn != nil || bar?.enabled == true else { return nil }
         return { done, total in
-            try l.call(fn) {
-                l.push(UInt64(done)); l.push(UInt64(total)); return 2
+            bar?.update(bytes: done)
+            if let fn {
+                try l.call(fn) {
+                    l.push(UInt64(done)); l.push(UInt64(total)); return 2
+                }
             }
         }
     }
@@ -107,10 +110,12 @@ enum ConnectionBinding {
             let extra = streams > 1 && (attrs.size ?? 0) >= Transfer.rangeThreshold
                 ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
+            let bar = ProgressBar(label: "get " + Paths.basename(remote), totalBytes: attrs.size ?? 0)
             try Transfer.downloadRanges([sftp] + (extra?.channels ?? []), remote: remote, local: local,
                                         preserveMtime: try o.bool("preserve_mtime") ?? false, known: attrs,
-                                        progress: progress(l, try o.function("callback")))
-            conn.log?.write("get \(remote) -> \(local)")
+                                        progress: progress(l, try o.function("callback"), bar: bar))
+            bar.finish(bytes: attrs.size ?? 0)
+            conn.note("get \(remote) -> \(local)")
             return 0
         }
         c.method("put") { conn, l in
@@ -122,11 +127,13 @@ enum ConnectionBinding {
             let big = (Transfer.localSize(local) ?? 0) >= Transfer.rangeThreshold
             let extra = streams > 1 && big ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
+            let bar = ProgressBar(label: "put " + Paths.basename(local), totalBytes: Transfer.localSize(local) ?? 0)
             let attrs = try Transfer.uploadRanges([try conn.channel()] + (extra?.channels ?? []), local: local, remote: remote,
                                                   preserveMtime: try o.bool("preserve_mtime") ?? false,
                                                   confirm: try o.bool("confirm") ?? true,
-                                                  progress: progress(l, try o.function("callback")))
-            conn.log?.write("put \(local) -> \(remote)")
+                                                  progress: progress(l, try o.function("callback"), bar: bar))
+            bar.finish(bytes: attrs.size ?? 0)
+            conn.note("put \(local) -> \(remote)")
             AttributeTable.push(l, attrs)
             return 1
         }

@@ -141,7 +141,7 @@ extension ConnectionBinding {
             let cmd = try l.checkString(2, method: true)
             if conn.closed { throw SSHError(.connection, "the connection is closed") }
             let (out, status) = try conn.session.exec(cmd)
-            conn.log?.write("execute (exit \(status))")
+            conn.note("execute (exit \(status))")
             // Lines keep their "\n" (pysftp returns them as readlines() does).
             l.newTable()
             var start = 0, n = 0

@@ -107,6 +107,13 @@ public enum SFTPModule {
         } else {
             (opts, log) = try ConnectOptions.from(o)
         }
+        let alias = opts.host
+        let applied = opts.applySSHConfig(portGiven: o.has("port"))
+        if !applied.isEmpty {
+            let line = "\(alias): from ~/.ssh/config: \(applied.joined(separator: ", "))"
+            log?.write(line)
+            Diagnostics.note(line)
+        }
         let conn = try Connection(options: opts, log: log)
         ConnectionBinding.cls.push(conn, in: l)
         return 1

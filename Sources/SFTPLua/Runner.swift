@@ -29,6 +29,38 @@ public final class Runner {
     /// Ctrl-C raises `Interrupted` in the script instead of killing the process (CLI only).
     public func enableInterrupts() { SFTPModule.enableInterrupts(state) }
 
+    /// `-v`, `--quiet`, `--progress`: for the Swift side and as `sftp.verbose`/`sftp.quiet`.
+    public func setOutput(verbose: Bool, quiet: Bool, progress: Diagnostics.ProgressMode) {
+        Diagnostics.verbose = verbose
+        Diagnostics.quiet = quiet
+        Diagnostics.progress = progress
+        let l = state.lua
+        l.getGlobal("sftp")
+        l.set(-1, "verbose", verbose)
+        l.set(-1, "quiet", quiet)
+        l.pop()
+    }
+
+    /// Tab completion for the REPL: what `sftp._complete(word, line)` offers.
+    public func completions(for word: String, line: String) -> [String] {
+        let l = state.lua
+        let top = l.top
+        defer { l.top = top }
+        l.getGlobal("sftp")
+        l.getField(-1, "_complete")
+        guard l.isFunction(-1) else { return [] }
+        l.push(word)
+        l.push(line)
+        guard (try? l.pcall(nargs: 2, nresults: 1)) != nil, l.isTable(-1) else { return [] }
+        var out: [String] = []
+        for i in 0..<min(l.rawLength(-1), 500) {
+            l.getIndex(-1, i + 1)
+            if let s = l.string(-1) { out.append(s) }
+            l.pop()
+        }
+        return out
+    }
+
     /// True (and cleared) when Ctrl-C was pressed since the last check.
     public func takeInterrupt() -> Bool {
         guard sl_interrupt_pending() != 0 else { return false }

@@ -1,49 +1,111 @@
 import ArgumentParser
+import CLineEdit
 import Foundation
 import SFTPLua
 
 struct Repl: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Interactive Lua with the sftp module.",
-        discussion: "Expressions print their values; an unfinished statement continues on the next line. Ctrl-D exits."
+        discussion: """
+        Expressions print their values (tables pretty-printed); an unfinished statement continues on \
+        the next line. Tab completes globals, fields and Connection methods. History is kept in \
+        ~/.sftplua_history ($SFTPLUA_HISTORY overrides; ~ is $HOME). Ctrl-C interrupts the running \
+        statement or transfer (or drops the line being typed); Ctrl-D exits.
+        """
     )
 
-    @Option(help: "Connect to HOST first and bind the connection to the global `c`.")
+    @Option(help: "Connect to HOST (or an alias from ~/.ssh/config) first and bind the connection to the global `c`.")
     var connect: String?
 
+    @OptionGroup var global: GlobalOptions
+
     func run() throws {
-        let status = Repl.loop(connect: connect)
+        let status = Repl.loop(connect: connect, global: global)
         if status != 0 { throw ExitCode(status) }
     }
 
-    static func loop(connect: String?) -> Int32 {
+    /// `c = sftp.connect{...}` for `--connect [user@]host[:port]` (or an ssh_config alias).
+    static func connectChunk(_ target: String) -> String {
+        func q(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\"" }
+        var host = target
+        var fields: [String] = []
+        if let at = host.lastIndex(of: "@") {
+            fields.append("username = " + q(String(host[..<at])))
+            host = String(host[host.index(after: at)...])
+        }
+        if let colon = host.lastIndex(of: ":"), !host.contains("]") || host.hasPrefix("["),
+           let port = Int(host[host.index(after: colon)...]), host.filter({ $0 == ":" }).count == 1 || host.hasPrefix("[") {
+            fields.append("port = \(port)")
+            host = String(host[..<colon])
+        }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        fields.insert("host = " + q(host), at: 0)
+        return "c = sftp.connect{" + fields.joined(separator: ", ") + "}"
+    }
+
+    /// The runner the completion callback asks (the REPL has one).
+    nonisolated(unsafe) static var active: Runner?
+
+    static func loop(connect: String?, global: GlobalOptions = GlobalOptions()) -> Int32 {
         let runner: Runner
         do { runner = try Runner() } catch { FileHandle.standardError.write(Data("sftplua: \(error)\n".utf8)); return 1 }
         runner.setArgs(script: "repl", args: [])
         runner.enableInterrupts()
-        if let host = connect {
-            let quoted = host.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            let st = runner.runString("c = sftp.connect{host = \"\(quoted)\"}", name: "=connect")
+        global.apply(to: runner)
+        if let target = connect {
+            let st = runner.runString(connectChunk(target), name: "=connect")
             if st != .ok { return st.rawValue }
         }
-        let tty = isatty(0) != 0
-        if tty { print("sftplua \(SFTPModule.version) (Lua 5.4); Ctrl-D to exit") }
+        let tty = isatty(0) != 0 && isatty(1) != 0
+        let input: (String) -> String?
+        let remember: (String) -> Void
+        if tty {
+            let env = ProcessInfo.processInfo.environment
+            let home = env["HOME"] ?? NSHomeDirectory()
+            let history = env["SFTPLUA_HISTORY"] ?? home + "/.sftplua_history"
+            active = runner
+            sl_edit_init(history, { word, line in
+                guard let runner = Repl.active, let word, let line else { return nil }
+                let found = runner.completions(for: String(cString: word), line: String(cString: line))
+                guard !found.isEmpty else { return nil }
+                let out = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: found.count + 1)
+                for (i, s) in found.enumerated() { out[i] = strdup(s) }
+                out[found.count] = nil
+                return out
+            })
+            input = { prompt in
+                guard let p = sl_edit_readline(prompt) else { return nil }
+                defer { free(p) }
+                return String(cString: p)
+            }
+            remember = { line in sl_edit_remember(line, history, 1000) }
+            print("sftplua \(SFTPModule.version) (Lua 5.4); Ctrl-D to exit, Ctrl-C to interrupt")
+        } else {
+            input = { _ in readLine(strippingNewline: true) }
+            remember = { _ in }
+        }
         var buffer = ""
         var lines = 0
         while lines < Int.max - 1 {
             lines += 1
-            if tty {
-                print(buffer.isEmpty ? "> " : ">> ", terminator: "")
-                fflush(stdout)
-            }
-            guard let line = readLine(strippingNewline: true) else {
-                // Ctrl-C at the prompt drops the line being typed; Ctrl-D (end of input) exits.
-                if runner.takeInterrupt() { print(""); buffer = ""; clearerr(stdin); continue }
+            _ = runner.takeInterrupt()
+            guard let line = input(buffer.isEmpty ? "> " : ">> ") else {
+                // Ctrl-C at the prompt drops what was typed; end of input (Ctrl-D) exits.
+                if runner.takeInterrupt() {
+                    if tty { print("") }
+                    buffer = ""
+                    clearerr(stdin)
+                    continue
+                }
                 break
             }
+            if runner.takeInterrupt() { buffer = ""; continue }
             buffer += buffer.isEmpty ? line : "\n" + line
             if buffer.trimmingCharacters(in: .whitespaces).isEmpty { buffer = ""; continue }
-            if runner.interactive(buffer, print: { print($0); fflush(stdout) }) == .complete { buffer = "" }
+            if runner.interactive(buffer, print: { print($0); fflush(stdout) }) == .complete {
+                remember(buffer)
+                buffer = ""
+            }
         }
         if tty { print("") }
         return 0

@@ -1,0 +1,215 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// A REPL on a real pseudo-terminal, driven through tmux (its own server socket per test).
+final class TmuxSession {
+    let socket: String
+    let name = "t"
+
+    init(command: String, env: [String: String]) throws {
+        socket = "sftplua-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let envs = env.map { "\($0.key)=\(shellQuote($0.value))" }.joined(separator: " ")
+        let r = try runProcess("/usr/bin/tmux", ["-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "150", "-y", "50",
+                                                  "env \(envs) \(command); echo EXITED $?; sleep 60"], timeout: 20)
+        guard r.status == 0 else { throw TestError("tmux: \(r.stderr)") }
+    }
+
+    deinit { _ = try? runProcess("/usr/bin/tmux", ["-L", socket, "kill-server"], timeout: 10) }
+
+    /// Types text literally.
+    func type(_ text: String) throws { _ = try runProcess("/usr/bin/tmux", ["-L", socket, "send-keys", "-t", name, "-l", text], timeout: 10) }
+    /// Sends keys by name (Enter, Tab, C-c, C-d, Up).
+    func keys(_ k: String...) throws { _ = try runProcess("/usr/bin/tmux", ["-L", socket, "send-keys", "-t", name] + k, timeout: 10) }
+
+    func screen() throws -> String {
+        try runProcess("/usr/bin/tmux", ["-L", socket, "capture-pane", "-p", "-t", name], timeout: 10).stdout
+    }
+
+    /// Waits (bounded) until the screen contains `text`; returns the screen.
+    @discardableResult
+    func wait(for text: String, timeout: Double = 20) throws -> String {
+        let end = Date().addingTimeInterval(timeout)
+        var last = ""
+        while Date() < end {
+            last = try screen()
+            if last.contains(text) { return last }
+            usleep(100_000)
+        }
+        throw TestError("screen never showed \(text.debugDescription):\n\(last)")
+    }
+}
+
+func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+/// A fresh HOME that knows the test server (its own history, ssh config).
+func freshHome(_ server: TestServer) throws -> String {
+    let home = try makeTempDir("home")
+    try FileManager.default.createDirectory(atPath: home + "/.ssh", withIntermediateDirectories: true)
+    for f in ["id_ed25519", "id_ed25519.pub", "known_hosts"] {
+        try FileManager.default.copyItem(atPath: server.home + "/.ssh/" + f, toPath: home + "/.ssh/" + f)
+    }
+    return home
+}
+
+@Suite(.serialized) struct ReplTerminalTests {
+    let server = TestServer.shared
+
+    @Test func editingContinuationPrintingCompletionInterruptAndHistory() throws {
+        let home = try freshHome(server)
+        let cmd = "\(shellQuote(sftpluaBinary)) repl --connect root@127.0.0.1:\(server.port)"
+        do {
+            let t = try TmuxSession(command: cmd, env: ["HOME": home])
+            try t.wait(for: "Ctrl-D to exit")
+            try t.type("1+1"); try t.keys("Enter")
+            try t.wait(for: "\n2\n")
+            // A table is pretty-printed.
+            try t.type("({b = 2, a = {1, 2}})"); try t.keys("Enter")
+            try t.wait(for: "{ a = { 1, 2 }, b = 2 }")
+            // An unfinished chunk continues on the next line.
+            try t.type("for i = 1, 3 do"); try t.keys("Enter")
+            try t.wait(for: "do\n>>")
+            try t.type("print(i * 11)"); try t.keys("Enter")
+            try t.type("end"); try t.keys("Enter")
+            try t.wait(for: "11\n22\n33\n")
+            // Completion of Connection methods, module fields and globals.
+            try t.type("c:listd"); try t.keys("Tab")
+            try t.wait(for: "> c:listdir")
+            try t.keys("Tab")
+            try t.wait(for: "c:listdir_attr")
+            try t.keys("C-u")
+            try t.type("sftp.fs.getc"); try t.keys("Tab")
+            try t.wait(for: "> sftp.fs.getcwd")
+            try t.keys("C-u")
+            try t.type("print(c.usern"); try t.keys("Tab"); try t.type(")"); try t.keys("Enter")
+            try t.wait(for: "\nroot\n")
+            // Errors print and the session goes on.
+            try t.type("c:stat('/nope/x')"); try t.keys("Enter")
+            try t.wait(for: "FileNotFound")
+            // Ctrl-C interrupts a running statement, not the REPL.
+            try t.type("while true do end"); try t.keys("Enter")
+            usleep(300_000)
+            try t.keys("C-c")
+            try t.wait(for: "Interrupted")
+            // ... and drops a half-typed line at the prompt.
+            try t.type("this is not lua"); try t.keys("C-c")
+            try t.type("print('still ' .. 'here')"); try t.keys("Enter")
+            let s = try t.wait(for: "\nstill here\n")
+            #expect(!s.contains("syntax error"))
+            try t.type("marker_for_history = 42"); try t.keys("Enter")
+            try t.keys("C-d")
+            try t.wait(for: "EXITED 0")
+        }
+        // History persisted in $HOME/.sftplua_history and is there in a new session.
+        let hist = try String(contentsOfFile: home + "/.sftplua_history", encoding: .utf8)
+        #expect(hist.contains("marker_for_history"))
+        let t2 = try TmuxSession(command: "\(shellQuote(sftpluaBinary)) repl", env: ["HOME": home])
+        try t2.wait(for: "Ctrl-D to exit")
+        try t2.keys("Up")
+        try t2.wait(for: "> marker_for_history = 42")
+    }
+}
+
+struct SSHConfigTests {
+    let server = TestServer.shared
+
+    @Test func aliasesResolveThroughSshG() throws {
+        let home = try freshHome(server)
+        // The identity lives under a non-default name, so only IdentityFile can find it.
+        try FileManager.default.moveItem(atPath: home + "/.ssh/id_ed25519", toPath: home + "/.ssh/work_key")
+        try FileManager.default.createDirectory(atPath: home + "/.ssh/conf.d", withIntermediateDirectories: true)
+        try """
+        Include conf.d/*.conf
+        Host *.lan
+          User nobody-here
+        """.write(toFile: home + "/.ssh/config", atomically: true, encoding: .utf8)
+        try """
+        Host testbox
+          HostName 127.0.0.1
+          Port \(server.port)
+          User root
+          IdentityFile ~/.ssh/work_key
+        Host wrongport
+          HostName 127.0.0.1
+          Port 1
+          IdentityFile ~/.ssh/work_key
+        """.write(toFile: home + "/.ssh/conf.d/test.conf", atomically: true, encoding: .utf8)
+        let script = """
+        local c = sftp.connect{host = "testbox"}
+        print(c.host, c.port, c.username, c.auth_method:match("work_key") ~= nil)
+        c:close()
+        -- explicit options beat the config
+        local c2 = sftp.connect("wrongport", {port = \(server.port), username = "root"})
+        print(c2.port, c2.username)
+        local ok, e = pcall(sftp.connect, {host = "wrongport", timeout = 5}); print(e.kind)
+        """
+        let r = try runProcess(sftpluaBinary, ["-v", "-e", script], env: ["HOME": home])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "127.0.0.1\t\(server.port)\troot\ttrue\n\(server.port)\troot\nConnectionError\n")
+        #expect(r.stderr.contains("testbox: from ~/.ssh/config: HostName 127.0.0.1, Port \(server.port), IdentityFile \(home)/.ssh/work_key"))
+        // --connect takes the alias too.
+        let repl = try runProcess(sftpluaBinary, ["repl", "--connect", "testbox"], env: ["HOME": home], stdin: "print(c.port)\n")
+        #expect(repl.status == 0, "\(repl.stderr)")
+        #expect(repl.stdout.contains("\(server.port)"))
+    }
+}
+
+struct OutputTests {
+    let server = TestServer.shared
+
+    @Test func verboseLogsActionsAndNeverSecrets() throws {
+        guard let user = server.passwordUser else { return }
+        let work = try makeTempDir("verbose")
+        try "abc".write(toFile: work + "/f.txt", atomically: true, encoding: .utf8)
+        let remote = try server.makeRemoteDir()
+        _ = chmod(remote, 0o777)
+        let script = """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port), username = "\(user)", password = "\(server.password)"}
+        c:put("f.txt", "\(remote)/f.txt"); c:get("\(remote)/f.txt", "g.txt")
+        c:mirror_down("\(remote)", "m")
+        local ok, e = pcall(sftp.connect, {host = "127.0.0.1", port = \(server.port), username = "\(user)", password = "wrong-\(server.password)"})
+        print(e.kind)
+        error(e)
+        """
+        let r = try runProcess(sftpluaBinary, ["--verbose", "-e", script], env: ["HOME": server.home], cwd: work)
+        #expect(r.status == 4)
+        #expect(r.stderr.contains("sftplua: connected to 127.0.0.1 port \(server.port)"))
+        #expect(r.stderr.contains("authenticated as \(user) with password"))
+        #expect(r.stderr.contains("sftplua: put f.txt -> \(remote)/f.txt"))
+        #expect(r.stderr.contains("sftplua: get \(remote)/f.txt -> g.txt"))
+        #expect(r.stderr.contains("copy f.txt"))
+        #expect(!r.stderr.contains(server.password) && !r.stdout.contains(server.password))
+        // Without -v: only the error.
+        let q = try runProcess(sftpluaBinary, ["-e", script], env: ["HOME": server.home], cwd: work)
+        #expect(!q.stderr.contains("sftplua: connected"))
+        #expect(!q.stderr.contains(server.password))
+    }
+
+    @Test func progressOnlyWhereAsked() throws {
+        let work = try makeTempDir("progress")
+        let remote = try server.makeRemoteDir()
+        FileManager.default.createFile(atPath: remote + "/data.bin", contents: Data(count: 3 << 20))
+        for i in 0..<20 { FileManager.default.createFile(atPath: remote + "/t/\(i)", contents: nil) }
+        try FileManager.default.createDirectory(atPath: remote + "/t", withIntermediateDirectories: true)
+        for i in 0..<20 { FileManager.default.createFile(atPath: remote + "/t/\(i)", contents: Data(count: 1000)) }
+        let script = """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+        c:get("\(remote)/data.bin", "d.bin"); c:get_r("\(remote)/t", "t")
+        """
+        let env = ["HOME": server.home, "SFTPLUA_PROGRESS_DELAY": "0"]
+        let on = try runProcess(sftpluaBinary, ["--progress", "-e", script], env: env, cwd: work)
+        #expect(on.status == 0, "\(on.stderr)")
+        #expect(on.stderr.contains("get data.bin") && on.stderr.contains("3.0 MiB/3.0 MiB") && on.stderr.contains("100%"))
+        #expect(on.stderr.contains("20/20 files"))
+        // On a pipe, by default: nothing. --no-progress and --quiet: nothing.
+        for flags in [[], ["--no-progress"], ["--quiet"]] {
+            let off = try runProcess(sftpluaBinary, flags + ["-e", script], env: env, cwd: work)
+            #expect(off.status == 0)
+            #expect(off.stderr.isEmpty, "\(flags): \(off.stderr)")
+        }
+        // run takes the same options.
+        try script.write(toFile: work + "/s.lua", atomically: true, encoding: .utf8)
+        let run = try runProcess(sftpluaBinary, ["run", "--progress", work + "/s.lua"], env: env, cwd: work)
+        #expect(run.stderr.contains("20/20 files"))
+    }
+}
