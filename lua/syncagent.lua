@@ -249,7 +249,7 @@ function Agent:_cached_files()
     for _, e in ipairs(fs.ls(dir)) do
       local r = rel == "" and e.filename or rel .. "/" .. e.filename
       if not (rel == "" and (e.filename == JOURNAL or e.filename == CACHE or e.filename:match("^%.sftplua%-.*%.tmp$"))) then
-        if e.type == "file" and not e.filename:match("%.sftplua%-[%w]+%.part$") then out[#out + 1] = r
+        if e.type == "file" and not sftp.is_temp_name(e.filename) then out[#out + 1] = r
         elseif e.type == "dir" then walk(U.join(dir, e.filename), r, depth + 1) end
       end
     end

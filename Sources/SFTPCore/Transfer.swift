@@ -15,40 +15,104 @@ public enum Transfer {
         return 1 << 20   // measured here: 1 MiB beat 256 KiB, 512 KiB, 2, 4, 8 and 16 MiB (docs/performance.md)
     }()
 
-    static func tempName(for name: String) -> String {
-        ".\(name).sftplua-\(String(UInt32.random(in: 0...UInt32.max), radix: 36)).part"
+    /// The hidden temp name beside a target: fixed per target, so that a later transfer of the
+    /// same file finds (and resumes or replaces) what an interrupted one left.
+    public static func tempName(for name: String) -> String { ".\(name).sftplua.part" }
+
+    /// Is `name` one of sftplua's temp files (or a resume journal)?
+    public static func isTempName(_ name: String) -> Bool {
+        name.hasPrefix(".") && (name.hasSuffix(".sftplua.part") || name.hasSuffix(".sftplua.part.json"))
     }
 
-    /// Downloads `remote` into `local` atomically. Returns the remote attributes.
+    /// Downloads `remote` into `local` atomically, over `channels` (the first is the caller's;
+    /// a file of `rangeThreshold` or more is split across all of them). Returns the remote
+    /// attributes. A file of `resumeThreshold` or more keeps its temp file and a journal
+    /// (`.NAME.sftplua.part.json`) when the connection drops, and the next download of the same
+    /// unchanged file resumes from there.
     @discardableResult
-    public static func download(_ sftp: SFTP, remote: String, local: String, preserveMtime: Bool = false,
+    public static func download(_ channels: [SFTP], remote: String, local: String, preserveMtime: Bool = false,
                                 known: FileAttributes? = nil, progress: TransferProgress? = nil) throws -> FileAttributes {
+        let sftp = channels[0]
         let attrs = try known ?? sftp.stat(remote)
         if attrs.isDir { throw SSHError(.io, "cannot download \(remote): is a directory", path: remote) }
-        let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
-        defer { try? file.close() }
-        return try writeLocalAtomically(local: local) { fd in
-            try stream(file, size: attrs.size, progress: progress) { chunk in
-                var off = 0
-                while off < chunk.count {
-                    let w = Foundation.write(fd, chunk.baseAddress!.advanced(by: off), chunk.count - off)
-                    if w < 0 {
-                        if errno == EINTR { continue }
-                        throw SSHError.local(errno, "cannot write", path: local)
+        guard let size = attrs.size, size >= resumeThreshold else {
+            let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
+            defer { try? file.close() }
+            return try writeLocalAtomically(local: local, resumable: false) { fd, _ in
+                try stream(file, size: attrs.size, progress: progress) { chunk in try writeAll(fd, chunk, local) }
+                return attrs
+            } finish: { fd in
+                try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
+            }
+        }
+        return try writeLocalAtomically(local: local, resumable: true) { fd, temp in
+            let jpath = temp + ".json"
+            var journal: JournalFile
+            var st = stat()
+            if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == (attrs.mtime ?? 0),
+               fstat(fd, &st) == 0, UInt64(st.st_size) == size {
+                journal = JournalFile(path: jpath, journal: j)      // the same file: resume
+            } else {
+                guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else { throw SSHError.local(errno, "cannot write", path: local) }
+                let n = size >= rangeThreshold ? channels.count : 1
+                journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: attrs.mtime ?? 0, mtimeNanos: 0,
+                                                                          ranges: ranges(size: size, n: n)))
+                try journal.save()
+            }
+            try progress?(journal.done, size)
+            try runRanges(channels, journal) { ch, _, from, to, landed in
+                let file = try ch.open(remote, flags: LIBSSH2_FXF_READ)
+                defer { try? file.close() }
+                try file.seek(from)
+                let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+                defer { buf.deallocate() }
+                var off = from
+                while off < to {
+                    let n = try file.read(into: buf, count: Int(min(UInt64(blockSize), to - off)))
+                    if n == 0 { throw SSHError(.io, "cannot read \(remote): the file shrank during the download", path: remote) }
+                    var w = 0
+                    while w < n {
+                        let r = pwrite(fd, buf.advanced(by: w), n - w, off_t(off) + off_t(w))
+                        if r < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot write", path: local) }
+                        w += r
                     }
-                    off += w
+                    off += UInt64(n)
+                    try landed(off)
+                    if ch === sftp { try progress?(journal.done, size) }
                 }
             }
+            try progress?(size, size)
+            journal.remove()
             return attrs
         } finish: { fd in
             try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
         }
     }
 
+    /// Convenience: one channel.
+    @discardableResult
+    public static func download(_ sftp: SFTP, remote: String, local: String, preserveMtime: Bool = false,
+                                known: FileAttributes? = nil, progress: TransferProgress? = nil) throws -> FileAttributes {
+        try download([sftp], remote: remote, local: local, preserveMtime: preserveMtime, known: known, progress: progress)
+    }
+
+    static func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, _ local: String) throws {
+        var off = 0
+        while off < chunk.count {
+            let w = Foundation.write(fd, chunk.baseAddress!.advanced(by: off), chunk.count - off)
+            if w < 0 {
+                if errno == EINTR { continue }
+                throw SSHError.local(errno, "cannot write", path: local)
+            }
+            off += w
+        }
+    }
+
     /// Writes a new local file through a hidden temp file beside `local`: `body` fills the temp
-    /// file's descriptor, `finish` sets its metadata, then it is renamed over `local`. On any
-    /// error the temp file is removed and `local` is untouched.
-    static func writeLocalAtomically<R>(local: String, _ body: (Int32) throws -> R,
+    /// file's descriptor, `finish` sets its metadata, then it is renamed over `local`. On an error
+    /// the temp file is removed and `local` is untouched; when `resumable` and the error is a
+    /// dropped connection, Timeout or Ctrl-C, the temp file (and its journal) stay for a resume.
+    static func writeLocalAtomically<R>(local: String, resumable: Bool, _ body: (Int32, String) throws -> R,
                                         finish: (Int32) throws -> Void) throws -> R {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: local, isDirectory: &isDir), isDir.boolValue {
@@ -56,15 +120,28 @@ public enum Transfer {
         }
         let dir = Paths.dirname(local)
         let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: Paths.basename(local))
-        let fd = Foundation.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        // Not truncated here: a resumable download decides whether to keep what is there.
+        let fd = Foundation.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            Foundation.close(fd)
+            throw SSHError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, code: Int(EWOULDBLOCK))
+        }
+        if !resumable && ftruncate(fd, 0) != 0 { let e = errno; Foundation.close(fd); throw SSHError.local(e, "cannot write", path: local) }
         var closed = false
+        var keep = false
         var done = false
         defer {
             if !closed { Foundation.close(fd) }
-            if !done { Foundation.unlink(temp) }
+            if !done && !keep { Foundation.unlink(temp); Foundation.unlink(temp + ".json") }
         }
-        let result = try body(fd)
+        let result: R
+        do {
+            result = try body(fd, temp)
+        } catch let e as SSHError where resumable && e.isResumable {
+            keep = true
+            throw e
+        }
         try finish(fd)
         closed = true
         if Foundation.close(fd) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
@@ -107,27 +184,99 @@ public enum Transfer {
         return done
     }
 
-    /// Uploads the local file `local` to `remote` atomically. Returns the new remote attributes.
+    /// Where upload journals live: `$XDG_CACHE_HOME/sftplua/resume` or `$HOME/.cache/sftplua/resume`.
+    static func uploadJournalPath(_ sftp: SFTP, remote: String) -> String {
+        let env = ProcessInfo.processInfo.environment
+        let base = env["XDG_CACHE_HOME"].map { $0 + "/sftplua/resume" } ?? sftp.session.options.home + "/.cache/sftplua/resume"
+        try? FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let o = sftp.session.options
+        let d = try? SHA256Digest()
+        "\(o.user)@\(o.host):\(o.port):\(remote)".utf8CString.withUnsafeBytes { d?.update(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+        return base + "/" + String((d?.finish() ?? "journal").prefix(32)) + ".json"
+    }
+
+    /// Uploads the local file `local` to `remote` atomically, over `channels` (the first is the
+    /// caller's; a file of `rangeThreshold` or more is split across all of them). Returns the new
+    /// remote attributes. A file of `resumeThreshold` or more keeps its remote temp file after a
+    /// dropped connection, Timeout or Ctrl-C (with a journal under ~/.cache/sftplua/resume), and
+    /// the next upload of the same unchanged file to the same place resumes there.
     @discardableResult
-    public static func upload(_ sftp: SFTP, local: String, remote: String, preserveMtime: Bool = false,
+    public static func upload(_ channels: [SFTP], local: String, remote: String, preserveMtime: Bool = false,
                               confirm: Bool = true, targetChecked: Bool = false,
                               progress: TransferProgress? = nil) throws -> FileAttributes {
+        let sftp = channels[0]
         let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
         defer { Foundation.close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SSHError.local(errno, "cannot read", path: local) }
         if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(local): is a directory", path: local, code: Int(EISDIR)) }
-        return try upload(sftp, remote: remote, size: UInt64(st.st_size), mode: Int32(st.st_mode & 0o777),
-                          mtime: preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil,
-                          confirm: confirm, targetChecked: targetChecked, progress: progress) { buf, count in
-            while true {
-                let n = Foundation.read(fd, buf, count)
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 { throw SSHError.local(errno, "cannot read", path: local) }
-                return n
+        let size = UInt64(max(0, st.st_size))
+        let mtime: (UInt64, UInt64)? = preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil
+        let mode = Int32(st.st_mode & 0o777)
+        guard st.st_mode & S_IFMT == S_IFREG, size >= resumeThreshold else {
+            return try upload(sftp, remote: remote, size: size, mode: mode, mtime: mtime, confirm: confirm,
+                              targetChecked: targetChecked, progress: progress) { buf, count in
+                while true {
+                    let n = Foundation.read(fd, buf, count)
+                    if n < 0 && errno == EINTR { continue }
+                    if n < 0 { throw SSHError.local(errno, "cannot read", path: local) }
+                    return n
+                }
             }
         }
+        let jpath = uploadJournalPath(sftp, remote: remote)
+        let identity = (UInt64(st.st_mtim.tv_sec), UInt64(st.st_mtim.tv_nsec))
+        var resume: ResumeJournal?
+        if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == identity.0, j.mtimeNanos == identity.1 { resume = j }
+        return try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
+                                    targetChecked: targetChecked, resume: resume != nil, keepOnDrop: true) { first, temp, resuming in
+            let journal: JournalFile
+            if resuming, let resume {
+                journal = JournalFile(path: jpath, journal: resume)
+            } else {
+                let n = size >= rangeThreshold ? channels.count : 1
+                journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: identity.0, mtimeNanos: identity.1,
+                                                                          ranges: ranges(size: size, n: n)))
+                try journal.save()
+            }
+            try progress?(journal.done, size)
+            do {
+                try runRanges(channels, journal) { ch, _, from, to, landed in
+                    let file = ch === sftp ? first : try ch.open(temp, flags: LIBSSH2_FXF_WRITE)
+                    defer { if ch !== sftp { try? file.close() } }
+                    try file.seek(from)
+                    let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+                    defer { buf.deallocate() }
+                    var off = from
+                    while off < to {
+                        let n = pread(fd, buf, Int(min(UInt64(blockSize), to - off)), off_t(off))
+                        if n < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot read", path: local) }
+                        if n == 0 { throw SSHError(.os, "cannot read \(local): the file shrank during the upload", path: local) }
+                        try file.write(UnsafeRawBufferPointer(start: buf, count: n))
+                        off += UInt64(n)
+                        try landed(off)
+                        if ch === sftp { try progress?(journal.done, size) }
+                    }
+                }
+            } catch let e as SSHError where e.isResumable {
+                throw e
+            } catch {
+                journal.remove()
+                throw error
+            }
+            try progress?(size, size)
+            return (size, { journal.remove() })
+        }
+    }
+
+    /// Convenience: one channel.
+    @discardableResult
+    public static func upload(_ sftp: SFTP, local: String, remote: String, preserveMtime: Bool = false,
+                              confirm: Bool = true, targetChecked: Bool = false,
+                              progress: TransferProgress? = nil) throws -> FileAttributes {
+        try upload([sftp], local: local, remote: remote, preserveMtime: preserveMtime, confirm: confirm,
+                   targetChecked: targetChecked, progress: progress)
     }
 
     /// Uploads what `source` yields (0 = end) to `remote` through a temp name.
@@ -137,7 +286,7 @@ public enum Transfer {
                               progress: TransferProgress? = nil,
                               source: (UnsafeMutableRawPointer, Int) throws -> Int) throws -> FileAttributes {
         try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
-                             targetChecked: targetChecked) { file, _ in
+                             targetChecked: targetChecked, resume: false) { file, _, _ in
             let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
             defer { buf.deallocate() }
             var done: UInt64 = 0
@@ -151,16 +300,18 @@ public enum Transfer {
                 done += UInt64(n)
                 try progress?(done, max(total, done))
             }
-            return done
+            return (done, {})
         }
     }
 
-    /// Creates a hidden temp file beside `remote`, lets `body` write it (it returns the bytes
-    /// written), closes it, checks its size (`confirm`), sets the mtime, and renames it into
-    /// place. On any error the temp file is removed and `remote` is untouched.
+    /// Creates (or, with `resume`, reopens) the hidden temp file beside `remote`, lets `body`
+    /// write it (it returns the bytes written and what to do once renamed), closes it, checks
+    /// its size (`confirm`), sets the mtime, and renames it into place. On an error the temp file
+    /// is removed and `remote` is untouched, except after a dropped connection, Timeout or Ctrl-C
+    /// when the body keeps a journal (large files): then the temp file stays to be resumed.
     static func uploadAtomically(_ sftp: SFTP, remote: String, mode: Int32, mtime: (UInt64, UInt64)?,
-                                 confirm: Bool, targetChecked: Bool,
-                                 _ body: (SFTPFile, String) throws -> UInt64) throws -> FileAttributes {
+                                 confirm: Bool, targetChecked: Bool, resume: Bool, keepOnDrop: Bool = false,
+                                 _ body: (SFTPFile, String, Bool) throws -> (UInt64, () -> Void)) throws -> FileAttributes {
         let slash = remote.lastIndex(of: "/")
         let dir = slash.map { String(remote[...$0]) } ?? ""
         let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
@@ -169,23 +320,39 @@ public enum Transfer {
             throw SSHError(.io, "cannot upload to \(remote): is a directory", path: remote)
         }
         let temp = dir + tempName(for: base)
-        let file: SFTPFile
-        do {
-            file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, mode: mode)
-        } catch var e as SSHError {
-            e.path = remote
-            e.message = e.message.replacingOccurrences(of: temp, with: remote)
-            throw e
+        var resuming = false
+        var file: SFTPFile?
+        if resume, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file {
+            file = try? sftp.open(temp, flags: LIBSSH2_FXF_WRITE)
+            resuming = file != nil
         }
-        var renamed = false
-        defer {
-            if !renamed {
-                try? file.close()
-                try? sftp.unlink(temp)
+        if file == nil {
+            do {
+                file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, mode: mode)
+            } catch var e as SSHError {
+                e.path = remote
+                e.message = e.message.replacingOccurrences(of: temp, with: remote)
+                throw e
             }
         }
-        let done = try body(file, temp)
-        try file.close()
+        let f = file!
+        var renamed = false
+        var keep = false
+        defer {
+            if !renamed {
+                try? f.close()
+                if !keep { try? sftp.unlink(temp) }
+            }
+        }
+        let done: UInt64
+        let after: () -> Void
+        do {
+            (done, after) = try body(f, temp, resuming)
+        } catch let e as SSHError where e.isResumable && keepOnDrop {
+            keep = true
+            throw e
+        }
+        try f.close()
         // One stat serves both the size check and the result (a rename keeps the attributes).
         var attrs = try sftp.stat(temp)
         if confirm, let s = attrs.size, s != done {
@@ -198,6 +365,7 @@ public enum Transfer {
         }
         try sftp.rename(temp, remote, overwrite: true)
         renamed = true
+        after()
         return attrs
     }
 }

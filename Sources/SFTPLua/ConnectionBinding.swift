@@ -111,7 +111,7 @@ enum ConnectionBinding {
                 ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "get " + Paths.basename(remote), totalBytes: attrs.size ?? 0)
-            try Transfer.downloadRanges([sftp] + (extra?.channels ?? []), remote: remote, local: local,
+            try Transfer.download([sftp] + (extra?.channels ?? []), remote: remote, local: local,
                                         preserveMtime: try o.bool("preserve_mtime") ?? false, known: attrs,
                                         progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
@@ -128,7 +128,7 @@ enum ConnectionBinding {
             let extra = streams > 1 && big ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "put " + Paths.basename(local), totalBytes: Transfer.localSize(local) ?? 0)
-            let attrs = try Transfer.uploadRanges([try conn.channel()] + (extra?.channels ?? []), local: local, remote: remote,
+            let attrs = try Transfer.upload([try conn.channel()] + (extra?.channels ?? []), local: local, remote: remote,
                                                   preserveMtime: try o.bool("preserve_mtime") ?? false,
                                                   confirm: try o.bool("confirm") ?? true,
                                                   progress: progress(l, try o.function("callback"), bar: bar))

@@ -497,7 +497,7 @@ sftp._mirror_opts = mirror_opts
 -- entry, entry.path = rel), `order` (rels, directories before their contents) and `protected`
 -- (rels rejected by exclude/include/filter: never deleted, not descended).
 local function scan(list, root, o, warnings, side, source_rejected)
-  local entries, order, protected = {}, {}, {}
+  local entries, order, protected, temps = {}, {}, {}, {}
   local function rejected(e, rel, is_dir)
     if glob_any(o.exclude, rel, is_dir) then return true end
     if o.filter and not o.filter(e) then return true end
@@ -509,7 +509,11 @@ local function scan(list, root, o, warnings, side, source_rejected)
     for _, e in ipairs(list(abs)) do
       local name = e.filename
       local rel = rel_dir == "" and name or rel_dir .. "/" .. name
-      if U.unsafe_name(name) then
+      if sftp.is_temp_name(name) then
+        -- sftplua's own temp files (an interrupted transfer): not part of either tree.
+        if side == "target" then temps[#temps + 1] = rel end
+        protected[rel] = true
+      elseif U.unsafe_name(name) then
         warnings[#warnings + 1] = ("%s: unsafe name %q in %s skipped"):format(side, name, abs)
         protected[rel] = true
       else
@@ -538,7 +542,7 @@ local function scan(list, root, o, warnings, side, source_rejected)
     end
   end
   walk(root, "", 0)
-  return entries, order, protected
+  return entries, order, protected, temps
 end
 
 local function parent_of(rel) return rel:match("^(.*)/[^/]*$") end
@@ -597,9 +601,9 @@ local function mirror(c, o, side, label)
   local warnings = {}
   local result = {copied = 0, updated = 0, deleted = 0, skipped = 0, bytes = 0, actions = {}, warnings = warnings}
   local src, src_order, src_rejected = scan(side.src_list, side.src_root, o, warnings, "source")
-  local dst, dst_order, dst_protected = {}, {}, {}
+  local dst, dst_order, dst_protected, dst_temps = {}, {}, {}, {}
   if side.dst_exists() then
-    dst, dst_order, dst_protected = scan(side.dst_list, side.dst_root, o, warnings, "target", src_rejected)
+    dst, dst_order, dst_protected, dst_temps = scan(side.dst_list, side.dst_root, o, warnings, "target", src_rejected)
   end
   -- A directory holding something protected (excluded, filtered, unsafe) is never deleted.
   local keep = {}
@@ -724,6 +728,8 @@ local function mirror(c, o, side, label)
     result.deleted = result.deleted + 1
     done(d)
   end
+  -- Temp files an earlier, interrupted run left (this run resumed or replaced the ones it needed).
+  for _, rel in ipairs(dst_temps) do pcall(side.dst_delete, side.dst_abs(rel), "file") end
   return result
 end
 
@@ -1405,7 +1411,7 @@ function Agent:_cached_files()
     for _, e in ipairs(fs.ls(dir)) do
       local r = rel == "" and e.filename or rel .. "/" .. e.filename
       if not (rel == "" and (e.filename == JOURNAL or e.filename == CACHE or e.filename:match("^%.sftplua%-.*%.tmp$"))) then
-        if e.type == "file" and not e.filename:match("%.sftplua%-[%w]+%.part$") then out[#out + 1] = r
+        if e.type == "file" and not sftp.is_temp_name(e.filename) then out[#out + 1] = r
         elseif e.type == "dir" then walk(U.join(dir, e.filename), r, depth + 1) end
       end
     end
