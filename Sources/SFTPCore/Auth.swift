@@ -165,6 +165,10 @@ extension Session {
                 throw SSHError(.credential, "no credential to log in to \(options.host) as \(user): give private_key or password, run ssh-agent, or create ~/.ssh/id_ed25519 (looked in \(options.home)/.ssh)")
             }
         }
+        // A refusal can also be the connection dropping mid-login: that is a ConnectionError.
+        if peerClosed() {
+            throw SSHError(.connection, "the connection to \(options.host) was closed during authentication")
+        }
         if tried.isEmpty {
             throw SSHError(.authentication, "\(options.host) accepts only \(methods.joined(separator: ", ")) for \(user), which the given credentials cannot answer")
         }

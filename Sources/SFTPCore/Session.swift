@@ -88,6 +88,17 @@ public final class Session {
 
     func log(_ s: String) { options.log?(s) }
 
+    /// True when the server has closed the socket (end of file, or an error, pending).
+    func peerClosed() -> Bool {
+        guard socket >= 0 else { return true }
+        var p = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        if p.revents & Int16(POLLHUP | POLLERR) != 0 { return true }
+        var byte: UInt8 = 0
+        let n = recv(socket, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+
     /// The session handle, or ConnectionError when closed.
     public func handle() throws -> OpaquePointer {
         guard let s = raw else { throw SSHError(.connection, "the connection is closed") }

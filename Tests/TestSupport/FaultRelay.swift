@@ -67,6 +67,21 @@ public final class FaultRelay: @unchecked Sendable {
         set { lock.lock(); _bytesPerSecond = newValue; lock.unlock() }
     }
 
+    /// Bytes carried by each connection so far, in the order they were accepted.
+    public func bytesPerConnection() -> [Int] {
+        lock.lock(); defer { lock.unlock() }
+        return links.map(\.bytes)
+    }
+
+    /// A known_hosts file that knows the relay's port as the server (same host key).
+    public func knownHosts(copying server: TestServer) throws -> String {
+        let lines = try String(contentsOfFile: server.knownHosts, encoding: .utf8).split(separator: "\n")
+        let out = lines.map { $0.replacingOccurrences(of: "[127.0.0.1]:\(server.port) ", with: "[127.0.0.1]:\(port) ") }
+        let path = try makeTempDir("kh") + "/known_hosts"
+        try (out.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// Cuts every open connection now.
     public func cutAll() {
         lock.lock(); let ls = links; lock.unlock()
