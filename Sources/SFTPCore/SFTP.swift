@@ -55,13 +55,24 @@ public final class SFTP {
             throw session.error(libssh2_session_last_errno(s), "starting the SFTP subsystem")
         }
         raw = p
+        LiveHandles.channels.add(1)
     }
 
     deinit { close() }
 
+    /// Files opened on this channel and not closed yet (weakly held): closed with the channel,
+    /// since libssh2_sftp_shutdown does not free their handles.
+    private var openFiles: [ObjectIdentifier: WeakFile] = [:]
+    final class WeakFile { weak var file: SFTPFile?; init(_ f: SFTPFile) { file = f } }
+    func opened(_ f: SFTPFile) { openFiles[ObjectIdentifier(f)] = WeakFile(f) }
+    func closed(_ f: SFTPFile) { openFiles[ObjectIdentifier(f)] = nil }
+
     public func close() {
+        for w in openFiles.values { w.file?.release() }
+        openFiles.removeAll()
         if let p = raw {
             raw = nil
+            LiveHandles.channels.add(-1)
             if session.isOpen { libssh2_sftp_shutdown(p) }
         }
     }
@@ -257,7 +268,9 @@ public final class SFTP {
             }
             throw e
         }
-        return SFTPFile(sftp: self, handle: h, path: path)
+        let f = SFTPFile(sftp: self, handle: h, path: path)
+        opened(f)
+        return f
     }
 }
 
@@ -271,8 +284,19 @@ public final class SFTPFile {
         self.sftp = sftp
         self.raw = handle
         self.path = path
+        LiveHandles.files.add(1)
     }
-    deinit { if let h = raw, sftp.raw != nil, sftp.session.isOpen { libssh2_sftp_close_handle(h) } }
+    deinit { release() }
+
+    /// Frees the handle without reporting (deinit, or the channel closing under it). libssh2
+    /// frees the handle's memory in close_handle even when the server cannot be told.
+    func release() {
+        guard let h = raw else { return }
+        raw = nil
+        LiveHandles.files.add(-1)
+        sftp.closed(self)
+        if sftp.raw != nil, sftp.session.isOpen { libssh2_sftp_close_handle(h) }
+    }
 
     public var isOpen: Bool { raw != nil }
 
@@ -318,7 +342,9 @@ public final class SFTPFile {
     public func close() throws {
         guard let h = raw else { return }
         raw = nil
-        guard sftp.session.isOpen else { return }
+        LiveHandles.files.add(-1)
+        sftp.closed(self)
+        guard sftp.raw != nil, sftp.session.isOpen else { return }
         let rc = libssh2_sftp_close_handle(h)
         if rc != 0 { throw sftp.fail(rc, "cannot close", path: path) }
     }

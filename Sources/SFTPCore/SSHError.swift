@@ -97,3 +97,16 @@ public enum Interrupt {
         }
     }
 }
+
+/// How many libssh2 objects are alive (sessions, SFTP channels, open remote files): leak checks.
+public enum LiveHandles {
+    public final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var n = 0
+        public func add(_ d: Int) { lock.lock(); n += d; lock.unlock() }
+        public var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+    }
+    public static let sessions = Counter()
+    public static let channels = Counter()
+    public static let files = Counter()
+}

@@ -77,6 +77,7 @@ public final class Session {
     public func close() {
         if let s = raw {
             raw = nil
+            LiveHandles.sessions.add(-1)
             libssh2_session_disconnect_ex(s, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
             libssh2_session_free(s)
         }
@@ -216,6 +217,7 @@ public final class Session {
     private func startSession() throws {
         guard let s = sl_ssh_session_init() else { throw SSHError(.connection, "cannot create an SSH session") }
         raw = s
+        LiveHandles.sessions.add(1)
         libssh2_session_set_blocking(s, 1)
         timeout = options.timeout
         if options.compression { libssh2_session_flag(s, LIBSSH2_FLAG_COMPRESS, 1) }

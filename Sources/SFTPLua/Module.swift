@@ -50,6 +50,14 @@ public enum SFTPModule {
             }
             return 0
         }
+        l.setFunction(m, "_live") { l in
+            // sftp._live(): {sessions=, channels=, files=} libssh2 objects alive now (leak checks).
+            l.newTable()
+            l.set(-1, "sessions", Int64(LiveHandles.sessions.value))
+            l.set(-1, "channels", Int64(LiveHandles.channels.value))
+            l.set(-1, "files", Int64(LiveHandles.files.value))
+            return 1
+        }
         l.setFunction(m, "now") { l in
             // sftp.now(): seconds since the epoch, with fractions (os.time has whole seconds).
             l.push(Date().timeIntervalSince1970)

@@ -162,7 +162,8 @@ public final class FaultRelay: @unchecked Sendable {
             if n <= 0 { cut(link); return }
             var off = 0
             while off < n {
-                let w = buf.withUnsafeBytes { write(to, $0.baseAddress! + off, n - off) }
+                // send with MSG_NOSIGNAL: a peer that is gone must not SIGPIPE the test process.
+                let w = buf.withUnsafeBytes { send(to, $0.baseAddress! + off, n - off, Int32(MSG_NOSIGNAL)) }
                 if w <= 0 { cut(link); return }
                 off += w
             }
