@@ -95,7 +95,7 @@ public final class TransferPool {
                                              known: job.sourceAttributes)
             case .upload:
                 return try Transfer.upload(sftp, local: job.local, remote: job.remote, preserveMtime: job.preserveMtime,
-                                           confirm: job.confirm, targetChecked: job.targetChecked)
+                                           confirm: job.confirm, targetChecked: job.targetChecked, acksConfirm: true)
             }
         }
     }

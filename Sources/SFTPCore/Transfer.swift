@@ -202,7 +202,7 @@ public enum Transfer {
     /// the next upload of the same unchanged file to the same place resumes there.
     @discardableResult
     public static func upload(_ channels: [SFTP], local: String, remote: String, preserveMtime: Bool = false,
-                              confirm: Bool = true, targetChecked: Bool = false,
+                              confirm: Bool = true, targetChecked: Bool = false, acksConfirm: Bool = false,
                               progress: TransferProgress? = nil) throws -> FileAttributes {
         let sftp = channels[0]
         let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
@@ -216,7 +216,7 @@ public enum Transfer {
         let mode = Int32(st.st_mode & 0o777)
         guard st.st_mode & S_IFMT == S_IFREG, size >= resumeThreshold else {
             return try upload(sftp, remote: remote, size: size, mode: mode, mtime: mtime, confirm: confirm,
-                              targetChecked: targetChecked, progress: progress) { buf, count in
+                              targetChecked: targetChecked, acksConfirm: acksConfirm, progress: progress) { buf, count in
                 while true {
                     let n = Foundation.read(fd, buf, count)
                     if n < 0 && errno == EINTR { continue }
@@ -230,7 +230,8 @@ public enum Transfer {
         var resume: ResumeJournal?
         if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == identity.0, j.mtimeNanos == identity.1 { resume = j }
         return try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
-                                    targetChecked: targetChecked, resume: resume != nil, keepOnDrop: true) { first, temp, resuming in
+                                    targetChecked: targetChecked, resume: resume != nil, keepOnDrop: true,
+                                    acksConfirm: acksConfirm) { first, temp, resuming in
             let journal: JournalFile
             if resuming, let resume {
                 journal = JournalFile(path: jpath, journal: resume)
@@ -273,20 +274,20 @@ public enum Transfer {
     /// Convenience: one channel.
     @discardableResult
     public static func upload(_ sftp: SFTP, local: String, remote: String, preserveMtime: Bool = false,
-                              confirm: Bool = true, targetChecked: Bool = false,
+                              confirm: Bool = true, targetChecked: Bool = false, acksConfirm: Bool = false,
                               progress: TransferProgress? = nil) throws -> FileAttributes {
         try upload([sftp], local: local, remote: remote, preserveMtime: preserveMtime, confirm: confirm,
-                   targetChecked: targetChecked, progress: progress)
+                   targetChecked: targetChecked, acksConfirm: acksConfirm, progress: progress)
     }
 
     /// Uploads what `source` yields (0 = end) to `remote` through a temp name.
     @discardableResult
     public static func upload(_ sftp: SFTP, remote: String, size: UInt64?, mode: Int32 = 0o644,
                               mtime: (UInt64, UInt64)? = nil, confirm: Bool = true, targetChecked: Bool = false,
-                              progress: TransferProgress? = nil,
+                              acksConfirm: Bool = false, progress: TransferProgress? = nil,
                               source: (UnsafeMutableRawPointer, Int) throws -> Int) throws -> FileAttributes {
         try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
-                             targetChecked: targetChecked, resume: false) { file, _, _ in
+                             targetChecked: targetChecked, resume: false, acksConfirm: acksConfirm) { file, _, _ in
             let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
             defer { buf.deallocate() }
             var done: UInt64 = 0
@@ -311,6 +312,7 @@ public enum Transfer {
     /// when the body keeps a journal (large files): then the temp file stays to be resumed.
     static func uploadAtomically(_ sftp: SFTP, remote: String, mode: Int32, mtime: (UInt64, UInt64)?,
                                  confirm: Bool, targetChecked: Bool, resume: Bool, keepOnDrop: Bool = false,
+                                 acksConfirm: Bool = false,
                                  _ body: (SFTPFile, String, Bool) throws -> (UInt64, () -> Void)) throws -> FileAttributes {
         let slash = remote.lastIndex(of: "/")
         let dir = slash.map { String(remote[...$0]) } ?? ""
@@ -353,10 +355,17 @@ public enum Transfer {
             throw e
         }
         try f.close()
-        // One stat serves both the size check and the result (a rename keeps the attributes).
-        var attrs = try sftp.stat(temp)
-        if confirm, let s = attrs.size, s != done {
-            throw SSHError(.io, "upload of \(remote) not confirmed: the server has \(s) bytes, \(done) were sent", path: remote)
+        var attrs: FileAttributes
+        if acksConfirm {
+            // Batches: every write was acknowledged by the server (file.write returns only then),
+            // which confirms the bytes without a stat round trip per file.
+            attrs = FileAttributes(size: done, mode: UInt32(mode) | 0o100000)
+        } else {
+            // One stat serves both the size check and the result (a rename keeps the attributes).
+            attrs = try sftp.stat(temp)
+            if confirm, let s = attrs.size, s != done {
+                throw SSHError(.io, "upload of \(remote) not confirmed: the server has \(s) bytes, \(done) were sent", path: remote)
+            }
         }
         if let (atime, m) = mtime {
             try sftp.setstat(temp, FileAttributes(atime: atime, mtime: m))

@@ -580,6 +580,16 @@ local function remote_sums(c, paths)
   return sums
 end
 
+-- SHA-256 of each relative path on both sides: (remote sums, local sums), keyed by path.
+local function both_sums(c, rroot, lroot, rels)
+  local paths, back = {}, {}
+  for i, rel in ipairs(rels) do paths[i] = U.join(rroot, rel); back[paths[i]] = rel end
+  local remote, here = {}, {}
+  for p, h in pairs(remote_sums(c, paths)) do remote[back[p]] = h end
+  for _, rel in ipairs(rels) do here[rel] = fs.sha256(U.join(lroot, rel)) end
+  return remote, here
+end
+
 -- The mirror ------------------------------------------------------------------------------------
 
 local function same(o, s, t, pair)
@@ -790,13 +800,8 @@ function M.mirror_down(c, rdir, ldir, opts)
               size = s.st_size, mtime = s.st_mtime, atime = s.st_atime}
     end,
     sums = function(rels)
-      local paths, back = {}, {}
-      for i, rel in ipairs(rels) do paths[i] = U.join(root, rel); back[paths[i]] = rel end
-      local rs = remote_sums(c, paths)
-      local s, d = {}, {}
-      for p, h in pairs(rs) do s[back[p]] = h end
-      for _, rel in ipairs(rels) do d[rel] = fs.sha256(U.join(ldir, rel)) end
-      return s, d
+      local remote, here = both_sums(c, root, ldir, rels)
+      return remote, here
     end,
   }
   return mirror(c, o, side, ("mirror_down %s -> %s"):format(rdir, ldir))
@@ -840,13 +845,8 @@ function M.mirror_up(c, ldir, rdir, opts)
               checked = t == nil or t.type == "file"}
     end,
     sums = function(rels)
-      local paths, back = {}, {}
-      for i, rel in ipairs(rels) do paths[i] = U.join(root, rel); back[paths[i]] = rel end
-      local rs = remote_sums(c, paths)
-      local s, d = {}, {}
-      for p, h in pairs(rs) do d[back[p]] = h end
-      for _, rel in ipairs(rels) do s[rel] = fs.sha256(U.join(ldir, rel)) end
-      return s, d
+      local remote, here = both_sums(c, root, ldir, rels)
+      return here, remote
     end,
   }
   return mirror(c, o, side, ("mirror_up %s -> %s"):format(ldir, rdir))

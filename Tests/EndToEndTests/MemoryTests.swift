@@ -29,7 +29,10 @@ struct MemoryTests {
         #expect(lines.first == "1073741824")
         let peak = Int(lines.last ?? "") ?? Int.max
         #expect(peak > 0)
-        #expect(peak < 64 * 1024, "peak RSS \(peak) KiB")
+        // Under AddressSanitizer (scripts/asan) freed memory sits in its quarantine: no RSS bound.
+        if ProcessInfo.processInfo.environment["SFTPLUA_ASAN"] == nil {
+            #expect(peak < 64 * 1024, "peak RSS \(peak) KiB")
+        }
         print("peak RSS for get+put of 1 GiB: \(peak) KiB")
     }
 }
