@@ -164,7 +164,15 @@ local function guard_mutations()
       end
     end
   end
-  local open = sftp._remotefile_methods and M.open
+  -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
+  local transfer = M._transfer
+  M._transfer = function(c, jobs)
+    for _, j in ipairs(jobs) do
+      if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(j.remote, j["local"]))
+      else io.write(("dry run: would put %s %s\n"):format(j["local"], j.remote)) end
+    end
+  end
+  local open = transfer and M.open
   if open then
     M.open = function(c, path, mode, ...)
       if mode and mode:find("[wax+]") then

@@ -28,6 +28,7 @@ end
 
 -- Writes `text` to `path` atomically (temp file + rename), so a crash leaves the old or the new.
 local function write_atomic(path, text)
+  if sftp.dry_run then return end   -- `sftplua run --dry-run` changes nothing, the agent's files included
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
   if not f then sftp.error("OSError", "cannot write " .. tmp .. ": " .. tostring(err), tmp) end

@@ -1023,7 +1023,15 @@ local function guard_mutations()
       end
     end
   end
-  local open = sftp._remotefile_methods and M.open
+  -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
+  local transfer = M._transfer
+  M._transfer = function(c, jobs)
+    for _, j in ipairs(jobs) do
+      if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(j.remote, j["local"]))
+      else io.write(("dry run: would put %s %s\n"):format(j["local"], j.remote)) end
+    end
+  end
+  local open = transfer and M.open
   if open then
     M.open = function(c, path, mode, ...)
       if mode and mode:find("[wax+]") then
@@ -1190,6 +1198,7 @@ end
 
 -- Writes `text` to `path` atomically (temp file + rename), so a crash leaves the old or the new.
 local function write_atomic(path, text)
+  if sftp.dry_run then return end   -- `sftplua run --dry-run` changes nothing, the agent's files included
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
   if not f then sftp.error("OSError", "cannot write " .. tmp .. ": " .. tostring(err), tmp) end
