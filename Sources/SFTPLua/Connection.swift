@@ -51,9 +51,11 @@ final class Connection {
     }
 
     /// An event for the connection log and `-v` (never a secret).
-    func note(_ line: String) {
-        log?.write(line)
-        Diagnostics.note(line)
+    func note(_ line: @autoclosure () -> String) {
+        guard log != nil || Diagnostics.verbose else { return }   // no formatting when nobody reads it
+        let text = line()
+        log?.write(text)
+        Diagnostics.note(text)
     }
 
     /// The SFTP channel, or ConnectionError after close.
