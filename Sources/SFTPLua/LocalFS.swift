@@ -23,11 +23,6 @@ enum LocalFS {
     static func install(_ l: Lua, module m: Int32) {
         l.newTable()
         let t = l.absIndex(-1)
-        l.setFunction(m, "is_temp_name") { l in
-            // sftp.is_temp_name(name): is it one of sftplua's temp files (".NAME.sftplua.part")?
-            l.push(Transfer.isTempName(try l.checkString(1)))
-            return 1
-        }
         l.setFunction(t, "sha256") { l in
             l.push(try SHA256Digest.file(try l.checkString(1)))
             return 1

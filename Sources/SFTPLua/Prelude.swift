@@ -327,6 +327,12 @@ function sftp._remotefile_methods.lines(f, ...)
   return function() return f:read(table.unpack(formats, 1, formats.n)) end
 end
 
+--- sftp.is_temp_name(name): is it one of sftplua's temp files (".NAME.sftplua.part", or the
+--- resume journal beside it)? (Plain Lua: mirrors ask it for every name they list.)
+function sftp.is_temp_name(name)
+  return name:byte(1) == 46 and (name:sub(-13) == ".sftplua.part" or name:sub(-18) == ".sftplua.part.json")
+end
+
 -- Helpers shared with the other chunks (mirror, syncagent, watch).
 sftp._util = {check = check, check_opts = check_opts, join = join, unsafe_name = unsafe_name,
               makedirs = local_makedirs, within = within, argerror = argerror}
