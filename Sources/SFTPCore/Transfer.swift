@@ -150,10 +150,12 @@ public enum Transfer {
         return result
     }
 
+    /// The umask, read once: reading it means setting it, which must not race with other threads.
+    public static let processUmask: mode_t = { let m = umask(0o022); umask(m); return m }()
+
     /// Mode (what a new file gets here: 0666 & ~umask, as cp/sftp/paramiko do) and mtime.
     static func finishLocal(_ fd: Int32, attrs: FileAttributes, preserveMtime: Bool) throws {
-        let mask = umask(0); umask(mask)
-        fchmod(fd, 0o666 & ~mask)
+        fchmod(fd, 0o666 & ~processUmask)
         if preserveMtime, let m = attrs.mtime {
             var times = [timespec(tv_sec: Int(attrs.atime ?? m), tv_nsec: 0), timespec(tv_sec: Int(m), tv_nsec: 0)]
             futimens(fd, &times)

@@ -42,13 +42,17 @@ enum LocalFS {
             }
             names.sort()
             l.newTable(narr: Int32(clamping: names.count))
-            for (i, n) in names.enumerated() {
+            var k = 0
+            for n in names {
                 var st = stat()
                 let full = path.hasSuffix("/") ? path + n : path + "/" + n
+                // A name that vanished since readdir is left out; the array stays without holes
+                // (a hole would end ipairs early and hide every later name).
                 if lstat(full, &st) != 0 { continue }
                 pushStat(l, st)
                 l.set(-1, "filename", n)
-                l.setIndex(-2, i + 1)
+                k += 1
+                l.setIndex(-2, k)
             }
             return 1
         }

@@ -9,6 +9,7 @@ public enum SFTPModule {
     public static let version = "0.1.0"
 
     public static func install(into state: LuaState) throws {
+        _ = Transfer.processUmask   // read once, here, before any transfer thread exists
         let l = state.lua
         l.setErrorPusher(ErrorObject.pusher)
         ErrorObject.register(l)

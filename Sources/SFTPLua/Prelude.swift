@@ -1362,6 +1362,25 @@ local function changed(a, la)
   return not la or a.st_size ~= la.st_size or (a.st_mtime and la.st_mtime and a.st_mtime ~= la.st_mtime)
 end
 
+-- The cache index records what the server had when the local copy last agreed with it (a fetch
+-- or a push). The local copy has changes of its own ("dirty") when it is queued, differs from
+-- that record, or has no record at all (it did not come from the server through the agent).
+-- A dirty copy is never replaced behind the user's back.
+function Agent:_dirty(rel, la)
+  if self.upload_queue._index[rel] then return true end
+  if not la then return false end
+  local e = self._cache[rel]
+  if not e then return true end
+  return la.st_size ~= e.size or la.st_mtime ~= e.mtime
+end
+
+-- The server's copy changed since the record (without a record: differs from the local copy).
+function Agent:_stale(rel, a, la)
+  local e = self._cache[rel]
+  if e then return a.st_size ~= e.size or (a.st_mtime ~= nil and a.st_mtime ~= e.mtime) end
+  return changed(a, la)
+end
+
 --- agent:open(path, mode="r", {max_age=}): an io file of the local copy, fetched when missing.
 function Agent:open(path, mode, opts)
   local rel = relpath(path, "open")
@@ -1388,11 +1407,13 @@ function Agent:open(path, mode, opts)
     local e = self._cache[rel]
     local checked = (e and e.checked) or la.st_mtime or 0
     if os.time() - checked >= opts.max_age then
-      -- Re-check the server; when it cannot be reached the cached copy is used as is.
+      -- Re-check the server; when it cannot be reached the cached copy is used as is, and a
+      -- copy with local changes is never replaced.
       pcall(self._with, self, function(c)
         local a = remote_attrs(c, self:_remote(rel))
-        if a and changed(a, la) then self:_fetch(rel, c)
-        elseif a then
+        if a and self:_stale(rel, a, la) then
+          if not self:_dirty(rel, la) then self:_fetch(rel, c) end
+        elseif a and not self:_dirty(rel, la) then
           self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
           self:_save_cache()
         end
@@ -1404,13 +1425,22 @@ function Agent:open(path, mode, opts)
   return f
 end
 
---- agent:refresh(path): re-download when the server's copy differs (size/mtime). True if it did.
-function Agent:refresh(path)
+--- agent:refresh(path [, {force=}]): re-download when the server's copy changed (size/mtime).
+--- True if it did. A local copy with changes of its own raises IOError unless force = true.
+function Agent:refresh(path, opts)
   local rel = relpath(path, "refresh")
+  opts = U.check_opts(opts, "refresh", 2, {force = true})
   return self:_with(function(c)
     local a = remote_attrs(c, self:_remote(rel))
     if not a then sftp.error("FileNotFound", "refresh: no such file on the server: " .. rel, rel) end
-    if changed(a, fs.stat(self:_local(rel))) then self:_fetch(rel, c); return true end
+    local la = fs.stat(self:_local(rel))
+    if not la or self:_stale(rel, a, la) or changed(a, la) then
+      if la and self:_dirty(rel, la) and not opts.force then
+        sftp.error("IOError", "refresh: " .. rel .. " has local changes that are not on the server (push it, or refresh with {force = true})", rel)
+      end
+      self:_fetch(rel, c)
+      return true
+    end
     self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
     self:_save_cache()
     return false
@@ -1436,11 +1466,15 @@ function Agent:_cached_files()
   return out
 end
 
---- agent:status(): {cached=, queued=, stale=, remote_missing=} (stale: the server's copy changed;
---- when the server cannot be reached, stale is nil and `offline` holds the error message).
+--- agent:status(): {cached=, queued=, modified=, stale=, remote_missing=} (modified: local changes
+--- not on the server; stale: the server's copy changed; when the server cannot be reached, stale
+--- and remote_missing are nil and `offline` holds the error message).
 function Agent:status()
   local cached = self:_cached_files()
-  local st = {cached = cached, queued = self.upload_queue:list(), stale = {}, remote_missing = {}}
+  local st = {cached = cached, queued = self.upload_queue:list(), modified = {}, stale = {}, remote_missing = {}}
+  for _, rel in ipairs(cached) do
+    if self:_dirty(rel, fs.stat(self:_local(rel))) then st.modified[#st.modified + 1] = rel end
+  end
   local ok, err = pcall(self._with, self, function(c)
     local listings = {}
     for _, rel in ipairs(cached) do
@@ -1450,12 +1484,13 @@ function Agent:status()
       if not l then
         l = {}
         local lok, entries = pcall(c.listdir_attr, c, dir == "" and self._remote_root or self:_remote(dir))
+        if not lok and not (type(entries) == "table" and entries.kind == "FileNotFound") then error(entries, 0) end
         for _, e in ipairs(lok and entries or {}) do l[e.filename] = e end
         listings[dir] = l
       end
       local a = l[name]
       if not a then st.remote_missing[#st.remote_missing + 1] = rel
-      elseif changed(a, fs.stat(self:_local(rel))) then st.stale[#st.stale + 1] = rel end
+      elseif self:_stale(rel, a, fs.stat(self:_local(rel))) then st.stale[#st.stale + 1] = rel end
     end
   end)
   if not ok then st.stale, st.remote_missing, st.offline = nil, nil, tostring(err) end

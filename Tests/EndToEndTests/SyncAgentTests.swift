@@ -120,6 +120,25 @@ struct SyncAgentTests {
         #expect(out == ["v1", "v1", "version 2", "false", "ArgumentError\tArgumentError\tArgumentError"])
     }
 
+    /// A cached copy with local changes is never replaced behind the user's back.
+    @Test func localChangesAreNeverOverwritten() throws {
+        let (local, remote) = try dirs()
+        let out = try run("""
+        spit(R .. "/f.txt", "server v1")
+        local a = agent()
+        local f = a:open("f.txt"); f:close()
+        spit(L .. "/f.txt", "my local edit")              -- edited locally, not queued
+        spit(R .. "/f.txt", "server v2, changed"); sftp.fs.utime(R .. "/f.txt", 5000, 5000)
+        f = a:open("f.txt", "r", {max_age = 0}); print(f:read("a")); f:close()
+        local st = a:status(); print(table.concat(st.modified, ","), table.concat(st.stale, ","))
+        print(kind(a.refresh, a, "f.txt"))
+        print(slurp(L .. "/f.txt"))
+        print(a:refresh("f.txt", {force = true}), slurp(L .. "/f.txt"))
+        st = a:status(); print(#st.modified, #st.stale)
+        """, local: local, remote: remote)
+        #expect(out == ["my local edit", "f.txt\tf.txt", "IOError", "my local edit", "true\tserver v2, changed", "0\t0"])
+    }
+
     /// The connection is cut part way through a push: what was uploaded has left the queue, the
     /// rest is still queued, no half file is under a final name, and a retry finishes the job.
     @Test func pushCutOffPartWayThenRetried() throws {
