@@ -166,7 +166,7 @@ local function scan(list, root, o, warnings, side, source_rejected)
   local entries, order, protected, temps = {}, {}, {}, {}
   local function rejected(e, rel, is_dir)
     if glob_any(o.exclude, rel, is_dir) then return true end
-    if o.filter and not o.filter(e) then return true end
+    if o.filter and (e.type == "file" or e.type == "dir") and not o.filter(e) then return true end
     if not is_dir and o.include and not glob_any(o.include, rel, false) then return true end
     return false
   end
@@ -185,12 +185,12 @@ local function scan(list, root, o, warnings, side, source_rejected)
       else
         e.path = rel
         local is_dir = e.type == "dir"
-        if (source_rejected and (source_rejected[rel])) or
-           (e.type ~= "link" and (e.type == "dir" or e.type == "file") and rejected(e, rel, is_dir)) then
-          protected[rel] = true
+        if (source_rejected and source_rejected[rel]) or rejected(e, rel, is_dir) then
+          protected[rel] = true   -- excluded or filtered (links and special files too): never deleted
         elseif e.type == "link" then
           if side == "source" then
             warnings[#warnings + 1] = "source: symlink " .. rel .. " skipped (links are not followed)"
+            protected[rel] = true   -- what the target has under that name is left alone
           else
             entries[rel] = e; order[#order + 1] = rel
           end
@@ -201,6 +201,7 @@ local function scan(list, root, o, warnings, side, source_rejected)
           entries[rel] = e; order[#order + 1] = rel
         elseif side == "source" then
           warnings[#warnings + 1] = ("source: %s %s skipped"):format(e.type, rel)
+          protected[rel] = true
         else
           entries[rel] = e; order[#order + 1] = rel
         end
@@ -300,6 +301,7 @@ local function mirror(c, o, side, label)
     return false
   end
   local needed_dirs = {}      -- with include: only directories that will hold something
+  local conflicts = {}        -- target directories left alone (the source has a file there)
   local candidates = {}
   for _, rel in ipairs(src_order) do
     local s, t = src[rel], dst[rel]
@@ -315,6 +317,7 @@ local function mirror(c, o, side, label)
     else
       if t and t.type == "dir" then
         warnings[#warnings + 1] = ("target: %s is a directory where the source has a file; left alone"):format(rel)
+        conflicts[rel] = true
       elseif not t then
         files[#files + 1] = {op = "copy", path = rel, size = s.st_size}
       elseif t.type ~= "file" or s.st_size ~= t.st_size then
@@ -351,7 +354,10 @@ local function mirror(c, o, side, label)
   if o.delete then
     for i = #dst_order, 1, -1 do
       local rel = dst_order[i]
-      if not src[rel] and not keep[rel] then
+      local under_conflict = false
+      local p = rel
+      while p and not under_conflict do under_conflict = conflicts[p] == true; p = parent_of(p) end
+      if not src[rel] and not keep[rel] and not under_conflict then
         local t = dst[rel]
         deletes[#deletes + 1] = {op = "delete", path = rel, size = t.type == "file" and t.st_size or nil, type = t.type}
       end

@@ -185,6 +185,21 @@ struct MirrorTests {
         #expect(out == ["5000\t5000\t5050", "5000\t5000\ttrue\ttrue\ttrue", "c0 u0 d0 s5000 b0\tc0 u0 d0 s5000 b0"])
     }
 
+    /// With delete, nothing the mirror is told to leave alone goes: excluded links, what a skipped
+    /// source link names, and a directory standing where the source has a file.
+    @Test func deleteSparesExcludedLinksSkippedNamesAndConflicts() throws {
+        let (out, _, _) = try lua("""
+        spit(R .. "/s/keep.txt", "k"); c:symlink(R .. "/s/keep.txt", R .. "/s/lnk"); spit(R .. "/s/clash", "file in source")
+        spit("d/lnk/inside.txt", "target dir named like the source link")
+        spit("d/clash/deep.txt", "target dir where the source has a file")
+        os.execute("ln -s /tmp d/node_modules")
+        local r = c:mirror_down(R .. "/s", "d", {delete = true, exclude = {"node_modules"}})
+        print(ops(r))
+        print(slurp("d/lnk/inside.txt") ~= nil, slurp("d/clash/deep.txt") ~= nil, sftp.fs.lstat("d/node_modules").type)
+        """)
+        #expect(out == ["copy:keep.txt", "true\ttrue\tlink"])
+    }
+
     /// Symlinks in the source are skipped and named; nothing is written outside the target,
     /// through a local symlink, or from an unsafe name.
     @Test func safety() throws {
