@@ -326,7 +326,9 @@ end
 --- sftp.is_temp_name(name): is it one of sftplua's temp files (".NAME.sftplua.part", or the
 --- resume journal beside it)? (Plain Lua: mirrors ask it for every name they list.)
 function sftp.is_temp_name(name)
-  return name:byte(1) == 46 and (name:sub(-13) == ".sftplua.part" or name:sub(-18) == ".sftplua.part.json")
+  if name:byte(1) ~= 46 then return false end
+  return name:sub(-13) == ".sftplua.part" or name:sub(-18) == ".sftplua.part.json"
+    or (name:sub(1, 9) == ".sftplua-" and (name:sub(-5) == ".part" or name:sub(-10) == ".part.json"))
 end
 
 -- Helpers shared with the other chunks (mirror, syncagent, watch).

@@ -78,7 +78,13 @@ function M.watch(c, dir, opts, callback)
     local function walk(abs, rel, depth)
       if depth > 256 then return end
       seen_dirs[rel] = true
-      for _, e in ipairs(entries_of(abs, rel)) do
+      local ok, list = pcall(entries_of, abs, rel)
+      if not ok then
+        -- A subdirectory deleted between its parent's listing and its own: it is gone (the
+        -- next poll reports it). The root itself going away is handled below.
+        if rel ~= "" and type(list) == "table" and list.kind == "FileNotFound" then list = {} else error(list, 0) end
+      end
+      for _, e in ipairs(list) do
         local name = e.filename
         if not U.unsafe_name(name) then
           local r = rel == "" and name or rel .. "/" .. name

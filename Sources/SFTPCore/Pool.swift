@@ -175,7 +175,7 @@ public final class ExtraChannels {
 
 /// Runs `body(i)` for i in 1..<count on threads and `body(0)` on the calling thread; waits for
 /// all; rethrows the first error (the calling thread's first).
-func fanOut(_ count: Int, _ body: @escaping (Int) throws -> Void) throws {
+func fanOut(_ count: Int, whileWaiting: (() -> Void)? = nil, _ body: @escaping (Int) throws -> Void) throws {
     let errors = Locked<[Error]>([])
     let group = DispatchGroup()
     for i in 1..<max(count, 1) {
@@ -189,8 +189,14 @@ func fanOut(_ count: Int, _ body: @escaping (Int) throws -> Void) throws {
     }
     var mine: Error?
     do { try body(0) } catch { mine = error }
-    group.wait()
-    if let e = mine ?? errors.value.first { throw e }
+    if let whileWaiting {
+        while group.wait(timeout: .now() + .milliseconds(50)) == .timedOut { whileWaiting() }
+    } else {
+        group.wait()
+    }
+    // The cause, not a worker that merely stopped because of it.
+    let all = (mine.map { [$0] } ?? []) + errors.value
+    if let e = all.first(where: { !($0 is RangeStopped) }) ?? all.first { throw e }
 }
 
 /// A value shared between threads, behind a lock.

@@ -68,6 +68,9 @@ final class JournalFile: @unchecked Sendable {
     func remove() { Foundation.unlink(path) }
 }
 
+/// A range worker stopped because another one failed (or Ctrl-C): never the error reported.
+struct RangeStopped: Error {}
+
 extension SSHError {
     /// Failures after which a partial temp file is kept for the next run to resume.
     var isResumable: Bool { kind == .connection || kind == .timeout || kind == .interrupted }
@@ -117,20 +120,38 @@ extension Transfer {
         defer { try? journal.save() }   // what landed is recorded, however this ends
         let pending = journal.ranges.enumerated().filter { $0.element[2] < $0.element[1] }.map(\.offset)
         let next = Locked(0)
-        try fanOut(min(channels.count, max(pending.count, 1))) { worker in
+        // One worker's failure, or Ctrl-C (seen by the calling thread, also while it waits),
+        // stops the others at their next block.
+        let stop = Locked(false)
+        do {
+        try fanOut(min(channels.count, max(pending.count, 1)), whileWaiting: {
+            if Interrupt.pending() { stop.update { $0 = true } }
+        }) { worker in
             while true {
                 let k: Int? = next.update { i in
-                    guard i < pending.count else { return nil }
+                    guard i < pending.count, !stop.value else { return nil }
                     i += 1
                     return pending[i - 1]
                 }
                 guard let r = k else { return }
                 let range = journal.ranges[r]
-                try move(channels[worker], r, range[2], range[1]) { upTo in
-                    if worker == 0 { try Interrupt.checkpoint() }
-                    _ = try journal.advance(r, to: upTo)
+                do {
+                    try move(channels[worker], r, range[2], range[1]) { upTo in
+                        if worker == 0 { try Interrupt.checkpoint() }
+                        _ = try journal.advance(r, to: upTo)
+                        if stop.value { throw RangeStopped() }
+                    }
+                } catch {
+                    stop.update { $0 = true }
+                    throw error
                 }
             }
         }
+        } catch is RangeStopped {
+            // Only stopped workers: it was Ctrl-C, seen while waiting.
+            try Interrupt.checkpoint()
+            throw SSHError(.interrupted, "interrupted (Ctrl-C)")
+        }
+        try Interrupt.checkpoint()
     }
 }

@@ -17,11 +17,26 @@ public enum Transfer {
 
     /// The hidden temp name beside a target: fixed per target, so that a later transfer of the
     /// same file finds (and resumes or replaces) what an interrupted one left.
-    public static func tempName(for name: String) -> String { ".\(name).sftplua.part" }
+    /// `key` tells apart the temp files of different sources (resumable uploads). A name too long
+    /// for the file system (255 bytes with the journal suffix) gets a hashed temp name instead.
+    public static func tempName(for name: String, key: String? = nil) -> String {
+        let t = ".\(name)\(key.map { "." + $0 } ?? "").sftplua.part"
+        if t.utf8.count + 5 <= 255 { return t }
+        return ".sftplua-\(shortHash(name + (key ?? ""))).part"
+    }
+
+    /// The first 16 hex digits of the SHA-256 of `s`.
+    static func shortHash(_ s: String) -> String {
+        guard let d = try? SHA256Digest() else { return String(UInt64(bitPattern: Int64(s.hashValue)), radix: 16) }
+        var bytes = Array(s.utf8)
+        bytes.withUnsafeBytes { d.update($0) }
+        return String(d.finish().prefix(16))
+    }
 
     /// Is `name` one of sftplua's temp files (or a resume journal)?
     public static func isTempName(_ name: String) -> Bool {
-        name.hasPrefix(".") && (name.hasSuffix(".sftplua.part") || name.hasSuffix(".sftplua.part.json"))
+        name.hasPrefix(".") && (name.hasSuffix(".sftplua.part") || name.hasSuffix(".sftplua.part.json")
+                                || (name.hasPrefix(".sftplua-") && (name.hasSuffix(".part") || name.hasSuffix(".part.json"))))
     }
 
     /// Downloads `remote` into `local` atomically, over `channels` (the first is the caller's;
@@ -231,13 +246,18 @@ public enum Transfer {
         let identity = (UInt64(st.st_mtim.tv_sec), UInt64(st.st_mtim.tv_nsec))
         var resume: ResumeJournal?
         if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == identity.0, j.mtimeNanos == identity.1 { resume = j }
+        // The temp name carries the source's identity, so another file's upload to the same
+        // target never writes into what this one would resume.
+        let key = shortHash("\(size):\(identity.0):\(identity.1)").prefix(10)
         return try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
                                     targetChecked: targetChecked, resume: resume != nil, keepOnDrop: true,
-                                    acksConfirm: acksConfirm) { first, temp, resuming in
+                                    acksConfirm: acksConfirm, tempKey: String(key),
+                                    minResumeSize: resume.map { $0.ranges.map { $0[2] }.max() ?? 0 } ?? 0) { first, temp, resuming in
             let journal: JournalFile
             if resuming, let resume {
                 journal = JournalFile(path: jpath, journal: resume)
             } else {
+                Foundation.unlink(jpath)
                 let n = size >= rangeThreshold ? channels.count : 1
                 journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: identity.0, mtimeNanos: identity.1,
                                                                           ranges: ranges(size: size, n: n)))
@@ -269,7 +289,28 @@ public enum Transfer {
                 throw error
             }
             try progress?(size, size)
-            return (size, { journal.remove() })
+            return (size, {
+                journal.remove()
+                removeStaleTemps(sftp, remote: remote, keeping: temp)
+            })
+        }
+    }
+
+    /// Temp files that interrupted uploads of other versions of the same file left beside
+    /// `remote` (their names carry another source identity). Best effort.
+    static func removeStaleTemps(_ sftp: SFTP, remote: String, keeping: String) {
+        let slash = remote.lastIndex(of: "/")
+        let dir = slash.map { String(remote[...$0]) } ?? ""
+        let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
+        guard let entries = try? sftp.list(dir.isEmpty ? "." : dir) else { return }
+        let head = ".\(base).", tail = "sftplua.part"
+        for e in entries where dir + e.name != keeping && e.name.hasPrefix(head) && e.name.hasSuffix(tail)
+            && e.name.utf8.count >= head.utf8.count + tail.utf8.count {
+            // Exactly ".BASE.sftplua.part" or ".BASE.<10 hex digits>.sftplua.part": never the temp
+            // of another file whose name merely starts with BASE.
+            let middle = e.name.dropFirst(head.count).dropLast(tail.count)
+            let isKey = middle.count == 11 && middle.hasSuffix(".") && middle.dropLast().allSatisfy { $0.isHexDigit && !$0.isUppercase }
+            if middle.isEmpty || isKey { try? sftp.unlink(dir + e.name) }
         }
     }
 
@@ -314,7 +355,7 @@ public enum Transfer {
     /// when the body keeps a journal (large files): then the temp file stays to be resumed.
     static func uploadAtomically(_ sftp: SFTP, remote: String, mode: Int32, mtime: (UInt64, UInt64)?,
                                  confirm: Bool, targetChecked: Bool, resume: Bool, keepOnDrop: Bool = false,
-                                 acksConfirm: Bool = false,
+                                 acksConfirm: Bool = false, tempKey: String? = nil, minResumeSize: UInt64 = 0,
                                  _ body: (SFTPFile, String, Bool) throws -> (UInt64, () -> Void)) throws -> FileAttributes {
         let slash = remote.lastIndex(of: "/")
         let dir = slash.map { String(remote[...$0]) } ?? ""
@@ -323,16 +364,26 @@ public enum Transfer {
         if !targetChecked, let existing = try sftp.statIfExists(remote), existing.isDir {
             throw SSHError(.io, "cannot upload to \(remote): is a directory", path: remote)
         }
-        let temp = dir + tempName(for: base)
+        let temp = dir + tempName(for: base, key: tempKey)
         var resuming = false
         var file: SFTPFile?
-        if resume, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file {
+        if resume, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
             file = try? sftp.open(temp, flags: LIBSSH2_FXF_WRITE)
             resuming = file != nil
         }
         if file == nil {
             do {
-                file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, mode: mode)
+                // A fresh temp file: exclusive create, so that nothing planted under the temp name
+                // (a symlink above all) is written through. Something in the way is removed first
+                // when it is not a regular file, and a leftover regular file is truncated.
+                do {
+                    file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, mode: mode)
+                } catch let first as SSHError {
+                    guard first.kind != .connection, first.kind != .timeout, first.kind != .interrupted,
+                          let there = try sftp.statIfExists(temp, followLinks: false) else { throw first }
+                    if there.kind != .file { try sftp.unlink(temp) }
+                    file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, mode: mode)
+                }
             } catch var e as SSHError {
                 e.path = remote
                 e.message = e.message.replacingOccurrences(of: temp, with: remote)
@@ -358,7 +409,7 @@ public enum Transfer {
         }
         try f.close()
         var attrs: FileAttributes
-        if acksConfirm {
+        if acksConfirm && !resuming {
             // Batches: every write was acknowledged by the server (file.write returns only then),
             // which confirms the bytes without a stat round trip per file.
             attrs = FileAttributes(size: done, mode: UInt32(mode) | 0o100000)
@@ -374,7 +425,14 @@ public enum Transfer {
             attrs.atime = atime
             attrs.mtime = m
         }
-        try sftp.rename(temp, remote, overwrite: true)
+        do {
+            try sftp.rename(temp, remote, overwrite: true)
+        } catch {
+            // The target may already be gone (an overwrite unlinks it first): the complete temp
+            // file is then the only copy, so it stays.
+            keep = true
+            throw error
+        }
         renamed = true
         after()
         return attrs

@@ -330,7 +330,9 @@ end
 --- sftp.is_temp_name(name): is it one of sftplua's temp files (".NAME.sftplua.part", or the
 --- resume journal beside it)? (Plain Lua: mirrors ask it for every name they list.)
 function sftp.is_temp_name(name)
-  return name:byte(1) == 46 and (name:sub(-13) == ".sftplua.part" or name:sub(-18) == ".sftplua.part.json")
+  if name:byte(1) ~= 46 then return false end
+  return name:sub(-13) == ".sftplua.part" or name:sub(-18) == ".sftplua.part.json"
+    or (name:sub(1, 9) == ".sftplua-" and (name:sub(-5) == ".part" or name:sub(-10) == ".part.json"))
 end
 
 -- Helpers shared with the other chunks (mirror, syncagent, watch).
@@ -1658,7 +1660,13 @@ function M.watch(c, dir, opts, callback)
     local function walk(abs, rel, depth)
       if depth > 256 then return end
       seen_dirs[rel] = true
-      for _, e in ipairs(entries_of(abs, rel)) do
+      local ok, list = pcall(entries_of, abs, rel)
+      if not ok then
+        -- A subdirectory deleted between its parent's listing and its own: it is gone (the
+        -- next poll reports it). The root itself going away is handled below.
+        if rel ~= "" and type(list) == "table" and list.kind == "FileNotFound" then list = {} else error(list, 0) end
+      end
+      for _, e in ipairs(list) do
         local name = e.filename
         if not U.unsafe_name(name) then
           local r = rel == "" and name or rel .. "/" .. name
