@@ -136,7 +136,12 @@ public enum Transfer {
         let dir = Paths.dirname(local)
         let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: Paths.basename(local))
         // Not truncated here: a resumable download decides whether to keep what is there.
-        let fd = Foundation.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        var fd = Foundation.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 && errno == ELOOP {
+            // Something planted a symlink under the temp name: it is removed, never followed.
+            Foundation.unlink(temp)
+            fd = Foundation.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        }
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             Foundation.close(fd)

@@ -149,6 +149,36 @@ struct HostileInputTests {
         #expect(!FileManager.default.fileExists(atPath: work + "/g/passwd") && !FileManager.default.fileExists(atPath: work + "/m/passwd"))
     }
 
+    /// A symlink planted under the temp name is never written through, and names too long to
+    /// carry the temp suffix still transfer (they get a hashed temp name).
+    @Test func plantedTempLinksAndLongNames() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("planted")
+        let victim = try makeTempDir("victim") + "/precious"
+        try "precious".write(toFile: victim, atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: remote + "/.f.txt.sftplua.part", withDestinationPath: victim)
+        try FileManager.default.createSymbolicLink(atPath: work + "/.g.txt.sftplua.part", withDestinationPath: victim)
+        try "new data".write(toFile: work + "/f.txt", atomically: true, encoding: .utf8)
+        try "remote data".write(toFile: remote + "/g.txt", atomically: true, encoding: .utf8)
+        let long = String(repeating: "n", count: 250)
+        let r = try run("""
+        local c <close> = sftp.connect\(server.connectLua)
+        c:put("f.txt", "\(remote)/f.txt")
+        print(pcall(c.get, c, "\(remote)/g.txt", "g.txt"))
+        local f = io.open("\(long)", "w"); f:write("long"); f:close()
+        c:put("\(long)", "\(remote)/\(long)")
+        c:get("\(remote)/\(long)", "back-\(String(repeating: "b", count: 245))")
+        print(c:read("\(remote)/\(long)"))
+        """, cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
+        #expect(try String(contentsOfFile: remote + "/f.txt", encoding: .utf8) == "new data")
+        // The local planted link is removed, not followed.
+        #expect(r.stdout.hasPrefix("true\n"))
+        #expect(try String(contentsOfFile: work + "/g.txt", encoding: .utf8) == "remote data")
+        #expect(r.stdout.hasSuffix("long\n"))
+    }
+
     /// Passwords and passphrases never reach logs, -v output, error messages or tracebacks.
     @Test func secretsNeverReachAnyOutput() throws {
         guard let user = server.passwordUser else { return }
