@@ -54,7 +54,7 @@ public enum Transfer {
             let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
             defer { try? file.close() }
             return try writeLocalAtomically(local: local, resumable: false) { fd, _ in
-                try stream(file, size: attrs.size, progress: progress) { chunk in try writeAll(fd, chunk, local) }
+                try stream(file, size: attrs.size, exact: known != nil, progress: progress) { chunk in try writeAll(fd, chunk, local) }
                 return attrs
             } finish: { fd in
                 try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
@@ -186,7 +186,7 @@ public enum Transfer {
     /// libssh2 keeps a whole request's worth of reads in flight, so with a known `size` it is
     /// asked for what is left (at least 32 KiB, to see the end), not a full block for a small file.
     @discardableResult
-    public static func stream(_ file: SFTPFile, size: UInt64?, progress: TransferProgress? = nil,
+    public static func stream(_ file: SFTPFile, size: UInt64?, exact: Bool = false, progress: TransferProgress? = nil,
                               sink: (UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
         let total = size ?? 0
         var done: UInt64 = 0
@@ -195,6 +195,19 @@ public enum Transfer {
         try progress?(0, total)
         while true {
             let left = total > done ? total - done : 0
+            if exact, size != nil {
+                // The size comes from a listing made for this copy: read exactly that much, in
+                // requests that end at the end of the file, so no request comes back short (libssh2
+                // would ask again) and no end-of-file probe costs another round trip.
+                if left == 0 { break }
+                try Interrupt.checkpoint()
+                let n = try file.read(into: buf, count: Int(min(UInt64(blockSize), left)))
+                if n == 0 { break }   // it shrank: what there is
+                try sink(UnsafeRawBufferPointer(start: buf, count: n))
+                done += UInt64(n)
+                try progress?(done, max(total, done))
+                continue
+            }
             let want = size == nil ? blockSize : Int(min(UInt64(blockSize), max(32768, left + 1)))
             try Interrupt.checkpoint()
             let n = try file.read(into: buf, count: want)
