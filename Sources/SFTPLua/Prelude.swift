@@ -647,7 +647,7 @@ local function mirror(c, o, side, label)
   local candidates = {}
   for _, rel in ipairs(src_order) do
     local s, t = src[rel], dst[rel]
-    if is_blocked(rel) then
+    if next(blocked) ~= nil and is_blocked(rel) then
       if s.type == "dir" then blocked[rel] = true end
     elseif s.type == "dir" then
       if t and t.type ~= "dir" then
