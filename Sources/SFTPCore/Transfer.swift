@@ -54,7 +54,7 @@ public enum Transfer {
             let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
             defer { try? file.close() }
             return try writeLocalAtomically(local: local, resumable: false) { fd, _ in
-                try stream(file, size: attrs.size, exact: known != nil, progress: progress) { chunk in try writeAll(fd, chunk, local) }
+                try stream(file, size: attrs.size, exact: known != nil && attrs.kind == .file, progress: progress) { chunk in try writeAll(fd, chunk, local) }
                 return attrs
             } finish: { fd in
                 try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
