@@ -117,7 +117,6 @@ local function run_jobs(c, jobs, parallel, each)
     if each then each(jobs[i], attrs) end
   end)
 end
-sftp._run_jobs = run_jobs
 
 -- Files in flight for recursive transfers when the caller does not say (docs/performance.md).
 sftp.default_parallel = 4

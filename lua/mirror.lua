@@ -524,6 +524,5 @@ function M.mirror_up(c, ldir, rdir, opts)
   return mirror(c, o, side, ("mirror_up %s -> %s"):format(ldir, rdir))
 end
 
-sftp._fmt_action = fmt_action
 sftp._compile_globs = compile_globs
 sftp._glob_any = glob_any

@@ -201,4 +201,3 @@ void sl_interrupt_clear(void) {
     if (sl_intr_state) lua_sethook(sl_intr_state, NULL, 0, 0);
 }
 
-void sl_interrupt_raise(void) { sl_intr_handler(SIGINT); }

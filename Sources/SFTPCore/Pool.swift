@@ -53,10 +53,8 @@ public final class TransferPool {
             let options = self.options
             let thread = Thread {
                 defer { state.finished() }
-                guard let session = try? Session(options) else { return }
-                defer { session.close() }
-                guard let sftp = try? SFTP(session: session) else { return }
-                defer { sftp.close() }
+                guard let sftp = try? SFTP.connect(options) else { return }
+                defer { sftp.closeWithSession() }
                 while let i = state.take() {
                     state.deliver(i, TransferPool.perform(sftp, jobs[i]))
                 }
@@ -142,34 +140,28 @@ private final class PoolState: @unchecked Sendable {
 /// Extra connections opened side by side (each a Session + SFTP channel), closed together.
 public final class ExtraChannels {
     public private(set) var channels: [SFTP] = []
-    private var sessions: [Session] = []
 
     /// Opens up to `count` connections concurrently; those that fail are left out.
     public init(options: ConnectOptions, count: Int) {
         guard count > 0 else { return }
-        let opened = Locked<[(Session, SFTP)]>([])
+        let opened = Locked<[SFTP]>([])
         let group = DispatchGroup()
         for _ in 0..<count {
             group.enter()
             Thread {
                 defer { group.leave() }
-                guard let s = try? Session(options) else { return }
-                guard let f = try? SFTP(session: s) else { s.close(); return }
-                opened.update { $0.append((s, f)) }
+                if let f = try? SFTP.connect(options) { opened.update { $0.append(f) } }
             }.start()
         }
         group.wait()
-        sessions = opened.value.map { $0.0 }
-        channels = opened.value.map { $0.1 }
+        channels = opened.value
     }
 
     deinit { close() }
 
     public func close() {
-        for c in channels { c.close() }
-        for s in sessions { s.close() }
+        for c in channels { c.closeWithSession() }
         channels = []
-        sessions = []
     }
 }
 
@@ -206,12 +198,5 @@ final class Locked<T>: @unchecked Sendable {
     init(_ v: T) { self.v = v }
     var value: T { lock.lock(); defer { lock.unlock() }; return v }
     func update<R>(_ body: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&v) }
-}
-
-/// A byte counter shared by the threads of one transfer.
-final class SharedCounter: @unchecked Sendable {
-    private let total = Locked<UInt64>(0)
-    func add(_ n: UInt64) -> UInt64 { total.update { $0 += n; return $0 } }
-    var current: UInt64 { total.value }
 }
 

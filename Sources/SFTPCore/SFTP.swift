@@ -60,6 +60,19 @@ public final class SFTP {
 
     deinit { close() }
 
+    /// A new connection (Session) with its SFTP channel; the session is closed if the channel
+    /// cannot be started. `closeWithSession()` ends both.
+    public static func connect(_ options: ConnectOptions) throws -> SFTP {
+        let s = try Session(options)
+        do { return try SFTP(session: s) } catch { s.close(); throw error }
+    }
+
+    /// Closes the channel, then its session.
+    public func closeWithSession() {
+        close()
+        session.close()
+    }
+
     /// Files opened on this channel and not closed yet (weakly held): closed with the channel,
     /// since libssh2_sftp_shutdown does not free their handles.
     private var openFiles: [ObjectIdentifier: WeakFile] = [:]

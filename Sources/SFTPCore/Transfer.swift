@@ -33,12 +33,6 @@ public enum Transfer {
         return String(d.finish().prefix(16))
     }
 
-    /// Is `name` one of sftplua's temp files (or a resume journal)?
-    public static func isTempName(_ name: String) -> Bool {
-        name.hasPrefix(".") && (name.hasSuffix(".sftplua.part") || name.hasSuffix(".sftplua.part.json")
-                                || (name.hasPrefix(".sftplua-") && (name.hasSuffix(".part") || name.hasSuffix(".part.json"))))
-    }
-
     /// Downloads `remote` into `local` atomically, over `channels` (the first is the caller's;
     /// a file of `rangeThreshold` or more is split across all of them). Returns the remote
     /// attributes. A file of `resumeThreshold` or more keeps its temp file and a journal

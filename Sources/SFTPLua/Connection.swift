@@ -4,8 +4,9 @@ import SFTPCore
 
 /// A Connection as Lua sees it: a session, its SFTP channel, and the pysftp-style remote cwd.
 final class Connection {
-    private(set) var session: Session
+    /// The SFTP channel; it holds the session (replaced together by `reconnect`).
     private(set) var sftp: SFTP
+    var session: Session { sftp.session }
     /// The remote working directory set by chdir/cd (nil until set, as in pysftp).
     var cwd: String?
     let logfile: String?
@@ -20,8 +21,7 @@ final class Connection {
             log?.write(line)
             Diagnostics.note(line)
         }
-        session = try Session(options)
-        do { sftp = try SFTP(session: session) } catch { session.close(); throw error }
+        sftp = try SFTP.connect(options)
         note("SFTP session open")
     }
 
@@ -31,13 +31,8 @@ final class Connection {
     /// The remote cwd is kept. On failure the old (dead) session stays, closed.
     func reconnect() throws {
         let options = session.options
-        sftp.close()
-        session.close()
-        let s = try Session(options)
-        let f: SFTP
-        do { f = try SFTP(session: s) } catch { s.close(); throw error }
-        session = s
-        sftp = f
+        sftp.closeWithSession()
+        sftp = try SFTP.connect(options)
         closed = false
         note("reconnected")
     }
@@ -45,8 +40,7 @@ final class Connection {
     func close() {
         guard !closed else { return }
         closed = true
-        sftp.close()
-        session.close()
+        sftp.closeWithSession()
         note("connection closed")
     }
 

@@ -121,7 +121,6 @@ local function run_jobs(c, jobs, parallel, each)
     if each then each(jobs[i], attrs) end
   end)
 end
-sftp._run_jobs = run_jobs
 
 -- Files in flight for recursive transfers when the caller does not say (docs/performance.md).
 sftp.default_parallel = 4
@@ -866,7 +865,6 @@ function M.mirror_up(c, ldir, rdir, opts)
   return mirror(c, o, side, ("mirror_up %s -> %s"):format(ldir, rdir))
 end
 
-sftp._fmt_action = fmt_action
 sftp._compile_globs = compile_globs
 sftp._glob_any = glob_any
 """#######),

@@ -61,6 +61,5 @@ void sl_requiref(lua_State *L, const char *name, int tableidx);
 void sl_interrupt_install(lua_State *L, const char *errmeta);
 int sl_interrupt_pending(void);
 void sl_interrupt_clear(void);
-void sl_interrupt_raise(void);
 
 #endif
