@@ -44,14 +44,14 @@ local function describe(i, rule)
   return ("rule #%d"):format(i)
 end
 
--- Raises the error `e` with its message prefixed by `where` (error objects stay objects).
+-- Raises the error `e` again; an error object's message is prefixed by `where` (the same
+-- object). Any other value (raised by a filter or on_action callback) passes through unchanged.
 local function reraise(e, where)
   if type(e) == "table" and e.kind then
     if not tostring(e.message):find(where, 1, true) then e.message = where .. ": " .. tostring(e.message) end
     e.rule = e.rule or where
-    error(e, 0)
   end
-  sftp.error("ArgumentError", where .. ": " .. tostring(e))
+  error(e, 0)
 end
 
 --- sftp.check_recipe(t): validates a recipe table; raises ArgumentError naming the field.

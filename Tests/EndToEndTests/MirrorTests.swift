@@ -293,6 +293,24 @@ struct RecipeTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote).isEmpty)
     }
 
+    /// An error raised by a recipe's callback passes through sftp.run_recipe unchanged.
+    @Test func callbackErrorsPassThroughRecipes() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("recipecb")
+        try "x".write(toFile: remote + "/f", atomically: true, encoding: .utf8)
+        let r = try server.runScript("""
+        local c <close> = sftp.connect\(server.connectLua)
+        local marker = {}
+        local function rule(to, cb) return {connect = {host = "unused"}, mirror = {{down = "\(remote)", to = to, on_action = cb}}} end
+        local ok, e = pcall(sftp.run_recipe, rule("d1", function() error(marker) end), {connection = c, quiet = true})
+        print(ok, e == marker)
+        ok, e = pcall(sftp.run_recipe, rule("d2", function() error("plain string", 0) end), {connection = c, quiet = true})
+        print(ok, e)
+        """, cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "false\ttrue\nfalse\tplain string\n")
+    }
+
     /// Bad recipes: an ArgumentError naming the field (and the rule), never a crash.
     @Test func badRecipesNameTheField() throws {
         let work = try makeTempDir("bad")
