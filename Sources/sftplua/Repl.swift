@@ -26,7 +26,19 @@ struct Repl: ParsableCommand {
 
     /// `c = sftp.connect{...}` for `--connect [user@]host[:port]` (or an ssh_config alias).
     static func connectChunk(_ target: String) -> String {
-        func q(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\"" }
+        // A Lua string literal: quote and backslash escaped; control bytes and the bytes of
+        // non-ASCII characters as \ddd (Lua turns them back into the same bytes).
+        func q(_ s: String) -> String {
+            var out = "\""
+            for b in s.utf8 {
+                switch b {
+                case UInt8(ascii: "\\"), UInt8(ascii: "\""): out += "\\" + String(UnicodeScalar(b))
+                case 0..<0x20, 0x7f...0xff: out += String(format: "\\%03d", b)
+                default: out.unicodeScalars.append(UnicodeScalar(b))
+                }
+            }
+            return out + "\""
+        }
         var host = target
         var fields: [String] = []
         if let at = host.lastIndex(of: "@") {
