@@ -44,7 +44,7 @@ public final class SHA256Digest {
     /// SHA-256 of a remote file, streamed (the server is not asked to run anything).
     public static func remote(_ sftp: SFTP, _ path: String) throws -> String {
         let attrs = try sftp.stat(path)
-        let file = try sftp.open(path, flags: LIBSSH2_FXF_READ)
+        let file = try sftp.open(path, flags: .read)
         defer { try? file.close() }
         let d = try SHA256Digest()
         try Transfer.stream(file, size: attrs.size) { d.update($0) }

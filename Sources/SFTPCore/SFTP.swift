@@ -1,61 +1,93 @@
 import CLibssh2
 import Foundation
 
-/// File attributes as the server reports them.
-public struct FileAttributes: Equatable {
-    public var size: UInt64?
-    public var uid: UInt32?
-    public var gid: UInt32?
-    /// Full st_mode (type bits + permissions).
-    public var mode: UInt32?
-    public var atime: UInt64?
-    public var mtime: UInt64?
-
-    public init(size: UInt64? = nil, uid: UInt32? = nil, gid: UInt32? = nil, mode: UInt32? = nil, atime: UInt64? = nil, mtime: UInt64? = nil) {
-        self.size = size; self.uid = uid; self.gid = gid; self.mode = mode; self.atime = atime; self.mtime = mtime
-    }
-
-    init(_ a: LIBSSH2_SFTP_ATTRIBUTES) {
-        let f = a.flags
-        if f & UInt(LIBSSH2_SFTP_ATTR_SIZE) != 0 { size = a.filesize }
-        if f & UInt(LIBSSH2_SFTP_ATTR_UIDGID) != 0 { uid = UInt32(truncatingIfNeeded: a.uid); gid = UInt32(truncatingIfNeeded: a.gid) }
-        if f & UInt(LIBSSH2_SFTP_ATTR_PERMISSIONS) != 0 { mode = UInt32(truncatingIfNeeded: a.permissions) }
-        if f & UInt(LIBSSH2_SFTP_ATTR_ACMODTIME) != 0 { atime = UInt64(a.atime); mtime = UInt64(a.mtime) }
-    }
-
-    public enum Kind: String { case file, dir, link, other }
-    public var kind: Kind {
-        guard let m = mode else { return .other }
-        switch m & 0o170000 {
-        case 0o100000: return .file
-        case 0o040000: return .dir
-        case 0o120000: return .link
-        default: return .other
-        }
-    }
-    public var isDir: Bool { kind == .dir }
-}
-
 /// One entry of a directory listing.
 public struct DirEntry: Equatable {
+    /// The name's exact bytes, as the server sent them.
+    public var rawName: [UInt8]
     public var name: String
     public var longname: String
     public var attributes: FileAttributes
+
+    public init(_ e: NameEntry) {
+        rawName = e.name
+        name = String(decoding: e.name, as: UTF8.self)
+        longname = String(decoding: e.longname, as: UTF8.self)
+        attributes = e.attributes
+    }
 }
 
-/// The SFTP subsystem over a Session; retains the session. Frees its channel on close/deinit.
+/// An SFTP connection of our own (protocol version 3) over a libssh2 channel on the `sftp`
+/// subsystem. libssh2 is the transport (session, keys, auth, channel, crypto); everything SFTP
+/// is here: packets, request ids, replies, extensions, and pipelining.
+///
+/// Pipelining: `send` queues a request with a completion and returns at once; `wait(until:)`
+/// writes what is queued and reads replies, handing each to its completion by id, until the
+/// condition holds. Completions run on the calling thread and may send more requests (never
+/// wait). The synchronous operations (`stat`, `list`, ...) are `send` + `wait`.
+///
+/// Flow control without deadlock: the channel's receive window (`window`) is larger than the
+/// reply bytes allowed in flight (`replyBudget`), so the server can always deliver every reply
+/// it owes, even while a blocking write waits for the server's window.
 public final class SFTP {
     public let session: Session
-    public private(set) var raw: OpaquePointer?
+    private var channel: OpaquePointer?
+    /// The protocol version the server speaks (we ask for 3).
+    public private(set) var version: UInt32 = 3
+    /// Extensions the server announced in VERSION, by name (data as text, e.g. "1").
+    public private(set) var extensions: [String: String] = [:]
+    /// Largest read and write sizes we use (the server's `limits@openssh.com`, else 32 KiB, the
+    /// size every server must accept).
+    public private(set) var readLength = 32768
+    public private(set) var writeLength = 32768
+    /// Open handles the server allows at once (limits), nil when it does not say.
+    public private(set) var maxOpenHandles: Int?
+
+    static let window: UInt32 = 16 << 20
+    /// Reply bytes (DATA of reads in flight, mostly) allowed at once: under `window`.
+    public static let replyBudget = 12 << 20
+    /// Request bytes (WRITE data, mostly) queued or in flight at once.
+    public static let requestBudget = 8 << 20
+    /// Requests in flight at once (also bounded by the budgets above).
+    public static let maxRequests = 2048
+
+    typealias Completion = (Result<Reply, SSHError>) -> Void
+    private struct Pending { let expect: Int; let sent: Int; let done: Completion }
+    private var nextID: UInt32 = 1
+    private var pending: [UInt32: Pending] = [:]
+    public private(set) var replyBytesInFlight = 0
+    public private(set) var requestBytesInFlight = 0
+    private var out: [UInt8] = []
+    private var inbuf: [UInt8] = []
+    private var inHead = 0
+    private var scratch = [UInt8](repeating: 0, count: 256 << 10)
+    /// Once the connection failed, every call fails with this.
+    private var failure: SSHError?
+    private var dispatching = false
 
     public init(session: Session) throws {
         self.session = session
         let s = try session.handle()
-        guard let p = libssh2_sftp_init(s) else {
-            throw session.error(libssh2_session_last_errno(s), "starting the SFTP subsystem")
+        let type = "session"
+        guard let ch = libssh2_channel_open_ex(s, type, UInt32(type.utf8.count), Self.window, 32768, nil, 0) else {
+            throw session.error(libssh2_session_last_errno(s), "cannot open a channel for SFTP")
         }
-        raw = p
+        channel = ch
         LiveHandles.channels.add(1)
+        do {
+            libssh2_channel_handle_extended_data2(ch, LIBSSH2_CHANNEL_EXTENDED_DATA_IGNORE)
+            let req = "subsystem", sub = "sftp"
+            let rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), sub, UInt32(sub.utf8.count))
+            if rc != 0 {
+                var e = session.error(rc, "the server refused the SFTP subsystem")
+                if e.kind == .io { e.kind = .connection }
+                throw e
+            }
+            try handshake()
+        } catch {
+            close()
+            throw error
+        }
     }
 
     deinit { close() }
@@ -73,52 +105,291 @@ public final class SFTP {
         session.close()
     }
 
-    /// Files opened on this channel and not closed yet (weakly held): closed with the channel,
-    /// since libssh2_sftp_shutdown does not free their handles.
+    /// Files opened on this channel and not closed yet (weakly held): released with the channel.
     private var openFiles: [ObjectIdentifier: WeakFile] = [:]
     final class WeakFile { weak var file: SFTPFile?; init(_ f: SFTPFile) { file = f } }
     func opened(_ f: SFTPFile) { openFiles[ObjectIdentifier(f)] = WeakFile(f) }
     func closed(_ f: SFTPFile) { openFiles[ObjectIdentifier(f)] = nil }
 
+    public var isOpen: Bool { channel != nil && session.isOpen && failure == nil }
+
     public func close() {
         for w in openFiles.values { w.file?.release() }
         openFiles.removeAll()
-        if let p = raw {
-            raw = nil
+        if let ch = channel {
+            channel = nil
             LiveHandles.channels.add(-1)
-            if session.isOpen { libssh2_sftp_shutdown(p) }
+            if session.isOpen {
+                libssh2_channel_close(ch)
+                libssh2_channel_free(ch)
+            }
+        }
+        if failure == nil { failure = SSHError(.connection, "the connection is closed") }
+        failAll()
+    }
+
+    // MARK: packets
+
+    private func handshake() throws {
+        var w = WireWriter()
+        w.u32(5); w.u8(FXP.INIT); w.u32(3)
+        out = w.bytes
+        try flush()
+        let payload = try readPacket()
+        let (v, ext) = try protocolChecked { try SFTPMessages.parseVersion(payload) }
+        version = v
+        for (name, data) in ext { extensions[name] = String(decoding: data, as: UTF8.self) }
+        if v < 3 { throw SSHError(.connection, "the server speaks SFTP version \(v); version 3 is needed") }
+        if extensions["limits@openssh.com"] != nil,
+           case .extended(let b) = try call(FXP.EXTENDED, { $0.string("limits@openssh.com") }) {
+            let l = try protocolChecked { try SFTPMessages.parseLimits(b) }
+            // Our own ceilings: a read reply must fit our largest packet.
+            let cap = UInt64(SFTPMessages.maxPacket - 1024)
+            if l.read > 0 { readLength = Int(min(max(l.read, 4096), cap)) }
+            if l.write > 0 { writeLength = Int(min(max(l.write, 4096), cap)) }
+            if l.handles > 0 { maxOpenHandles = Int(min(l.handles, 1 << 20)) }
+        }
+        session.log("SFTP version \(version); extensions: \(extensions.keys.sorted().joined(separator: ", ")); read \(readLength), write \(writeLength)")
+    }
+
+    /// The first packet (VERSION), read before any request is in flight.
+    private func readPacket() throws -> ArraySlice<UInt8> {
+        var rounds = 0
+        while rounds < 10_000 {
+            rounds += 1
+            if inbuf.count - inHead >= 4 {
+                let len = packetLength(at: inHead)
+                guard len >= 1, len <= SFTPMessages.maxPacket else {
+                    throw broken(SSHError(.connection, "the server broke the SFTP protocol: packet of \(len) bytes"))
+                }
+                if inbuf.count - inHead >= 4 + len {
+                    defer { inHead += 4 + len }
+                    return inbuf[(inHead + 4)..<(inHead + 4 + len)]
+                }
+            }
+            try readSome()
+        }
+        throw broken(SSHError(.connection, "the server sent no SFTP version"))
+    }
+
+    private func packetLength(at i: Int) -> Int {
+        Int(inbuf[i]) << 24 | Int(inbuf[i + 1]) << 16 | Int(inbuf[i + 2]) << 8 | Int(inbuf[i + 3])
+    }
+
+    /// Runs a parse; a violation closes the connection (ConnectionError).
+    private func protocolChecked<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let v as ProtocolViolation {
+            throw broken(SSHError(.connection, "the server broke the SFTP protocol: \(v.message)"))
         }
     }
 
-    func handle() throws -> OpaquePointer {
-        guard let p = raw, session.isOpen else { throw SSHError(.connection, "the connection is closed") }
-        return p
+    /// Records a fatal failure: the connection is unusable from now on; pending completions fail.
+    @discardableResult
+    private func broken(_ e: SSHError) -> SSHError {
+        if failure == nil { failure = e }
+        failAll()
+        return e
     }
 
-    /// Maps a failed libssh2 call to an SSHError; SFTP status codes give the kind.
-    public func fail(_ rc: Int32, _ what: String, path: String?) -> SSHError {
-        if rc == LIBSSH2_ERROR_SFTP_PROTOCOL, let p = raw {
-            let status = libssh2_sftp_last_error(p)
-            let kind = SFTPStatus.kind(status)
-            let subject = path.map { "\(what) \($0)" } ?? what
-            return SSHError(kind, "\(subject): \(SFTPStatus.text(status))", path: path, code: Int(status))
+    private func failAll() {
+        guard !pending.isEmpty, !dispatching, let f = failure else { return }
+        let all = pending
+        pending.removeAll()
+        replyBytesInFlight = 0
+        requestBytesInFlight = 0
+        dispatching = true
+        defer { dispatching = false }
+        for id in all.keys.sorted() { all[id]!.done(.failure(f)) }
+    }
+
+    /// True when another request expecting `expect` reply bytes (and carrying `sending` bytes)
+    /// fits the budgets.
+    public func hasRoom(expect: Int = 64, sending: Int = 0) -> Bool {
+        pending.count < Self.maxRequests && replyBytesInFlight + expect <= Self.replyBudget
+            && requestBytesInFlight + sending <= Self.requestBudget
+    }
+    public var inFlight: Int { pending.count }
+
+    /// Queues a request (written by the next `wait`/`flush`); `done` gets its reply.
+    /// `expect`: the most reply bytes it can bring (counted against the window).
+    @discardableResult
+    func send(_ type: UInt8, expect: Int = 256, _ body: (inout WireWriter) -> Void, done: @escaping Completion) -> UInt32 {
+        let id = nextID
+        nextID = nextID == UInt32.max ? 1 : nextID + 1
+        var w = WireWriter()
+        swap(&w.bytes, &out)
+        let start = w.bytes.count
+        w.u32(0); w.u8(type); w.u32(id)
+        body(&w)
+        w.patchU32(at: start, UInt32(w.bytes.count - start - 4))
+        let size = w.bytes.count - start
+        swap(&w.bytes, &out)
+        pending[id] = Pending(expect: expect, sent: size, done: done)
+        replyBytesInFlight += expect
+        requestBytesInFlight += size
+        return id
+    }
+
+    /// Writes every queued request (blocking; bounded by the budgets).
+    public func flush() throws {
+        if let failure { failAll(); throw failure }
+        guard !out.isEmpty else { return }
+        guard let ch = channel else { throw broken(SSHError(.connection, "the connection is closed")) }
+        var off = 0
+        var rounds = 0
+        while off < out.count {
+            rounds += 1
+            let n = out.withUnsafeBytes { b in
+                libssh2_channel_write_ex(ch, 0, b.baseAddress!.advanced(by: off).assumingMemoryBound(to: CChar.self), min(b.count - off, 32700))
+            }
+            if n < 0 {
+                out.removeAll()
+                throw broken(session.error(Int32(n), "sending SFTP requests"))
+            }
+            if n == 0 && rounds > 1_000_000 { throw broken(SSHError(.connection, "the server accepts no data")) }
+            off += n
         }
-        return session.error(rc, path.map { "\(what) \($0)" } ?? what, path: path)
+        out.removeAll(keepingCapacity: out.capacity <= 2 << 20)
     }
 
-    func lastErrno() -> Int32 {
-        guard let s = session.raw else { return LIBSSH2_ERROR_SOCKET_DISCONNECT }
-        return libssh2_session_last_errno(s)
+    /// Writes what is queued once it passes 512 KiB (a long run of WRITEs is not held in memory).
+    public func flushIfLarge() throws {
+        if out.count >= 512 << 10 { try flush() }
+    }
+
+    /// Reads what the channel has (blocking until at least one byte, or the session timeout).
+    private func readSome() throws {
+        guard let ch = channel else { throw broken(SSHError(.connection, "the connection is closed")) }
+        let n = scratch.withUnsafeMutableBytes { b in
+            libssh2_channel_read_ex(ch, 0, b.baseAddress!.assumingMemoryBound(to: CChar.self), b.count)
+        }
+        if n < 0 {
+            let e = session.error(Int32(n), "waiting for the server")
+            if e.kind == .interrupted || e.kind == .timeout {
+                // The connection itself is fine: what is in flight is abandoned (its handles closed).
+                abandonAll()
+                throw e
+            }
+            throw broken(e)
+        }
+        if n == 0 {
+            if libssh2_channel_eof(ch) != 0 { throw broken(SSHError(.connection, "the server closed the SFTP channel")) }
+            return
+        }
+        if inHead > 0 && inHead == inbuf.count { inbuf.removeAll(keepingCapacity: true); inHead = 0 }
+        else if inHead >= 1 << 20 { inbuf.removeFirst(inHead); inHead = 0 }
+        inbuf.append(contentsOf: scratch[0..<n])
+    }
+
+    /// Hands every complete reply in the buffer to its completion; returns how many.
+    private func dispatch() throws -> Int {
+        var count = 0
+        dispatching = true
+        defer { dispatching = false }
+        while inbuf.count - inHead >= 4 {
+            let len = packetLength(at: inHead)
+            guard len >= 5, len <= SFTPMessages.maxPacket else {
+                dispatching = false
+                throw broken(SSHError(.connection, "the server broke the SFTP protocol: packet of \(len) bytes"))
+            }
+            guard inbuf.count - inHead >= 4 + len else { break }
+            let start = inHead + 4
+            inHead += 4 + len
+            let parsed: (id: UInt32, reply: Reply)
+            do { parsed = try SFTPMessages.parseReply(inbuf[start..<(start + len)]) } catch let v as ProtocolViolation {
+                dispatching = false
+                throw broken(SSHError(.connection, "the server broke the SFTP protocol: \(v.message)"))
+            }
+            guard let p = pending.removeValue(forKey: parsed.id) else {
+                dispatching = false
+                throw broken(SSHError(.connection, "the server broke the SFTP protocol: a reply to no request (id \(parsed.id))"))
+            }
+            replyBytesInFlight -= p.expect
+            requestBytesInFlight -= p.sent
+            if case .data(let d) = parsed.reply, d.count > p.expect {
+                dispatching = false
+                throw broken(SSHError(.connection, "the server broke the SFTP protocol: \(d.count) bytes of data for a read of \(p.expect)"))
+            }
+            p.done(.success(parsed.reply))
+            count += 1
+        }
+        return count
+    }
+
+    /// Replies still owed are dropped when they arrive (after Ctrl-C or a timeout); a handle
+    /// that arrives for an abandoned open is closed.
+    private func abandonAll() {
+        for (id, p) in pending {
+            pending[id] = Pending(expect: p.expect, sent: p.sent) { [weak self] r in
+                if case .success(.handle(let h)) = r { self?.send(FXP.CLOSE, { $0.string(h) }) { _ in } }
+            }
+        }
+    }
+
+    /// Writes queued requests and handles replies until `condition` holds.
+    public func wait(until condition: () -> Bool) throws {
+        precondition(!dispatching, "SFTP.wait called from a completion")
+        var rounds = 0
+        while true {
+            try flush()
+            if condition() { return }
+            if try dispatch() > 0 { continue }
+            if pending.isEmpty {
+                if condition() { return }
+                throw SSHError(.io, "internal error: waiting for a reply with no request in flight")
+            }
+            rounds += 1
+            if rounds > 100_000_000 { throw broken(SSHError(.connection, "the server sends no replies")) }
+            try readSome()
+        }
+    }
+
+    /// Handles replies until at least one more request has room or none is in flight.
+    public func waitForRoom(expect: Int = 64, sending: Int = 0) throws {
+        try wait { hasRoom(expect: expect, sending: sending) || pending.isEmpty }
+    }
+
+    /// Handles every reply still owed.
+    public func drain() throws { try wait { pending.isEmpty } }
+
+    /// One request, waited for.
+    func call(_ type: UInt8, expect: Int = 256, _ body: (inout WireWriter) -> Void) throws -> Reply {
+        if let failure { throw failure }
+        var result: Result<Reply, SSHError>?
+        send(type, expect: expect, body) { result = $0 }
+        try wait { result != nil }
+        switch result! {
+        case .success(let r): return r
+        case .failure(let e): throw e
+        }
+    }
+
+    // MARK: errors
+
+    /// The error for a status reply; `what` says what was being done.
+    public func statusError(_ code: UInt32, _ message: String, _ what: String, path: String?) -> SSHError {
+        let subject = path.map { "\(what) \($0)" } ?? what
+        let detail = message.isEmpty || message.lowercased() == FX.text(code) ? FX.text(code) : "\(FX.text(code)) (\(message))"
+        return SSHError(SFTPStatus.kind(code), "\(subject): \(detail)", path: path, code: Int(code))
+    }
+
+    /// The error for an unexpected reply.
+    func unexpected(_ r: Reply, _ what: String, path: String?) -> SSHError {
+        if case .status(let code, let msg) = r { return statusError(code, msg, what, path: path) }
+        return broken(SSHError(.connection, "the server broke the SFTP protocol: unexpected reply to \(what)", path: path))
+    }
+
+    /// OK, or the status as an error.
+    func expectOK(_ r: Reply, _ what: String, path: String?) throws {
+        guard case .status(let code, _) = r, code == FX.OK else { throw unexpected(r, what, path: path) }
     }
 
     // MARK: attributes
 
     public func stat(_ path: String, followLinks: Bool = true) throws -> FileAttributes {
-        let p = try handle()
-        var a = LIBSSH2_SFTP_ATTRIBUTES()
-        let rc = libssh2_sftp_stat_ex(p, path, UInt32(path.utf8.count), followLinks ? LIBSSH2_SFTP_STAT : LIBSSH2_SFTP_LSTAT, &a)
-        if rc != 0 { throw fail(rc, followLinks ? "stat" : "lstat", path: path) }
-        return FileAttributes(a)
+        let r = try call(followLinks ? FXP.STAT : FXP.LSTAT) { $0.string(path) }
+        guard case .attrs(let a) = r else { throw unexpected(r, followLinks ? "stat" : "lstat", path: path) }
+        return a
     }
 
     /// stat that answers nil for a missing path instead of raising.
@@ -127,50 +398,56 @@ public final class SFTP {
     }
 
     public func setstat(_ path: String, _ attrs: FileAttributes) throws {
-        let p = try handle()
-        var a = LIBSSH2_SFTP_ATTRIBUTES()
-        if let m = attrs.mode { a.flags |= UInt(LIBSSH2_SFTP_ATTR_PERMISSIONS); a.permissions = UInt(m) }
-        if attrs.uid != nil || attrs.gid != nil {
-            a.flags |= UInt(LIBSSH2_SFTP_ATTR_UIDGID)
-            a.uid = UInt(attrs.uid ?? 0); a.gid = UInt(attrs.gid ?? 0)
-        }
-        if let s = attrs.size { a.flags |= UInt(LIBSSH2_SFTP_ATTR_SIZE); a.filesize = s }
-        if let m = attrs.mtime { a.flags |= UInt(LIBSSH2_SFTP_ATTR_ACMODTIME); a.mtime = UInt(m); a.atime = UInt(attrs.atime ?? m) }
-        let rc = libssh2_sftp_stat_ex(p, path, UInt32(path.utf8.count), LIBSSH2_SFTP_SETSTAT, &a)
-        if rc != 0 { throw fail(rc, "setstat", path: path) }
+        try expectOK(try call(FXP.SETSTAT) { $0.string(path); attrs.encode(&$0) }, "setstat", path: path)
     }
 
     // MARK: directories
 
+    /// Lists one directory ("." and ".." left out).
     public func list(_ path: String) throws -> [DirEntry] {
-        let p = try handle()
-        guard let h = libssh2_sftp_open_ex(p, path, UInt32(path.utf8.count), 0, 0, LIBSSH2_SFTP_OPENDIR) else {
-            throw fail(lastErrno(), "cannot list", path: path)
+        var result: Result<[NameEntry], SSHError>?
+        listAsync(path) { result = $0 }
+        try wait { result != nil }
+        switch result! {
+        case .success(let entries): return entries.map(DirEntry.init)
+        case .failure(let e): throw e
         }
-        defer { libssh2_sftp_close_handle(h) }
-        var out: [DirEntry] = []
-        let nameBuf = UnsafeMutablePointer<CChar>.allocate(capacity: 4096)
-        let longBuf = UnsafeMutablePointer<CChar>.allocate(capacity: 4096)
-        defer { nameBuf.deallocate(); longBuf.deallocate() }
-        var guardCount = 0
-        while guardCount < 50_000_000 {
-            guardCount += 1
-            var a = LIBSSH2_SFTP_ATTRIBUTES()
-            let n = libssh2_sftp_readdir_ex(h, nameBuf, 4096, longBuf, 4096, &a)
-            if n == 0 { break }
-            if n < 0 { throw fail(Int32(n), "cannot list", path: path) }
-            let name = String(decoding: UnsafeRawBufferPointer(start: nameBuf, count: Int(n)), as: UTF8.self)
-            if name == "." || name == ".." { continue }
-            out.append(DirEntry(name: name, longname: String(cString: longBuf), attributes: FileAttributes(a)))
+    }
+
+    /// Lists a directory without waiting: OPENDIR, READDIR until end of file, CLOSE (not waited
+    /// for). Many directories can be listed at once over one connection.
+    public func listAsync(_ path: String, done: @escaping (Result<[NameEntry], SSHError>) -> Void) {
+        send(FXP.OPENDIR, { $0.string(path) }) { [unowned self] r in
+            guard case .success(let reply) = r else { return done(r.map { _ in [] }) }
+            guard case .handle(let h) = reply else { return done(.failure(self.unexpected(reply, "cannot list", path: path))) }
+            var entries: [NameEntry] = []
+            func next() {
+                self.send(FXP.READDIR, expect: SFTPMessages.maxPacket, { $0.string(h) }) { [unowned self] r in
+                    switch r {
+                    case .failure(let e): done(.failure(e))
+                    case .success(.name(let batch)):
+                        for e in batch where e.name != [0x2E] && e.name != [0x2E, 0x2E] { entries.append(e) }
+                        if entries.count > 50_000_000 {
+                            self.send(FXP.CLOSE, { $0.string(h) }) { _ in }
+                            return done(.failure(SSHError(.io, "cannot list \(path): more than 50,000,000 entries", path: path)))
+                        }
+                        next()
+                    case .success(.status(let code, let msg)):
+                        self.send(FXP.CLOSE, { $0.string(h) }) { _ in }
+                        if code == FX.EOF { done(.success(entries)) } else { done(.failure(self.statusError(code, msg, "cannot list", path: path))) }
+                    case .success(let other):
+                        self.send(FXP.CLOSE, { $0.string(h) }) { _ in }
+                        done(.failure(self.unexpected(other, "cannot list", path: path)))
+                    }
+                }
+            }
+            next()
         }
-        return out
     }
 
     public func mkdir(_ path: String, mode: Int32 = 0o777) throws {
-        let p = try handle()
-        let rc = libssh2_sftp_mkdir_ex(p, path, UInt32(path.utf8.count), Int(mode))
-        if rc != 0 {
-            var e = fail(rc, "cannot create directory", path: path)
+        let r = try call(FXP.MKDIR) { $0.string(path); FileAttributes(mode: UInt32(mode)).encode(&$0) }
+        do { try expectOK(r, "cannot create directory", path: path) } catch var e as SSHError {
             // Servers answer a bare failure when it exists: check.
             if e.kind == .io, (try? statIfExists(path, followLinks: false)) ?? nil != nil {
                 e.kind = .fileExists
@@ -181,29 +458,30 @@ public final class SFTP {
     }
 
     public func rmdir(_ path: String) throws {
-        let p = try handle()
-        let rc = libssh2_sftp_rmdir_ex(p, path, UInt32(path.utf8.count))
-        if rc != 0 { throw fail(rc, "cannot remove directory", path: path) }
+        try expectOK(try call(FXP.RMDIR) { $0.string(path) }, "cannot remove directory", path: path)
     }
 
     public func unlink(_ path: String) throws {
-        let p = try handle()
-        let rc = libssh2_sftp_unlink_ex(p, path, UInt32(path.utf8.count))
-        if rc != 0 { throw fail(rc, "cannot remove", path: path) }
+        try expectOK(try call(FXP.REMOVE) { $0.string(path) }, "cannot remove", path: path)
     }
 
-    /// Renames; with `overwrite`, an existing destination file is replaced (OpenSSH's SFTP v3
-    /// rename refuses to: then the destination is removed and the rename retried).
+    /// Renames; with `overwrite`, an existing destination file is replaced: atomically with
+    /// `posix-rename@openssh.com` where offered, else (SFTP v3's rename refuses to overwrite)
+    /// the destination is removed and the rename retried.
     public func rename(_ src: String, _ dst: String, overwrite: Bool = false) throws {
-        let p = try handle()
-        let flags = Int(LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC | LIBSSH2_SFTP_RENAME_NATIVE)
-        var rc = libssh2_sftp_rename_ex(p, src, UInt32(src.utf8.count), dst, UInt32(dst.utf8.count), flags)
-        if rc != 0 && overwrite, let existing = try statIfExists(dst, followLinks: false), !existing.isDir {
-            try unlink(dst)
-            rc = libssh2_sftp_rename_ex(p, src, UInt32(src.utf8.count), dst, UInt32(dst.utf8.count), flags)
+        if overwrite, hasExtension("posix-rename@openssh.com") {
+            let r = try call(FXP.EXTENDED) { $0.string("posix-rename@openssh.com"); $0.string(src); $0.string(dst) }
+            do { return try expectOK(r, "cannot rename \(src) to", path: dst) } catch var e as SSHError {
+                if e.kind == .fileNotFound, (try? statIfExists(src, followLinks: false)) ?? nil == nil { e.path = src }
+                throw e
+            }
         }
-        if rc != 0 {
-            var e = fail(rc, "cannot rename \(src) to", path: dst)
+        var r = try call(FXP.RENAME) { $0.string(src); $0.string(dst) }
+        if overwrite, case .status(let code, _) = r, code != FX.OK, let existing = try statIfExists(dst, followLinks: false), !existing.isDir {
+            try unlink(dst)
+            r = try call(FXP.RENAME) { $0.string(src); $0.string(dst) }
+        }
+        do { try expectOK(r, "cannot rename \(src) to", path: dst) } catch var e as SSHError {
             if e.kind == .io, (try? statIfExists(dst, followLinks: false)) ?? nil != nil {
                 e.kind = .fileExists
                 e.message = "cannot rename \(src) to \(dst): it exists"
@@ -213,152 +491,359 @@ public final class SFTP {
         }
     }
 
-    private func symlinkCall(_ path: String, _ target: UnsafeMutablePointer<CChar>, _ len: UInt32, _ type: Int32) throws -> Int32 {
-        let p = try handle()
-        return libssh2_sftp_symlink_ex(p, path, UInt32(path.utf8.count), target, len, type)
-    }
-
     /// Creates `linkpath` pointing at `target`.
     public func symlink(target: String, linkpath: String) throws {
         if try statIfExists(linkpath, followLinks: false) != nil {
             throw SSHError(.fileExists, "cannot create symlink \(linkpath): it exists", path: linkpath)
         }
-        // OpenSSH's server reads (target, linkpath), the reverse of the draft; libssh2 sends its arguments in the order given.
-        var t = Array(linkpath.utf8CString)
-        let rc = try t.withUnsafeMutableBufferPointer { buf in
-            try symlinkCall(target, buf.baseAddress!, UInt32(linkpath.utf8.count), LIBSSH2_SFTP_SYMLINK)
-        }
-        if rc == LIBSSH2_ERROR_SFTP_PROTOCOL {
-            // Debian's libssh2 1.10 (security update) reads the request id as the status of a
-            // SYMLINK reply (fixed upstream in libssh2 #1731): ask the server what happened.
-            if let a = try statIfExists(linkpath, followLinks: false), a.kind == .link,
-               (try? readlink(linkpath)) == target {
-                return
+        // OpenSSH's server reads (target, linkpath), the reverse of the draft.
+        let r = try call(FXP.SYMLINK) { $0.string(target); $0.string(linkpath) }
+        do { try expectOK(r, "cannot create symlink", path: linkpath) } catch var e as SSHError {
+            if e.kind == .io, try statIfExists(Paths.dirname(linkpath).isEmpty ? "." : Paths.dirname(linkpath), followLinks: false) == nil {
+                e.kind = .fileNotFound
             }
-            throw try pathFailure("cannot create symlink", path: linkpath, parentOf: true)
+            throw e
         }
-        if rc != 0 { throw fail(rc, "cannot create symlink", path: linkpath) }
     }
 
-    private func pathQuery(_ path: String, _ type: Int32, _ what: String) throws -> String {
-        var buf = [CChar](repeating: 0, count: 8192)
-        let n = try buf.withUnsafeMutableBufferPointer { b in try symlinkCall(path, b.baseAddress!, UInt32(b.count), type) }
-        // A failure status misread as an empty name (libssh2 1.10) is a failure too.
-        if n == LIBSSH2_ERROR_SFTP_PROTOCOL || n == 0 { throw try pathFailure(what, path: path, parentOf: false) }
-        if n < 0 { throw fail(n, what, path: path) }
-        return String(decoding: buf.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    private func pathQuery(_ type: UInt8, _ path: String, _ what: String) throws -> String {
+        let r = try call(type, expect: 2 * SFTPMessages.maxString) { $0.string(path) }
+        guard case .name(let names) = r, let first = names.first else { throw unexpected(r, what, path: path) }
+        return String(decoding: first.name, as: UTF8.self)
     }
 
-    /// The error for a failed SYMLINK/READLINK/REALPATH, whose status this libssh2 misreads:
-    /// FileNotFound when the path (or, for creation, its directory) is missing, else IOError.
-    func pathFailure(_ what: String, path: String, parentOf: Bool) throws -> SSHError {
-        var probe = path
-        if parentOf {
-            let dir = Paths.dirname(path)
-            probe = dir.isEmpty ? "." : dir
+    public func readlink(_ path: String) throws -> String { try pathQuery(FXP.READLINK, path, "cannot read link") }
+    public func realpath(_ path: String) throws -> String { try pathQuery(FXP.REALPATH, path, "cannot resolve") }
+
+    // MARK: extensions
+
+    public func hasExtension(_ name: String) -> Bool { extensions[name] != nil }
+
+    /// An extended request; IOError naming the extension when the server lacks it.
+    func extended(_ name: String, expect: Int = 256, what: String, path: String?, _ body: (inout WireWriter) -> Void) throws -> Reply {
+        guard hasExtension(name) else {
+            throw SSHError(.io, "\(what)\(path.map { " " + $0 } ?? ""): the server does not offer \(name)", path: path)
         }
-        if try statIfExists(probe, followLinks: false) == nil {
-            return SSHError(.fileNotFound, "\(what) \(path): no such file", path: path, code: Int(LIBSSH2_FX_NO_SUCH_FILE))
-        }
-        if parentOf, try statIfExists(path, followLinks: false) != nil {
-            return SSHError(.fileExists, "\(what) \(path): it exists", path: path)
-        }
-        return SSHError(.io, "\(what) \(path): the server refused", path: path)
+        return try call(FXP.EXTENDED, expect: expect) { $0.string(name); body(&$0) }
     }
 
-    public func readlink(_ path: String) throws -> String { try pathQuery(path, LIBSSH2_SFTP_READLINK, "cannot read link") }
-    public func realpath(_ path: String) throws -> String { try pathQuery(path, LIBSSH2_SFTP_REALPATH, "cannot resolve") }
+    /// `statvfs@openssh.com`: the file system's numbers, in the PROTOCOL file's order.
+    public func statvfs(_ path: String) throws -> [(String, UInt64)] {
+        let r = try extended("statvfs@openssh.com", what: "statvfs", path: path) { $0.string(path) }
+        guard case .extended(let b) = r else { throw unexpected(r, "statvfs", path: path) }
+        return try protocolChecked { try SFTPMessages.parseStatvfs(b) }
+    }
+
+    /// `hardlink@openssh.com`: `linkpath` becomes another name of `target`.
+    public func hardlink(target: String, linkpath: String) throws {
+        if try statIfExists(linkpath, followLinks: false) != nil {
+            throw SSHError(.fileExists, "cannot create link \(linkpath): it exists", path: linkpath)
+        }
+        let r = try extended("hardlink@openssh.com", what: "cannot create link", path: linkpath) { $0.string(target); $0.string(linkpath) }
+        do { try expectOK(r, "cannot create link", path: linkpath) } catch var e as SSHError {
+            if e.kind == .fileNotFound || e.kind == .io, try statIfExists(target, followLinks: false) == nil {
+                e.kind = .fileNotFound; e.path = target
+                e.message = "cannot create link \(linkpath): \(target) does not exist"
+            }
+            throw e
+        }
+    }
+
+    /// `expand-path@openssh.com` (`~` and `~user`), else REALPATH.
+    public func expandPath(_ path: String) throws -> String {
+        if hasExtension("expand-path@openssh.com") {
+            let r = try call(FXP.EXTENDED, expect: 2 * SFTPMessages.maxString) { $0.string("expand-path@openssh.com"); $0.string(path) }
+            guard case .name(let n) = r, let first = n.first else { throw unexpected(r, "cannot resolve", path: path) }
+            return String(decoding: first.name, as: UTF8.self)
+        }
+        return try realpath(path)
+    }
 
     // MARK: files
 
-    public func open(_ path: String, flags: Int32, mode: Int32 = 0o644) throws -> SFTPFile {
-        let p = try handle()
-        guard let h = libssh2_sftp_open_ex(p, path, UInt32(path.utf8.count), UInt(flags), Int(mode), LIBSSH2_SFTP_OPENFILE) else {
-            let what = flags & LIBSSH2_FXF_WRITE != 0 ? "cannot open for writing" : "cannot open"
-            var e = fail(lastErrno(), what, path: path)
-            if e.kind == .io, flags & LIBSSH2_FXF_WRITE == 0, let a = try? statIfExists(path), a.isDir {
+    public func open(_ path: String, flags: OpenFlags, mode: Int32 = 0o644) throws -> SFTPFile {
+        var result: Result<SFTPFile, SSHError>?
+        openAsync(path, flags: flags, mode: mode) { result = $0 }
+        try wait { result != nil }
+        switch result! {
+        case .success(let f): return f
+        case .failure(var e):
+            if e.kind == .io, !flags.contains(.write), let a = try? statIfExists(path), a.isDir {
                 e.message = "cannot open \(path): is a directory"
             }
             throw e
         }
-        let f = SFTPFile(sftp: self, handle: h, path: path)
-        opened(f)
-        return f
+    }
+
+    /// OPEN without waiting.
+    public func openAsync(_ path: String, flags: OpenFlags, mode: Int32 = 0o644, done: @escaping (Result<SFTPFile, SSHError>) -> Void) {
+        let what = flags.contains(.write) ? "cannot open for writing" : "cannot open"
+        send(FXP.OPEN, { $0.string(path); $0.u32(flags.rawValue); FileAttributes(mode: UInt32(mode)).encode(&$0) }) { [unowned self] r in
+            switch r {
+            case .failure(let e): done(.failure(e))
+            case .success(.handle(let h)):
+                let f = SFTPFile(sftp: self, handle: h, path: path)
+                self.opened(f)
+                done(.success(f))
+            case .success(let other): done(.failure(self.unexpected(other, what, path: path)))
+            }
+        }
+    }
+
+    /// Sends a request and ignores its reply (a CLOSE of a directory, say).
+    func fireAndForget(_ type: UInt8, _ body: (inout WireWriter) -> Void) {
+        send(type, body) { _ in }
     }
 }
 
 /// An open remote file; retains its SFTP. Closed by close() or deinit.
+///
+/// Reads are pipelined ahead of the caller (a window of READs in flight that grows while the
+/// file is read in order); writes go out without waiting for their acknowledgements, which are
+/// collected before the file closes (an error is reported by the next call or by close).
 public final class SFTPFile {
     public let sftp: SFTP
     public let path: String
-    private var raw: OpaquePointer?
+    public let handle: [UInt8]
+    private var open = true
+    /// The next offset the caller reads or writes.
+    private var offset: UInt64 = 0
+    /// The file's size when the caller knows it (reads stop there, no end-of-file probe).
+    public var knownSize: UInt64?
 
-    init(sftp: SFTP, handle: OpaquePointer, path: String) {
+    /// One READ in flight or answered.
+    final class Slot {
+        let offset: UInt64, length: Int
+        var data: [UInt8]?
+        var eof = false
+        var error: SSHError?
+        var done: Bool { data != nil || eof || error != nil }
+        init(offset: UInt64, length: Int) { self.offset = offset; self.length = length }
+    }
+    private var slots: [Slot] = []
+    private var slotHead = 0
+    private var nextReadOffset: UInt64 = 0
+    private var readAhead = 0
+    private var sawEOF = false
+    /// Bytes of read-ahead at most (per file).
+    public static let maxReadAhead = 8 << 20
+
+    /// Writes not yet acknowledged, and the first error among them.
+    private var writesInFlight = 0
+    private var writeError: SSHError?
+
+    init(sftp: SFTP, handle: [UInt8], path: String) {
         self.sftp = sftp
-        self.raw = handle
+        self.handle = handle
         self.path = path
         LiveHandles.files.add(1)
     }
     deinit { release() }
 
-    /// Frees the handle without reporting (deinit, or the channel closing under it). libssh2
-    /// frees the handle's memory in close_handle even when the server cannot be told.
+    /// Frees the handle without reporting (deinit, or the channel closing under it).
     func release() {
-        guard let h = raw else { return }
-        raw = nil
+        guard open else { return }
+        open = false
         LiveHandles.files.add(-1)
         sftp.closed(self)
-        if sftp.raw != nil, sftp.session.isOpen { libssh2_sftp_close_handle(h) }
+        if sftp.isOpen { sftp.fireAndForget(FXP.CLOSE) { $0.string(handle) } }
     }
 
-    public var isOpen: Bool { raw != nil }
+    public var isOpen: Bool { open }
 
-    func handle() throws -> OpaquePointer {
-        guard let h = raw else { throw SSHError(.io, "attempt to use a closed file", path: path) }
-        guard sftp.session.isOpen else { throw SSHError(.connection, "the connection is closed", path: path) }
-        return h
+    private func check() throws {
+        guard open else { throw SSHError(.io, "attempt to use a closed file", path: path) }
+        guard sftp.isOpen else { throw SSHError(.connection, "the connection is closed", path: path) }
+        if let e = writeError { writeError = nil; throw e }
+    }
+
+    // MARK: reading
+
+    /// Drops the read-ahead (after a seek or a write): replies still owed land in dropped slots.
+    private func resetReadAhead() {
+        slots.removeAll()
+        slotHead = 0
+        nextReadOffset = offset
+        sawEOF = false
+    }
+
+    /// Issues READs until `readAhead` bytes are in flight (or the known size is reached).
+    private func issueReads() {
+        let length = sftp.readLength
+        var guardN = 0
+        while !sawEOF, guardN < 4096 {
+            guardN += 1
+            let buffered = Int(nextReadOffset - offset)
+            if buffered >= readAhead { return }
+            var n = length
+            if let size = knownSize {
+                if nextReadOffset >= size { return }
+                n = Int(min(UInt64(n), size - nextReadOffset))
+            }
+            if slots.count > slotHead, !sftp.hasRoom(expect: n + 64) { return }
+            let slot = Slot(offset: nextReadOffset, length: n)
+            slots.append(slot)
+            nextReadOffset += UInt64(n)
+            send(slot)
+        }
+    }
+
+    private func send(_ slot: Slot) {
+        let what = path
+        sftp.send(FXP.READ, expect: slot.length + 64, { $0.string(handle); $0.u64(slot.offset); $0.u32(UInt32(slot.length)) }) { [weak self] r in
+            switch r {
+            case .failure(let e): slot.error = e
+            case .success(.data(let d)): slot.data = Array(d)
+            case .success(.status(let code, let msg)):
+                if code == FX.EOF { slot.eof = true; self?.sawEOF = true } else {
+                    slot.error = self?.sftp.statusError(code, msg, "cannot read", path: what)
+                        ?? SSHError(.io, "cannot read \(what): \(FX.text(code))", path: what)
+                }
+            case .success:
+                slot.error = SSHError(.connection, "the server broke the SFTP protocol: unexpected reply to READ", path: what)
+            }
+        }
     }
 
     /// Reads up to `count` bytes into `buffer`; 0 at end of file.
     public func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
-        let h = try handle()
-        let n = libssh2_sftp_read(h, buffer.assumingMemoryBound(to: CChar.self), count)
-        if n < 0 { throw sftp.fail(Int32(n), "cannot read", path: path) }
-        return n
+        try check()
+        if slots.count > slotHead, slots[slotHead].offset != offset { resetReadAhead() }
+        if slots.count == slotHead { nextReadOffset = offset; sawEOF = false }
+        // The window grows with each sequential read, up to the maximum.
+        readAhead = min(Self.maxReadAhead, max(readAhead * 2, count, sftp.readLength))
+        var copied = 0
+        var rounds = 0
+        while copied < count, rounds < 1_000_000 {
+            rounds += 1
+            issueReads()
+            guard slotHead < slots.count else { break }
+            let slot = slots[slotHead]
+            if !slot.done {
+                if copied > 0 { break }   // what is here now
+                try sftp.wait { slot.done }
+            }
+            if let e = slot.error { resetReadAhead(); throw e }
+            if slot.eof { slots.removeAll(); slotHead = 0; sawEOF = true; break }
+            let data = slot.data!
+            slot.data = []   // consumed: its memory goes now, not when the slot is dropped
+            slotHead += 1
+            if data.isEmpty { slots.removeAll(); slotHead = 0; sawEOF = true; break }
+            let n = min(data.count, count - copied)
+            data.withUnsafeBytes { buffer.advanced(by: copied).copyMemory(from: $0.baseAddress!, byteCount: n) }
+            copied += n
+            offset += UInt64(n)
+            if n < data.count || data.count < slot.length {
+                // A partial use, or the server answered short (it may cap its reads): what is
+                // left of this slot is asked again, the later slots stay valid.
+                let rest = n < data.count ? Array(data[n...]) : []
+                let missingFrom = slot.offset + UInt64(data.count)
+                let missing = Int(UInt64(slot.length) - UInt64(data.count))
+                var front: [Slot] = []
+                if !rest.isEmpty {
+                    let s = Slot(offset: offset, length: rest.count)
+                    s.data = rest
+                    front.append(s)
+                }
+                if missing > 0 {
+                    let s = Slot(offset: missingFrom, length: missing)
+                    send(s)
+                    front.append(s)
+                }
+                slots.replaceSubrange(0..<slotHead, with: front)
+                slotHead = 0
+            }
+            if slotHead > 16 { slots.removeFirst(slotHead); slotHead = 0 }
+        }
+        return copied
     }
 
-    /// Writes all of `bytes`.
+    // MARK: writing
+
+    /// Writes all of `bytes` at the current offset; returns once they are queued (each write's
+    /// acknowledgement is collected later: `flushWrites()` and `close()` wait for them).
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        let h = try handle()
+        try check()
+        if slots.count > slotHead { resetReadAhead() }
         var off = 0
-        var spins = 0
-        while off < bytes.count {
-            let n = libssh2_sftp_write(h, bytes.baseAddress!.advanced(by: off).assumingMemoryBound(to: CChar.self), bytes.count - off)
-            if n < 0 { throw sftp.fail(Int32(n), "cannot write", path: path) }
-            if n == 0 { spins += 1; if spins > 1000 { throw SSHError(.io, "cannot write \(path): the server accepts no data", path: path) } }
+        let length = sftp.writeLength
+        var rounds = 0
+        while off < bytes.count, rounds < 100_000_000 {
+            rounds += 1
+            let n = min(length, bytes.count - off)
+            if !sftp.hasRoom(sending: n + 64) { try sftp.waitForRoom(sending: n + 64) }
+            if let e = writeError { writeError = nil; throw e }
+            let chunk = UnsafeRawBufferPointer(rebasing: bytes[off..<(off + n)])
+            let at = offset
+            writesInFlight += 1
+            let what = path
+            sftp.send(FXP.WRITE, expect: 256, { $0.string(handle); $0.u64(at); $0.u32(UInt32(n)); $0.raw(chunk) }) { [weak self] r in
+                guard let self else { return }
+                self.writesInFlight -= 1
+                guard self.writeError == nil else { return }
+                switch r {
+                case .failure(let e): self.writeError = e
+                case .success(.status(let code, let msg)) where code != FX.OK:
+                    self.writeError = self.sftp.statusError(code, msg, "cannot write", path: what)
+                case .success(.status): break
+                case .success:
+                    self.writeError = SSHError(.connection, "the server broke the SFTP protocol: unexpected reply to WRITE", path: what)
+                }
+            }
             off += n
+            offset += UInt64(n)
+            try sftp.flushIfLarge()
         }
     }
 
-    public func stat() throws -> FileAttributes {
-        let h = try handle()
-        var a = LIBSSH2_SFTP_ATTRIBUTES()
-        let rc = libssh2_sftp_fstat_ex(h, &a, 0)
-        if rc != 0 { throw sftp.fail(rc, "cannot stat", path: path) }
-        return FileAttributes(a)
+    /// Waits for every write's acknowledgement; throws the first failure.
+    public func flushWrites() throws {
+        if writesInFlight > 0 { try sftp.wait { writesInFlight == 0 } }
+        if let e = writeError { writeError = nil; throw e }
     }
 
-    public func seek(_ offset: UInt64) throws { libssh2_sftp_seek64(try handle(), offset) }
-    public func tell() throws -> UInt64 { libssh2_sftp_tell64(try handle()) }
+    public func stat() throws -> FileAttributes {
+        try check()
+        let r = try sftp.call(FXP.FSTAT) { $0.string(handle) }
+        guard case .attrs(let a) = r else { throw sftp.unexpected(r, "cannot stat", path: path) }
+        return a
+    }
 
-    /// Closes; reports a failed close (it may mean the data did not all reach the disk).
+    /// FSETSTAT (mode, owner, times, size) on the open file.
+    public func setstat(_ attrs: FileAttributes) throws {
+        try check()
+        try sftp.expectOK(try sftp.call(FXP.FSETSTAT) { $0.string(handle); attrs.encode(&$0) }, "setstat", path: path)
+    }
+
+    /// `fsync@openssh.com`: written data reaches the server's disk (after every write is acknowledged).
+    public func fsync() throws {
+        try flushWrites()
+        let h = handle
+        let r = try sftp.extended("fsync@openssh.com", what: "cannot fsync", path: path) { $0.string(h) }
+        try sftp.expectOK(r, "cannot fsync", path: path)
+    }
+
+    public func seek(_ to: UInt64) throws {
+        try check()
+        offset = to
+        if slots.count > slotHead, slots[slotHead].offset != to { resetReadAhead() }
+    }
+    public func tell() throws -> UInt64 { try check(); return offset }
+
+    /// Closes after every write is acknowledged; reports a failed write or close (it may mean
+    /// the data did not all reach the disk).
     public func close() throws {
-        guard let h = raw else { return }
-        raw = nil
+        guard open else { return }
+        open = false
         LiveHandles.files.add(-1)
         sftp.closed(self)
-        guard sftp.raw != nil, sftp.session.isOpen else { return }
-        let rc = libssh2_sftp_close_handle(h)
-        if rc != 0 { throw sftp.fail(rc, "cannot close", path: path) }
+        guard sftp.isOpen else { return }
+        slots.removeAll()
+        var closeResult: Result<Reply, SSHError>?
+        // CLOSE goes right behind the writes: the server handles one handle's requests in order.
+        sftp.send(FXP.CLOSE, { $0.string(handle) }) { closeResult = $0 }
+        try sftp.wait { closeResult != nil && writesInFlight == 0 }
+        if let e = writeError { writeError = nil; throw e }
+        try sftp.expectOK(try closeResult!.get(), "cannot close", path: path)
     }
 }

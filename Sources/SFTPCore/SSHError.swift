@@ -46,39 +46,15 @@ public struct SSHError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// SFTP status codes (draft-ietf-secsh-filexfer-02) with their meaning.
+/// SFTP status codes (draft-ietf-secsh-filexfer-02 and later drafts) as error kinds.
 enum SFTPStatus {
-    static func kind(_ status: UInt) -> SSHError.Kind {
+    static func kind(_ status: UInt32) -> SSHError.Kind {
         switch status {
-        case LIBSSH2_FX_NO_SUCH_FILE, LIBSSH2_FX_NO_SUCH_PATH, LIBSSH2_FX_NOT_A_DIRECTORY: return .fileNotFound
-        case LIBSSH2_FX_PERMISSION_DENIED, LIBSSH2_FX_WRITE_PROTECT, LIBSSH2_FX_LOCK_CONFLICT: return .permissionDenied
-        case LIBSSH2_FX_FILE_ALREADY_EXISTS: return .fileExists
-        case LIBSSH2_FX_NO_CONNECTION, LIBSSH2_FX_CONNECTION_LOST: return .connection
+        case FX.NO_SUCH_FILE, FX.NO_SUCH_PATH, FX.NOT_A_DIRECTORY: return .fileNotFound
+        case FX.PERMISSION_DENIED, FX.WRITE_PROTECT, FX.LOCK_CONFLICT: return .permissionDenied
+        case FX.FILE_ALREADY_EXISTS: return .fileExists
+        case FX.NO_CONNECTION, FX.CONNECTION_LOST: return .connection
         default: return .io
-        }
-    }
-    static func text(_ status: UInt) -> String {
-        switch status {
-        case LIBSSH2_FX_EOF: return "end of file"
-        case LIBSSH2_FX_NO_SUCH_FILE: return "no such file"
-        case LIBSSH2_FX_PERMISSION_DENIED: return "permission denied"
-        case LIBSSH2_FX_FAILURE: return "failure"
-        case LIBSSH2_FX_BAD_MESSAGE: return "bad message"
-        case LIBSSH2_FX_NO_CONNECTION: return "no connection"
-        case LIBSSH2_FX_CONNECTION_LOST: return "connection lost"
-        case LIBSSH2_FX_OP_UNSUPPORTED: return "operation unsupported"
-        case LIBSSH2_FX_INVALID_HANDLE: return "invalid handle"
-        case LIBSSH2_FX_NO_SUCH_PATH: return "no such path"
-        case LIBSSH2_FX_FILE_ALREADY_EXISTS: return "file already exists"
-        case LIBSSH2_FX_WRITE_PROTECT: return "write protected"
-        case LIBSSH2_FX_NO_MEDIA: return "no media"
-        case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM: return "no space on filesystem"
-        case LIBSSH2_FX_QUOTA_EXCEEDED: return "quota exceeded"
-        case LIBSSH2_FX_DIR_NOT_EMPTY: return "directory not empty"
-        case LIBSSH2_FX_NOT_A_DIRECTORY: return "not a directory"
-        case LIBSSH2_FX_INVALID_FILENAME: return "invalid filename"
-        case LIBSSH2_FX_LINK_LOOP: return "link loop"
-        default: return "status \(status)"
         }
     }
 }

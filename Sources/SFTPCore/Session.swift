@@ -259,6 +259,11 @@ public final class Session {
         log("SSH handshake done; cipher \(activeMethod(LIBSSH2_METHOD_CRYPT_CS) ?? "?")")
     }
 
+    /// The negotiated ciphers, client to server and server to client.
+    public var activeCiphers: [String] {
+        [activeMethod(LIBSSH2_METHOD_CRYPT_CS) ?? "", activeMethod(LIBSSH2_METHOD_CRYPT_SC) ?? ""]
+    }
+
     /// The negotiated algorithm for `method`.
     public func activeMethod(_ method: Int32) -> String? {
         guard let s = raw, let p = libssh2_session_methods(s, method) else { return nil }

@@ -45,7 +45,7 @@ public enum Transfer {
         let attrs = try known ?? sftp.stat(remote)
         if attrs.isDir { throw SSHError(.io, "cannot download \(remote): is a directory", path: remote) }
         guard let size = attrs.size, size >= resumeThreshold else {
-            let file = try sftp.open(remote, flags: LIBSSH2_FXF_READ)
+            let file = try sftp.open(remote, flags: .read)
             defer { try? file.close() }
             return try writeLocalAtomically(local: local, resumable: false) { fd, _ in
                 try stream(file, size: attrs.size, exact: known != nil && attrs.kind == .file, progress: progress) { chunk in try writeAll(fd, chunk, local) }
@@ -70,7 +70,7 @@ public enum Transfer {
             }
             try progress?(journal.done, size)
             try runRanges(channels, journal) { ch, _, from, to, landed in
-                let file = try ch.open(remote, flags: LIBSSH2_FXF_READ)
+                let file = try ch.open(remote, flags: .read)
                 defer { try? file.close() }
                 try file.seek(from)
                 let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
@@ -187,6 +187,7 @@ public enum Transfer {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
         defer { buf.deallocate() }
         try progress?(0, total)
+        if exact, let size { file.knownSize = size }
         while true {
             let left = total > done ? total - done : 0
             if exact, size != nil {
@@ -278,7 +279,7 @@ public enum Transfer {
             try progress?(journal.done, size)
             do {
                 try runRanges(channels, journal) { ch, _, from, to, landed in
-                    let file = ch === sftp ? first : try ch.open(temp, flags: LIBSSH2_FXF_WRITE)
+                    let file = ch === sftp ? first : try ch.open(temp, flags: .write)
                     defer { if ch !== sftp { try? file.close() } }
                     try file.seek(from)
                     let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
@@ -380,7 +381,7 @@ public enum Transfer {
         var resuming = false
         var file: SFTPFile?
         if resume, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
-            file = try? sftp.open(temp, flags: LIBSSH2_FXF_WRITE)
+            file = try? sftp.open(temp, flags: .write)
             resuming = file != nil
         }
         if file == nil {
@@ -389,12 +390,12 @@ public enum Transfer {
                 // (a symlink above all) is written through. Something in the way is removed first
                 // when it is not a regular file, and a leftover regular file is truncated.
                 do {
-                    file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, mode: mode)
+                    file = try sftp.open(temp, flags: [.write, .create, .exclusive], mode: mode)
                 } catch let first as SSHError {
                     guard first.kind != .connection, first.kind != .timeout, first.kind != .interrupted,
                           let there = try sftp.statIfExists(temp, followLinks: false) else { throw first }
                     if there.kind != .file { try sftp.unlink(temp) }
-                    file = try sftp.open(temp, flags: LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC, mode: mode)
+                    file = try sftp.open(temp, flags: [.write, .create, .truncate], mode: mode)
                 }
             } catch var e as SSHError {
                 e.path = remote

@@ -1,4 +1,3 @@
-import CLibssh2
 import Foundation
 import LuaHost
 import SFTPCore
@@ -131,7 +130,7 @@ extension ConnectionBinding {
         c.method("getcwd") { conn, l in l.push(conn.cwd); return 1 }
         c.getter("pwd") { conn, l in l.push(try conn.channel().realpath(conn.remote("."))) }
         c.getter("active_ciphers") { conn, l in
-            l.push(strings: [conn.session.activeMethod(LIBSSH2_METHOD_CRYPT_CS) ?? "", conn.session.activeMethod(LIBSSH2_METHOD_CRYPT_SC) ?? ""])
+            l.push(strings: conn.session.activeCiphers)
         }
         c.getter("security_options") { _, l in
             l.newTable()
@@ -154,7 +153,7 @@ extension ConnectionBinding {
         }
         c.method("read") { conn, l in
             let path = conn.remote(try l.checkString(2, method: true))
-            let f = try conn.channel().open(path, flags: LIBSSH2_FXF_READ)
+            let f = try conn.channel().open(path, flags: .read)
             defer { try? f.close() }
             var data: [UInt8] = []
             try Transfer.stream(f, size: try f.stat().size) { data.append(contentsOf: $0) }

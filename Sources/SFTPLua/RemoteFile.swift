@@ -1,4 +1,3 @@
-import CLibssh2
 import CLua
 import Foundation
 import LuaHost
@@ -196,18 +195,18 @@ extension ConnectionBinding {
             let mode = try l.optString(3, method: true) ?? "r"
             let bufsize = try l.optInteger(4, method: true) ?? -1
             let m = mode.replacingOccurrences(of: "b", with: "")
-            var flags: Int32
+            var flags: OpenFlags
             switch m.replacingOccurrences(of: "x", with: "") {
-            case "r": flags = LIBSSH2_FXF_READ
-            case "r+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE
-            case "w": flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
-            case "" where m.contains("x"): flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
-            case "w+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC
-            case "a": flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_APPEND
-            case "a+": flags = LIBSSH2_FXF_READ | LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_APPEND
+            case "r": flags = .read
+            case "r+": flags = [.read, .write]
+            case "w": flags = [.write, .create, .truncate]
+            case "" where m.contains("x"): flags = [.write, .create, .truncate]
+            case "w+": flags = [.read, .write, .create, .truncate]
+            case "a": flags = [.write, .create, .append]
+            case "a+": flags = [.read, .write, .create, .append]
             default: throw l.argError(3, "invalid mode '\(mode)'", method: true)
             }
-            if m.contains("x") { flags |= LIBSSH2_FXF_EXCL | LIBSSH2_FXF_CREAT }
+            if m.contains("x") { flags.formUnion([.exclusive, .create]) }
             let sftp = try conn.channel()
             if m.contains("x"), try sftp.statIfExists(path, followLinks: false) != nil {
                 throw SSHError(.fileExists, "cannot create \(path): it exists", path: path)
@@ -227,7 +226,7 @@ extension ConnectionBinding {
             let cb = progress(l, try o.function("callback"))
             let sftp = try conn.channel()
             let total = try sftp.stat(path).size
-            let f = try sftp.open(path, flags: LIBSSH2_FXF_READ)
+            let f = try sftp.open(path, flags: .read)
             defer { try? f.close() }
             l.getFieldProtected(fileIdx, "write")
             guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a write method expected, got \(l.typeName(fileIdx))", method: true) }
