@@ -119,7 +119,7 @@ local function run_jobs(c, jobs, parallel, each)
 end
 
 -- Files in flight for recursive transfers when the caller does not say (docs/performance.md).
-sftp.default_parallel = 4
+sftp.default_parallel = 1
 
 local function check_parallel(v, fname)
   if v == nil then return sftp.default_parallel end
@@ -130,6 +130,9 @@ local function check_parallel(v, fname)
 end
 sftp._check_parallel = check_parallel
 
+-- Trees are walked a level at a time: every directory of a level is listed at once
+-- (c:_listdirs pipelines them over the connection), so a tree costs a few round trips per
+-- level, not per directory.
 local function download_dir(c, rdir, ldir, opts, recursive, fname)
   opts = check_opts(opts, fname, 3, {preserve_mtime = true, parallel = true})
   check(rdir, 1, fname, "string"); check(ldir, 2, fname, "string")
@@ -142,37 +145,46 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   local_makedirs(ldir)
   local pm = opts.preserve_mtime and true or false
   local jobs = {}
-  local function copy(rd, ld, depth)
-    if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", rd) end
-    for _, e in ipairs(c:listdir_attr(rd)) do
-      local name = e.filename
-      if not unsafe_name(name) then
-        local rp, lp = join(rd, name), join(ld, name)
-        local t = e.type
-        local known = e
-        if t == "link" then
-          -- Followed only when it resolves to a file inside the tree being copied.
-          local ok, target = pcall(c.normalize, c, rp)
-          local ok2, a = pcall(c.stat, c, rp)
-          t = (ok and ok2 and within(root, target) and a.type == "file") and "file" or nil
-          known = ok2 and a or nil
-        end
-        local la = fs.lstat(lp)
-        if t == "file" then
-          if not (la and la.type == "dir") then
-            jobs[#jobs + 1] = {op = "get", remote = rp, ["local"] = lp, preserve_mtime = pm,
-                               size = known.st_size, mtime = known.st_mtime, atime = known.st_atime}
+  local level, depth = {{root, ldir}}, 0
+  while #level > 0 do
+    if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    local dirs = {}
+    for i, p in ipairs(level) do dirs[i] = p[1] end
+    local listings, errs = c:_listdirs(dirs)
+    local nextlevel = {}
+    for i, p in ipairs(level) do
+      local rd, ld = p[1], p[2]
+      if not listings[i] then error(errs[i], 0) end
+      for _, e in ipairs(listings[i]) do
+        local name = e.filename
+        if not unsafe_name(name) then
+          local rp, lp = join(rd, name), join(ld, name)
+          local t = e.type
+          local known = e
+          if t == "link" then
+            -- Followed only when it resolves to a file inside the tree being copied.
+            local ok, target = pcall(c.normalize, c, rp)
+            local ok2, a = pcall(c.stat, c, rp)
+            t = (ok and ok2 and within(root, target) and a.type == "file") and "file" or nil
+            known = ok2 and a or nil
           end
-        elseif t == "dir" and recursive then
-          if not la or la.type == "dir" then   -- never descend through a local symlink
-            if not la then fs.mkdir(lp, 777) end
-            copy(rp, lp, depth + 1)
+          local la = fs.lstat(lp)
+          if t == "file" then
+            if not (la and la.type == "dir") then
+              jobs[#jobs + 1] = {op = "get", remote = rp, ["local"] = lp, preserve_mtime = pm,
+                                 size = known.st_size, mtime = known.st_mtime, atime = known.st_atime}
+            end
+          elseif t == "dir" and recursive then
+            if not la or la.type == "dir" then   -- never descend through a local symlink
+              if not la then fs.mkdir(lp, 777) end
+              nextlevel[#nextlevel + 1] = {rp, lp}
+            end
           end
         end
       end
     end
+    level, depth = nextlevel, depth + 1
   end
-  copy(root, ldir, 0)
   run_jobs(c, jobs, parallel)
 end
 
@@ -187,30 +199,49 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   c:makedirs(rdir)
   local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
   local jobs = {}
-  local function copy(ld, rd, depth)
-    if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", ld) end
-    -- One listing of the remote dir tells which names are directories (no stat per file).
-    local there = {}
-    for _, e in ipairs(c:listdir_attr(rd)) do there[e.filename] = e.type end
-    for _, e in ipairs(fs.ls(ld)) do
-      local lp, rp = join(ld, e.filename), join(rd, e.filename)
-      local t = e.type
-      if t == "link" then
-        local ok, target = pcall(fs.realpath, lp)
-        local a = ok and within(root, target) and fs.stat(lp)
-        t = (a and a.type == "file") and "file" or nil
+  local fresh = {}   -- remote directories made by this call: known to be empty, not listed
+  local level, depth = {{ldir, c:normalize(rdir)}}, 0
+  while #level > 0 do
+    if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    -- One listing per remote dir tells which names are directories (no stat per file); the
+    -- level's listings go out together.
+    local dirs, idx = {}, {}
+    for i, p in ipairs(level) do
+      if not fresh[p[2]] then dirs[#dirs + 1] = p[2]; idx[i] = #dirs end
+    end
+    local listings, errs = c:_listdirs(dirs)
+    local nextlevel, mk = {}, {}
+    for i, p in ipairs(level) do
+      local ld, rd = p[1], p[2]
+      local there = {}
+      if idx[i] then
+        local listing = listings[idx[i]]
+        if not listing then error(errs[idx[i]], 0) end
+        for _, e in ipairs(listing) do there[e.filename] = e.type end
       end
-      if t == "file" then
-        jobs[#jobs + 1] = {op = "put", remote = rp, ["local"] = lp, preserve_mtime = pm, confirm = confirm,
-                           checked = there[e.filename] ~= "dir" and there[e.filename] ~= "link"}
-      elseif t == "dir" and recursive then
-        if there[e.filename] == nil then c:mkdir(rp)
-        elseif not c:isdir(rp) then sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp) end
-        copy(lp, rp, depth + 1)
+      for _, e in ipairs(fs.ls(ld)) do
+        local lp, rp = join(ld, e.filename), join(rd, e.filename)
+        local t = e.type
+        if t == "link" then
+          local ok, target = pcall(fs.realpath, lp)
+          local a = ok and within(root, target) and fs.stat(lp)
+          t = (a and a.type == "file") and "file" or nil
+        end
+        if t == "file" then
+          jobs[#jobs + 1] = {op = "put", remote = rp, ["local"] = lp, preserve_mtime = pm, confirm = confirm,
+                             checked = there[e.filename] ~= "dir" and there[e.filename] ~= "link"}
+        elseif t == "dir" and recursive then
+          if there[e.filename] == nil then mk[#mk + 1] = rp; fresh[rp] = true
+          elseif there[e.filename] ~= "dir" and not c:isdir(rp) then
+            sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp)
+          end
+          nextlevel[#nextlevel + 1] = {lp, rp}
+        end
       end
     end
+    if #mk > 0 then c:_mkdirs(mk, 777) end
+    level, depth = nextlevel, depth + 1
   end
-  copy(ldir, c:normalize(rdir), 0)
   run_jobs(c, jobs, parallel)
 end
 

@@ -159,10 +159,10 @@ sftp._mirror_opts = mirror_opts
 
 -- Listing ---------------------------------------------------------------------------------------
 
--- Walks one side. `list(abs)` gives entries (filename, type, st_*). Returns `entries` (rel ->
--- entry, entry.path = rel), `order` (rels, directories before their contents) and `protected`
--- (rels rejected by exclude/include/filter: never deleted, not descended).
-local function scan(list, root, o, warnings, side, source_rejected)
+-- Walks one side. `list_many({abs, ...})` gives each directory's entries (filename, type, st_*).
+-- Returns `entries` (rel -> entry, entry.path = rel), `order` (rels, directories before their
+-- contents) and `protected` (rels rejected by exclude/include/filter: never deleted, not descended).
+local function scan(list_many, root, o, warnings, side, source_rejected)
   local entries, order, protected, temps = {}, {}, {}, {}
   local function rejected(e, rel, is_dir)
     if glob_any(o.exclude, rel, is_dir) then return true end
@@ -170,49 +170,75 @@ local function scan(list, root, o, warnings, side, source_rejected)
     if not is_dir and o.include and not glob_any(o.include, rel, false) then return true end
     return false
   end
-  local function walk(abs, rel_dir, depth)
-    if depth > 256 then sftp.error("IOError", "mirror: directories nested deeper than 256 levels under " .. root, abs) end
-    for _, e in ipairs(list(abs)) do
-      local name = e.filename
-      local rel = rel_dir == "" and name or rel_dir .. "/" .. name
-      if sftp.is_temp_name(name) then
-        -- sftplua's own temp files (an interrupted transfer): not part of either tree.
-        if side == "target" then temps[#temps + 1] = rel end
-        protected[rel] = true
-      elseif U.unsafe_name(name) then
-        warnings[#warnings + 1] = ("%s: unsafe name %q in %s skipped"):format(side, name, abs)
-        protected[rel] = true
-      else
-        e.path = rel
-        local is_dir = e.type == "dir"
-        if (source_rejected and source_rejected[rel]) or rejected(e, rel, is_dir) then
-          protected[rel] = true   -- excluded or filtered (links and special files too): never deleted
-        elseif e.type == "link" then
-          if side == "source" then
-            warnings[#warnings + 1] = "source: symlink " .. rel .. " skipped (links are not followed)"
-            protected[rel] = true   -- what the target has under that name is left alone
+  -- A level at a time: `list_many` lists every directory of a level at once (remote ones
+  -- pipelined over the connection), so a tree costs a few round trips per level.
+  local level = {{root, "", 0}}
+  while #level > 0 do
+    local dirs = {}
+    for i, d in ipairs(level) do dirs[i] = d[1] end
+    local listings = list_many(dirs)
+    local nextlevel = {}
+    for i, d in ipairs(level) do
+      local abs, rel_dir, depth = d[1], d[2], d[3]
+      if depth > 256 then sftp.error("IOError", "mirror: directories nested deeper than 256 levels under " .. root, abs) end
+      for _, e in ipairs(listings[i]) do
+        local name = e.filename
+        local rel = rel_dir == "" and name or rel_dir .. "/" .. name
+        if sftp.is_temp_name(name) then
+          -- sftplua's own temp files (an interrupted transfer): not part of either tree.
+          if side == "target" then temps[#temps + 1] = rel end
+          protected[rel] = true
+        elseif U.unsafe_name(name) then
+          warnings[#warnings + 1] = ("%s: unsafe name %q in %s skipped"):format(side, name, abs)
+          protected[rel] = true
+        else
+          e.path = rel
+          local is_dir = e.type == "dir"
+          if (source_rejected and source_rejected[rel]) or rejected(e, rel, is_dir) then
+            protected[rel] = true   -- excluded or filtered (links and special files too): never deleted
+          elseif e.type == "link" then
+            if side == "source" then
+              warnings[#warnings + 1] = "source: symlink " .. rel .. " skipped (links are not followed)"
+              protected[rel] = true   -- what the target has under that name is left alone
+            else
+              entries[rel] = e; order[#order + 1] = rel
+            end
+          elseif is_dir then
+            entries[rel] = e; order[#order + 1] = rel
+            nextlevel[#nextlevel + 1] = {U.join(abs, name), rel, depth + 1}
+          elseif e.type == "file" then
+            entries[rel] = e; order[#order + 1] = rel
+          elseif side == "source" then
+            warnings[#warnings + 1] = ("source: %s %s skipped"):format(e.type, rel)
+            protected[rel] = true
           else
             entries[rel] = e; order[#order + 1] = rel
           end
-        elseif is_dir then
-          entries[rel] = e; order[#order + 1] = rel
-          walk(U.join(abs, name), rel, depth + 1)
-        elseif e.type == "file" then
-          entries[rel] = e; order[#order + 1] = rel
-        elseif side == "source" then
-          warnings[#warnings + 1] = ("source: %s %s skipped"):format(e.type, rel)
-          protected[rel] = true
-        else
-          entries[rel] = e; order[#order + 1] = rel
         end
       end
     end
+    level = nextlevel
   end
-  walk(root, "", 0)
   return entries, order, protected, temps
 end
 
 local function parent_of(rel) return rel:match("^(.*)/[^/]*$") end
+
+-- Remote directories listed at once (pipelined); the first that cannot be listed raises.
+local function remote_lists(c, dirs)
+  local listings, errs = c:_listdirs(dirs)
+  for i = 1, #dirs do if not listings[i] then error(errs[i], 0) end end
+  return listings
+end
+
+-- Local directories, one after another (a local listing costs no round trip).
+local function local_lists(list)
+  return function(dirs)
+    local out = {}
+    for i, d in ipairs(dirs) do out[i] = list(d) end
+    return out
+  end
+end
 
 -- Checksums -------------------------------------------------------------------------------------
 
@@ -453,8 +479,8 @@ function M.mirror_down(c, rdir, ldir, opts)
   if la and la.type ~= "dir" then sftp.error("FileExists", "mirror_down: " .. ldir .. " exists and is not a directory", ldir) end
   local side = {
     src_root = root, dst_root = ldir,
-    src_list = function(d) return c:listdir_attr(d) end,
-    dst_list = fs.ls,
+    src_list = function(dirs) return remote_lists(c, dirs) end,
+    dst_list = local_lists(fs.ls),
     dst_abs = function(rel) return U.join(ldir, rel) end,
     dst_exists = function() return fs.stat(ldir) ~= nil end,
     dst_makedirs = function() U.makedirs(ldir) end,
@@ -495,8 +521,8 @@ function M.mirror_up(c, ldir, rdir, opts)
   end
   local side = {
     src_root = ldir, dst_root = root,
-    src_list = fs.ls,
-    dst_list = function(d) return c:listdir_attr(d) end,
+    src_list = local_lists(fs.ls),
+    dst_list = function(dirs) return remote_lists(c, dirs) end,
     dst_abs = function(rel) return U.join(root, rel) end,
     dst_exists = function()
       local ok, a = pcall(c.stat, c, root)

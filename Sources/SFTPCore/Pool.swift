@@ -14,6 +14,8 @@ public struct TransferJob {
     public var targetChecked: Bool
     /// The source's attributes when the caller listed them (downloads: saves the stat).
     public var sourceAttributes: FileAttributes?
+    /// Uploads: the server flushes the file to disk (`fsync@openssh.com`) before it takes its name.
+    public var fsync = false
 
     public init(_ direction: Direction, remote: String, local: String, preserveMtime: Bool = true,
                 confirm: Bool = true, targetChecked: Bool = false, sourceAttributes: FileAttributes? = nil) {
@@ -27,11 +29,11 @@ public struct TransferJob {
     }
 }
 
-/// Moves many files with several in flight. SFTP answers one request at a time per file, so
-/// a tree of small files is bound by round trips; the pool overlaps them by running jobs on
-/// extra connections (each its own Session and SFTP channel, on its own thread) besides the
-/// caller's. Results are handed to `done` on the calling thread only, in completion order, so
-/// the caller may run Lua there. Extra connections that fail to open are simply not used.
+/// Moves many files: one `Executor` (many files in flight over one connection) on the caller's
+/// connection, and, when `parallel` asks for more connections, one more executor per extra
+/// connection, each on its own thread, all taking jobs from one queue. Results are handed to
+/// `done` on the calling thread only, so the caller may run Lua there. Extra connections that
+/// fail to open are simply not used.
 public final class TransferPool {
     let main: SFTP
     let options: ConnectOptions
@@ -55,47 +57,33 @@ public final class TransferPool {
                 defer { state.finished() }
                 guard let sftp = try? SFTP.connect(options) else { return }
                 defer { sftp.closeWithSession() }
-                while let i = state.take() {
-                    state.deliver(i, TransferPool.perform(sftp, jobs[i]))
-                }
+                try? Executor(sftp: sftp, jobs: jobs).run(take: { state.take() }, deliver: { batch in
+                    for (i, r) in batch { state.deliver(i, r) }
+                })
             }
             thread.stackSize = 1 << 20
             thread.start()
         }
         var failure: Error?
-        func hand(_ batch: [(Int, Result<FileAttributes, Error>)]) {
+        func hand(_ batch: [(Int, Result<FileAttributes, Error>)]) throws {
             for (i, r) in batch where failure == nil {
-                do { try done(i, r) } catch { failure = error; state.cancel() }
+                do { try done(i, r) } catch { failure = error; state.cancel(); throw error }
             }
         }
-        while failure == nil, let i = state.take() {
-            let r = TransferPool.perform(main, jobs[i])
-            hand([(i, r)] + state.collect(wait: false))
-            if failure == nil, Interrupt.pending() {
-                Interrupt.clear()
-                failure = SSHError(.interrupted, "interrupted (Ctrl-C)")
-                state.cancel()
-            }
+        do {
+            try Executor(sftp: main, jobs: jobs).run(take: { state.take() }, deliver: { batch in
+                try hand(batch + state.collect(wait: false))
+            })
+        } catch {
+            failure = failure ?? error
+            state.cancel()
         }
         while true {
             let batch = state.collect(wait: true)
             if batch.isEmpty { break }
-            hand(batch)
+            try? hand(batch)
         }
         if let failure { throw failure }
-    }
-
-    static func perform(_ sftp: SFTP, _ job: TransferJob) -> Result<FileAttributes, Error> {
-        Result {
-            switch job.direction {
-            case .download:
-                return try Transfer.download(sftp, remote: job.remote, local: job.local, preserveMtime: job.preserveMtime,
-                                             known: job.sourceAttributes)
-            case .upload:
-                return try Transfer.upload(sftp, local: job.local, remote: job.remote, preserveMtime: job.preserveMtime,
-                                           confirm: job.confirm, targetChecked: job.targetChecked, acksConfirm: true)
-            }
-        }
     }
 }
 

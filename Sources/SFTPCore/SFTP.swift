@@ -457,6 +457,17 @@ public final class SFTP {
         }
     }
 
+    /// MKDIR without waiting: `done` gets nil on success, else the status as an error.
+    public func mkdirAsync(_ path: String, mode: Int32 = 0o777, done: @escaping (SSHError?) -> Void) {
+        send(FXP.MKDIR, { $0.string(path); FileAttributes(mode: UInt32(mode)).encode(&$0) }) { [unowned self] r in
+            switch r {
+            case .failure(let e): done(e)
+            case .success(.status(let code, _)) where code == FX.OK: done(nil)
+            case .success(let other): done(self.unexpected(other, "cannot create directory", path: path))
+            }
+        }
+    }
+
     public func rmdir(_ path: String) throws {
         try expectOK(try call(FXP.RMDIR) { $0.string(path) }, "cannot remove directory", path: path)
     }

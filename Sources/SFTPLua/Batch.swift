@@ -8,7 +8,7 @@ import SFTPCore
 /// a stat; checked: the target is known not to be a directory). `done(i, attrs, err)` is called
 /// on this thread as each job ends; an error it raises stops the batch (jobs in flight finish).
 enum Batch {
-    static let jobKeys = ["op", "remote", "local", "preserve_mtime", "confirm", "checked", "size", "mtime", "atime"]
+    static let jobKeys = ["op", "remote", "local", "preserve_mtime", "confirm", "checked", "size", "mtime", "atime", "fsync"]
 
     static func define(_ c: LuaClass<Connection>) {
         c.method("_reconnect") { conn, _ in try conn.reconnect(); return 0 }
@@ -16,6 +16,86 @@ enum Batch {
             // c:sha256(path): the SHA-256 of a remote file (hex), computed by reading it.
             l.push(try SHA256Digest.remote(try conn.channel(), conn.remote(try l.checkString(2, method: true))))
             return 1
+        }
+        c.method("_listdirs") { conn, l in
+            // c:_listdirs({dir, ...}) -> {listing | false, ...}, {[i] = error}: every directory
+            // listed at once (pipelined over the connection); each listing is sorted by name,
+            // as listdir_attr's. A directory that cannot be listed gets false and its error.
+            guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
+            let n = l.rawLength(2)
+            var paths: [String] = []
+            paths.reserveCapacity(n)
+            for i in 0..<n {
+                l.getIndex(2, i + 1)
+                defer { l.pop() }
+                guard let s = l.string(-1) else { throw LuaArgumentError("bad directory #\(i + 1) to '_listdirs' (string expected)") }
+                paths.append(conn.remote(s))
+            }
+            let sftp = try conn.channel()
+            var listings = [Result<[NameEntry], SSHError>?](repeating: nil, count: n)
+            var next = 0, done = 0
+            // Bounded: at most 256 directories open at once (and within the server's handle limit).
+            let most = max(1, min(256, (sftp.maxOpenHandles ?? 512) / 2))
+            var rounds = 0
+            while done < n, rounds < 100_000_000 {
+                rounds += 1
+                while next < n, next - done < most, sftp.hasRoom(expect: 64 << 10) {
+                    let i = next
+                    next += 1
+                    sftp.listAsync(paths[i]) { r in listings[i] = r; done += 1 }
+                }
+                let target = done + 1
+                try sftp.wait { done >= target || done == n }
+            }
+            l.newTable(narr: Int32(clamping: n))
+            l.newTable()
+            for i in 0..<n {
+                switch listings[i]! {
+                case .success(let names):
+                    let entries = names.map(DirEntry.init).sorted { $0.name < $1.name }
+                    l.newTable(narr: Int32(clamping: entries.count))
+                    for (k, e) in entries.enumerated() {
+                        AttributeTable.push(l, e.attributes, filename: e.name, longname: e.longname)
+                        l.setIndex(-2, k + 1)
+                    }
+                    l.setIndex(-3, i + 1)
+                case .failure(let e):
+                    l.push(false)
+                    l.setIndex(-3, i + 1)
+                    ErrorObject.pusher(l, e)
+                    l.setIndex(-2, i + 1)
+                }
+            }
+            return 2
+        }
+        c.method("_mkdirs") { conn, l in
+            // c:_mkdirs({dir, ...}, mode): creates every directory at once (pipelined; give one
+            // level of a tree at a time: parents first). Raises the first failure, after all
+            // replies are in.
+            guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
+            let mode = UInt32(try pysftpMode(l, 3))
+            let sftp = try conn.channel()
+            var paths: [String] = []
+            for i in 0..<l.rawLength(2) {
+                l.getIndex(2, i + 1)
+                defer { l.pop() }
+                guard let s = l.string(-1) else { throw LuaArgumentError("bad directory #\(i + 1) to '_mkdirs' (string expected)") }
+                paths.append(conn.remote(s))
+            }
+            var results = [SSHError?](repeating: nil, count: paths.count)
+            var done = 0
+            for (i, p) in paths.enumerated() {
+                if !sftp.hasRoom() { try sftp.waitForRoom() }
+                sftp.mkdirAsync(p, mode: Int32(mode)) { e in results[i] = e; done += 1 }
+            }
+            try sftp.wait { done == paths.count }
+            for (i, e) in results.enumerated() {
+                guard let e else { continue }
+                if e.kind == .connection || e.kind == .timeout || e.kind == .interrupted { throw e }
+                // The one-by-one mkdir says why (and tells an existing directory apart).
+                try sftp.mkdir(paths[i], mode: Int32(mode))
+            }
+            return 0
         }
         c.method("_transfer") { conn, l in
             guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
@@ -43,6 +123,7 @@ enum Batch {
                                         preserveMtime: try o.bool("preserve_mtime") ?? true,
                                         confirm: try o.bool("confirm") ?? true,
                                         targetChecked: try o.bool("checked") ?? false, sourceAttributes: known))
+                jobs[jobs.count - 1].fsync = try o.bool("fsync") ?? false
             }
             let pool = TransferPool(main: try conn.channel(), options: conn.session.options, parallel: parallel)
             var total: UInt64 = 0

@@ -123,7 +123,7 @@ local function run_jobs(c, jobs, parallel, each)
 end
 
 -- Files in flight for recursive transfers when the caller does not say (docs/performance.md).
-sftp.default_parallel = 4
+sftp.default_parallel = 1
 
 local function check_parallel(v, fname)
   if v == nil then return sftp.default_parallel end
@@ -134,6 +134,9 @@ local function check_parallel(v, fname)
 end
 sftp._check_parallel = check_parallel
 
+-- Trees are walked a level at a time: every directory of a level is listed at once
+-- (c:_listdirs pipelines them over the connection), so a tree costs a few round trips per
+-- level, not per directory.
 local function download_dir(c, rdir, ldir, opts, recursive, fname)
   opts = check_opts(opts, fname, 3, {preserve_mtime = true, parallel = true})
   check(rdir, 1, fname, "string"); check(ldir, 2, fname, "string")
@@ -146,37 +149,46 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   local_makedirs(ldir)
   local pm = opts.preserve_mtime and true or false
   local jobs = {}
-  local function copy(rd, ld, depth)
-    if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", rd) end
-    for _, e in ipairs(c:listdir_attr(rd)) do
-      local name = e.filename
-      if not unsafe_name(name) then
-        local rp, lp = join(rd, name), join(ld, name)
-        local t = e.type
-        local known = e
-        if t == "link" then
-          -- Followed only when it resolves to a file inside the tree being copied.
-          local ok, target = pcall(c.normalize, c, rp)
-          local ok2, a = pcall(c.stat, c, rp)
-          t = (ok and ok2 and within(root, target) and a.type == "file") and "file" or nil
-          known = ok2 and a or nil
-        end
-        local la = fs.lstat(lp)
-        if t == "file" then
-          if not (la and la.type == "dir") then
-            jobs[#jobs + 1] = {op = "get", remote = rp, ["local"] = lp, preserve_mtime = pm,
-                               size = known.st_size, mtime = known.st_mtime, atime = known.st_atime}
+  local level, depth = {{root, ldir}}, 0
+  while #level > 0 do
+    if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    local dirs = {}
+    for i, p in ipairs(level) do dirs[i] = p[1] end
+    local listings, errs = c:_listdirs(dirs)
+    local nextlevel = {}
+    for i, p in ipairs(level) do
+      local rd, ld = p[1], p[2]
+      if not listings[i] then error(errs[i], 0) end
+      for _, e in ipairs(listings[i]) do
+        local name = e.filename
+        if not unsafe_name(name) then
+          local rp, lp = join(rd, name), join(ld, name)
+          local t = e.type
+          local known = e
+          if t == "link" then
+            -- Followed only when it resolves to a file inside the tree being copied.
+            local ok, target = pcall(c.normalize, c, rp)
+            local ok2, a = pcall(c.stat, c, rp)
+            t = (ok and ok2 and within(root, target) and a.type == "file") and "file" or nil
+            known = ok2 and a or nil
           end
-        elseif t == "dir" and recursive then
-          if not la or la.type == "dir" then   -- never descend through a local symlink
-            if not la then fs.mkdir(lp, 777) end
-            copy(rp, lp, depth + 1)
+          local la = fs.lstat(lp)
+          if t == "file" then
+            if not (la and la.type == "dir") then
+              jobs[#jobs + 1] = {op = "get", remote = rp, ["local"] = lp, preserve_mtime = pm,
+                                 size = known.st_size, mtime = known.st_mtime, atime = known.st_atime}
+            end
+          elseif t == "dir" and recursive then
+            if not la or la.type == "dir" then   -- never descend through a local symlink
+              if not la then fs.mkdir(lp, 777) end
+              nextlevel[#nextlevel + 1] = {rp, lp}
+            end
           end
         end
       end
     end
+    level, depth = nextlevel, depth + 1
   end
-  copy(root, ldir, 0)
   run_jobs(c, jobs, parallel)
 end
 
@@ -191,30 +203,49 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   c:makedirs(rdir)
   local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
   local jobs = {}
-  local function copy(ld, rd, depth)
-    if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", ld) end
-    -- One listing of the remote dir tells which names are directories (no stat per file).
-    local there = {}
-    for _, e in ipairs(c:listdir_attr(rd)) do there[e.filename] = e.type end
-    for _, e in ipairs(fs.ls(ld)) do
-      local lp, rp = join(ld, e.filename), join(rd, e.filename)
-      local t = e.type
-      if t == "link" then
-        local ok, target = pcall(fs.realpath, lp)
-        local a = ok and within(root, target) and fs.stat(lp)
-        t = (a and a.type == "file") and "file" or nil
+  local fresh = {}   -- remote directories made by this call: known to be empty, not listed
+  local level, depth = {{ldir, c:normalize(rdir)}}, 0
+  while #level > 0 do
+    if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    -- One listing per remote dir tells which names are directories (no stat per file); the
+    -- level's listings go out together.
+    local dirs, idx = {}, {}
+    for i, p in ipairs(level) do
+      if not fresh[p[2]] then dirs[#dirs + 1] = p[2]; idx[i] = #dirs end
+    end
+    local listings, errs = c:_listdirs(dirs)
+    local nextlevel, mk = {}, {}
+    for i, p in ipairs(level) do
+      local ld, rd = p[1], p[2]
+      local there = {}
+      if idx[i] then
+        local listing = listings[idx[i]]
+        if not listing then error(errs[idx[i]], 0) end
+        for _, e in ipairs(listing) do there[e.filename] = e.type end
       end
-      if t == "file" then
-        jobs[#jobs + 1] = {op = "put", remote = rp, ["local"] = lp, preserve_mtime = pm, confirm = confirm,
-                           checked = there[e.filename] ~= "dir" and there[e.filename] ~= "link"}
-      elseif t == "dir" and recursive then
-        if there[e.filename] == nil then c:mkdir(rp)
-        elseif not c:isdir(rp) then sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp) end
-        copy(lp, rp, depth + 1)
+      for _, e in ipairs(fs.ls(ld)) do
+        local lp, rp = join(ld, e.filename), join(rd, e.filename)
+        local t = e.type
+        if t == "link" then
+          local ok, target = pcall(fs.realpath, lp)
+          local a = ok and within(root, target) and fs.stat(lp)
+          t = (a and a.type == "file") and "file" or nil
+        end
+        if t == "file" then
+          jobs[#jobs + 1] = {op = "put", remote = rp, ["local"] = lp, preserve_mtime = pm, confirm = confirm,
+                             checked = there[e.filename] ~= "dir" and there[e.filename] ~= "link"}
+        elseif t == "dir" and recursive then
+          if there[e.filename] == nil then mk[#mk + 1] = rp; fresh[rp] = true
+          elseif there[e.filename] ~= "dir" and not c:isdir(rp) then
+            sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp)
+          end
+          nextlevel[#nextlevel + 1] = {lp, rp}
+        end
       end
     end
+    if #mk > 0 then c:_mkdirs(mk, 777) end
+    level, depth = nextlevel, depth + 1
   end
-  copy(ldir, c:normalize(rdir), 0)
   run_jobs(c, jobs, parallel)
 end
 
@@ -500,10 +531,10 @@ sftp._mirror_opts = mirror_opts
 
 -- Listing ---------------------------------------------------------------------------------------
 
--- Walks one side. `list(abs)` gives entries (filename, type, st_*). Returns `entries` (rel ->
--- entry, entry.path = rel), `order` (rels, directories before their contents) and `protected`
--- (rels rejected by exclude/include/filter: never deleted, not descended).
-local function scan(list, root, o, warnings, side, source_rejected)
+-- Walks one side. `list_many({abs, ...})` gives each directory's entries (filename, type, st_*).
+-- Returns `entries` (rel -> entry, entry.path = rel), `order` (rels, directories before their
+-- contents) and `protected` (rels rejected by exclude/include/filter: never deleted, not descended).
+local function scan(list_many, root, o, warnings, side, source_rejected)
   local entries, order, protected, temps = {}, {}, {}, {}
   local function rejected(e, rel, is_dir)
     if glob_any(o.exclude, rel, is_dir) then return true end
@@ -511,49 +542,75 @@ local function scan(list, root, o, warnings, side, source_rejected)
     if not is_dir and o.include and not glob_any(o.include, rel, false) then return true end
     return false
   end
-  local function walk(abs, rel_dir, depth)
-    if depth > 256 then sftp.error("IOError", "mirror: directories nested deeper than 256 levels under " .. root, abs) end
-    for _, e in ipairs(list(abs)) do
-      local name = e.filename
-      local rel = rel_dir == "" and name or rel_dir .. "/" .. name
-      if sftp.is_temp_name(name) then
-        -- sftplua's own temp files (an interrupted transfer): not part of either tree.
-        if side == "target" then temps[#temps + 1] = rel end
-        protected[rel] = true
-      elseif U.unsafe_name(name) then
-        warnings[#warnings + 1] = ("%s: unsafe name %q in %s skipped"):format(side, name, abs)
-        protected[rel] = true
-      else
-        e.path = rel
-        local is_dir = e.type == "dir"
-        if (source_rejected and source_rejected[rel]) or rejected(e, rel, is_dir) then
-          protected[rel] = true   -- excluded or filtered (links and special files too): never deleted
-        elseif e.type == "link" then
-          if side == "source" then
-            warnings[#warnings + 1] = "source: symlink " .. rel .. " skipped (links are not followed)"
-            protected[rel] = true   -- what the target has under that name is left alone
+  -- A level at a time: `list_many` lists every directory of a level at once (remote ones
+  -- pipelined over the connection), so a tree costs a few round trips per level.
+  local level = {{root, "", 0}}
+  while #level > 0 do
+    local dirs = {}
+    for i, d in ipairs(level) do dirs[i] = d[1] end
+    local listings = list_many(dirs)
+    local nextlevel = {}
+    for i, d in ipairs(level) do
+      local abs, rel_dir, depth = d[1], d[2], d[3]
+      if depth > 256 then sftp.error("IOError", "mirror: directories nested deeper than 256 levels under " .. root, abs) end
+      for _, e in ipairs(listings[i]) do
+        local name = e.filename
+        local rel = rel_dir == "" and name or rel_dir .. "/" .. name
+        if sftp.is_temp_name(name) then
+          -- sftplua's own temp files (an interrupted transfer): not part of either tree.
+          if side == "target" then temps[#temps + 1] = rel end
+          protected[rel] = true
+        elseif U.unsafe_name(name) then
+          warnings[#warnings + 1] = ("%s: unsafe name %q in %s skipped"):format(side, name, abs)
+          protected[rel] = true
+        else
+          e.path = rel
+          local is_dir = e.type == "dir"
+          if (source_rejected and source_rejected[rel]) or rejected(e, rel, is_dir) then
+            protected[rel] = true   -- excluded or filtered (links and special files too): never deleted
+          elseif e.type == "link" then
+            if side == "source" then
+              warnings[#warnings + 1] = "source: symlink " .. rel .. " skipped (links are not followed)"
+              protected[rel] = true   -- what the target has under that name is left alone
+            else
+              entries[rel] = e; order[#order + 1] = rel
+            end
+          elseif is_dir then
+            entries[rel] = e; order[#order + 1] = rel
+            nextlevel[#nextlevel + 1] = {U.join(abs, name), rel, depth + 1}
+          elseif e.type == "file" then
+            entries[rel] = e; order[#order + 1] = rel
+          elseif side == "source" then
+            warnings[#warnings + 1] = ("source: %s %s skipped"):format(e.type, rel)
+            protected[rel] = true
           else
             entries[rel] = e; order[#order + 1] = rel
           end
-        elseif is_dir then
-          entries[rel] = e; order[#order + 1] = rel
-          walk(U.join(abs, name), rel, depth + 1)
-        elseif e.type == "file" then
-          entries[rel] = e; order[#order + 1] = rel
-        elseif side == "source" then
-          warnings[#warnings + 1] = ("source: %s %s skipped"):format(e.type, rel)
-          protected[rel] = true
-        else
-          entries[rel] = e; order[#order + 1] = rel
         end
       end
     end
+    level = nextlevel
   end
-  walk(root, "", 0)
   return entries, order, protected, temps
 end
 
 local function parent_of(rel) return rel:match("^(.*)/[^/]*$") end
+
+-- Remote directories listed at once (pipelined); the first that cannot be listed raises.
+local function remote_lists(c, dirs)
+  local listings, errs = c:_listdirs(dirs)
+  for i = 1, #dirs do if not listings[i] then error(errs[i], 0) end end
+  return listings
+end
+
+-- Local directories, one after another (a local listing costs no round trip).
+local function local_lists(list)
+  return function(dirs)
+    local out = {}
+    for i, d in ipairs(dirs) do out[i] = list(d) end
+    return out
+  end
+end
 
 -- Checksums -------------------------------------------------------------------------------------
 
@@ -794,8 +851,8 @@ function M.mirror_down(c, rdir, ldir, opts)
   if la and la.type ~= "dir" then sftp.error("FileExists", "mirror_down: " .. ldir .. " exists and is not a directory", ldir) end
   local side = {
     src_root = root, dst_root = ldir,
-    src_list = function(d) return c:listdir_attr(d) end,
-    dst_list = fs.ls,
+    src_list = function(dirs) return remote_lists(c, dirs) end,
+    dst_list = local_lists(fs.ls),
     dst_abs = function(rel) return U.join(ldir, rel) end,
     dst_exists = function() return fs.stat(ldir) ~= nil end,
     dst_makedirs = function() U.makedirs(ldir) end,
@@ -836,8 +893,8 @@ function M.mirror_up(c, ldir, rdir, opts)
   end
   local side = {
     src_root = ldir, dst_root = root,
-    src_list = fs.ls,
-    dst_list = function(d) return c:listdir_attr(d) end,
+    src_list = local_lists(fs.ls),
+    dst_list = function(dirs) return remote_lists(c, dirs) end,
     dst_abs = function(rel) return U.join(root, rel) end,
     dst_exists = function()
       local ok, a = pcall(c.stat, c, root)
