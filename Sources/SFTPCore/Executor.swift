@@ -27,9 +27,23 @@ public final class Executor {
     /// Jobs handed to `Transfer` (large, or refused by the pipelined path).
     private var sequential: [Int] = []
 
-    public init(sftp: SFTP, jobs: [TransferJob]) {
+    /// Connections a large file may be split across (besides `sftp`), and a progress report for
+    /// a single file (a job with a report goes through `Transfer`, which reports block by block).
+    let extra: [SFTP]
+    let progress: TransferProgress?
+
+    public init(sftp: SFTP, jobs: [TransferJob], extra: [SFTP] = [], progress: TransferProgress? = nil) {
         self.sftp = sftp
         self.jobs = jobs
+        self.extra = extra
+        self.progress = progress
+    }
+
+    /// One file, waited for: `get` and `put` run through here too.
+    public static func one(_ sftp: SFTP, _ job: TransferJob, extra: [SFTP] = [], progress: TransferProgress? = nil) throws -> FileAttributes {
+        var result: Result<FileAttributes, Error>?
+        try Executor(sftp: sftp, jobs: [job], extra: extra, progress: progress).run { _, r in result = r }
+        return try result!.get()
     }
 
     /// Runs the jobs that `take` hands out (job indices) until it returns nil; `deliver` gets
@@ -95,12 +109,8 @@ public final class Executor {
 
     private func runSequential(_ job: TransferJob) throws -> FileAttributes {
         switch job.direction {
-        case .download:
-            return try Transfer.download(sftp, remote: job.remote, local: job.local, preserveMtime: job.preserveMtime,
-                                         known: job.sourceAttributes)
-        case .upload:
-            return try Transfer.upload(sftp, local: job.local, remote: job.remote, preserveMtime: job.preserveMtime,
-                                       confirm: job.confirm, targetChecked: job.targetChecked, acksConfirm: true)
+        case .download: return try Transfer.download([sftp] + extra, job, progress: progress)
+        case .upload: return try Transfer.upload([sftp] + extra, job, progress: progress)
         }
     }
 
@@ -127,6 +137,7 @@ public final class Executor {
 
     private func start(_ i: Int) {
         let job = jobs[i]
+        if progress != nil { sequential.append(i); return }
         switch job.direction {
         case .download:
             guard let a = job.sourceAttributes, let size = a.size, size < Transfer.resumeThreshold, a.kind == .file else {
@@ -252,7 +263,7 @@ final class DownloadTask: Task {
         var a = attrs
         a.size = end
         do {
-            try local.commit(size: a.size ?? 0, attrs: a, preserveMtime: job.preserveMtime)
+            try local.commit(size: a.size ?? 0, attrs: a, preserveMtime: job.preserveMtime, fsync: job.fsync)
             x.finish(self, .success(a))
         } catch { fail(x, error) }
     }
@@ -377,6 +388,9 @@ final class UploadTask: Task {
             nextOffset += UInt64(n)
         }
         closing = true
+        if job.fsync && !sftp.hasExtension("fsync@openssh.com") {
+            return fail(x, SSHError(.io, "cannot fsync \(job.remote): the server does not offer fsync@openssh.com", path: job.remote))
+        }
         if job.fsync {
             outstanding += 1
             sftp.send(FXP.EXTENDED, { $0.string("fsync@openssh.com"); $0.string(h) }) { [self] r in acked(x, r, "cannot fsync") }
@@ -498,9 +512,9 @@ final class LocalTemp {
     }
 
     /// Cuts the file to `size`, sets mode and times, and renames it over the target.
-    func commit(size: UInt64, attrs: FileAttributes, preserveMtime: Bool) throws {
+    func commit(size: UInt64, attrs: FileAttributes, preserveMtime: Bool, fsync: Bool) throws {
         if ftruncate(fd, off_t(size)) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
-        try Transfer.finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
+        try Transfer.finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime, fsync: fsync, path: local)
         let rc = Foundation.close(fd)
         fd = -1
         if rc != 0 { let e = errno; Foundation.unlink(temp); throw SSHError.local(e, "cannot write", path: local) }

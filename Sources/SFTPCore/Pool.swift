@@ -14,11 +14,17 @@ public struct TransferJob {
     public var targetChecked: Bool
     /// The source's attributes when the caller listed them (downloads: saves the stat).
     public var sourceAttributes: FileAttributes?
-    /// Uploads: the server flushes the file to disk (`fsync@openssh.com`) before it takes its name.
+    /// The written file is flushed to disk before it takes its name (uploads:
+    /// `fsync@openssh.com`, an IOError where the server lacks it; downloads: fsync(2)).
     public var fsync = false
+    /// Uploads: the server's acknowledgement of every write confirms the size (no stat).
+    public var acksConfirm = false
 
     public init(_ direction: Direction, remote: String, local: String, preserveMtime: Bool = true,
-                confirm: Bool = true, targetChecked: Bool = false, sourceAttributes: FileAttributes? = nil) {
+                confirm: Bool = true, targetChecked: Bool = false, sourceAttributes: FileAttributes? = nil,
+                fsync: Bool = false, acksConfirm: Bool = false) {
+        self.fsync = fsync
+        self.acksConfirm = acksConfirm
         self.direction = direction
         self.remote = remote
         self.local = local

@@ -138,7 +138,10 @@ public final class SFTP {
         let payload = try readPacket()
         let (v, ext) = try protocolChecked { try SFTPMessages.parseVersion(payload) }
         version = v
-        for (name, data) in ext { extensions[name] = String(decoding: data, as: UTF8.self) }
+        // SFTPLUA_IGNORE_EXTENSIONS (comma-separated names): act as if the server lacked them,
+        // to exercise the fallbacks against a server that has them.
+        let ignored = Set((ProcessInfo.processInfo.environment["SFTPLUA_IGNORE_EXTENSIONS"] ?? "").split(separator: ",").map(String.init))
+        for (name, data) in ext where !ignored.contains(name) { extensions[name] = String(decoding: data, as: UTF8.self) }
         if v < 3 { throw SSHError(.connection, "the server speaks SFTP version \(v); version 3 is needed") }
         if extensions["limits@openssh.com"] != nil,
            case .extended(let b) = try call(FXP.EXTENDED, { $0.string("limits@openssh.com") }) {

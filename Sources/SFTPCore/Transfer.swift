@@ -39,9 +39,9 @@ public enum Transfer {
     /// (`.NAME.sftplua.part.json`) when the connection drops, and the next download of the same
     /// unchanged file resumes from there.
     @discardableResult
-    public static func download(_ channels: [SFTP], remote: String, local: String, preserveMtime: Bool = false,
-                                known: FileAttributes? = nil, progress: TransferProgress? = nil) throws -> FileAttributes {
+    public static func download(_ channels: [SFTP], _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
         let sftp = channels[0]
+        let (remote, local, known, preserveMtime, fsync) = (job.remote, job.local, job.sourceAttributes, job.preserveMtime, job.fsync)
         let attrs = try known ?? sftp.stat(remote)
         if attrs.isDir { throw SSHError(.io, "cannot download \(remote): is a directory", path: remote) }
         guard let size = attrs.size, size >= resumeThreshold else {
@@ -51,7 +51,7 @@ public enum Transfer {
                 try stream(file, size: attrs.size, exact: known != nil && attrs.kind == .file, progress: progress) { chunk in try writeAll(fd, chunk, local) }
                 return attrs
             } finish: { fd in
-                try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
+                try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime, fsync: fsync, path: local)
             }
         }
         return try writeLocalAtomically(local: local, resumable: true) { fd, temp in
@@ -94,15 +94,8 @@ public enum Transfer {
             journal.remove()
             return attrs
         } finish: { fd in
-            try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime)
+            try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime, fsync: fsync, path: local)
         }
-    }
-
-    /// Convenience: one channel.
-    @discardableResult
-    public static func download(_ sftp: SFTP, remote: String, local: String, preserveMtime: Bool = false,
-                                known: FileAttributes? = nil, progress: TransferProgress? = nil) throws -> FileAttributes {
-        try download([sftp], remote: remote, local: local, preserveMtime: preserveMtime, known: known, progress: progress)
     }
 
     static func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, _ local: String) throws {
@@ -168,12 +161,14 @@ public enum Transfer {
     public static let processUmask: mode_t = { let m = umask(0o022); umask(m); return m }()
 
     /// Mode (what a new file gets here: 0666 & ~umask, as cp/sftp/paramiko do) and mtime.
-    static func finishLocal(_ fd: Int32, attrs: FileAttributes, preserveMtime: Bool) throws {
+    static func finishLocal(_ fd: Int32, attrs: FileAttributes, preserveMtime: Bool, fsync: Bool = false, path: String = "") throws {
         fchmod(fd, 0o666 & ~processUmask)
         if preserveMtime, let m = attrs.mtime {
             var times = [timespec(tv_sec: Int(attrs.atime ?? m), tv_nsec: 0), timespec(tv_sec: Int(m), tv_nsec: 0)]
             futimens(fd, &times)
         }
+        // `fsync`: the bytes are on the local disk before the file takes its name.
+        if fsync, Foundation.fsync(fd) != 0 { throw SSHError.local(errno, "cannot fsync", path: path) }
     }
 
     /// Reads `file` to its end, handing each block to `sink`; returns the bytes read.
@@ -231,10 +226,9 @@ public enum Transfer {
     /// dropped connection, Timeout or Ctrl-C (with a journal under ~/.cache/sftplua/resume), and
     /// the next upload of the same unchanged file to the same place resumes there.
     @discardableResult
-    public static func upload(_ channels: [SFTP], local: String, remote: String, preserveMtime: Bool = false,
-                              confirm: Bool = true, targetChecked: Bool = false, acksConfirm: Bool = false,
-                              progress: TransferProgress? = nil) throws -> FileAttributes {
+    public static func upload(_ channels: [SFTP], _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
         let sftp = channels[0]
+        let (local, remote, preserveMtime) = (job.local, job.remote, job.preserveMtime)
         let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
         defer { Foundation.close(fd) }
@@ -245,8 +239,7 @@ public enum Transfer {
         let mtime: (UInt64, UInt64)? = preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil
         let mode = Int32(st.st_mode & 0o777)
         guard st.st_mode & S_IFMT == S_IFREG, size >= resumeThreshold else {
-            return try upload(sftp, remote: remote, size: size, mode: mode, mtime: mtime, confirm: confirm,
-                              targetChecked: targetChecked, acksConfirm: acksConfirm, progress: progress) { buf, count in
+            return try upload(sftp, job, size: size, plan: UploadPlan(mode: mode, mtime: mtime), progress: progress) { buf, count in
                 while true {
                     let n = Foundation.read(fd, buf, count)
                     if n < 0 && errno == EINTR { continue }
@@ -262,10 +255,9 @@ public enum Transfer {
         // The temp name carries the source's identity, so another file's upload to the same
         // target never writes into what this one would resume.
         let key = shortHash("\(size):\(identity.0):\(identity.1)").prefix(10)
-        return try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
-                                    targetChecked: targetChecked, resume: resume != nil, keepOnDrop: true,
-                                    acksConfirm: acksConfirm, tempKey: String(key),
-                                    minResumeSize: resume.map { $0.ranges.map { $0[2] }.max() ?? 0 } ?? 0) { first, temp, resuming in
+        let plan = UploadPlan(mode: mode, mtime: mtime, resume: resume != nil, keepOnDrop: true, tempKey: String(key),
+                              minResumeSize: resume.map { $0.ranges.map { $0[2] }.max() ?? 0 } ?? 0)
+        return try uploadAtomically(sftp, job, plan) { first, temp, resuming in
             let journal: JournalFile
             if resuming, let resume {
                 journal = JournalFile(path: jpath, journal: resume)
@@ -327,23 +319,12 @@ public enum Transfer {
         }
     }
 
-    /// Convenience: one channel.
-    @discardableResult
-    public static func upload(_ sftp: SFTP, local: String, remote: String, preserveMtime: Bool = false,
-                              confirm: Bool = true, targetChecked: Bool = false, acksConfirm: Bool = false,
-                              progress: TransferProgress? = nil) throws -> FileAttributes {
-        try upload([sftp], local: local, remote: remote, preserveMtime: preserveMtime, confirm: confirm,
-                   targetChecked: targetChecked, acksConfirm: acksConfirm, progress: progress)
-    }
-
     /// Uploads what `source` yields (0 = end) to `remote` through a temp name.
     @discardableResult
-    public static func upload(_ sftp: SFTP, remote: String, size: UInt64?, mode: Int32 = 0o644,
-                              mtime: (UInt64, UInt64)? = nil, confirm: Bool = true, targetChecked: Bool = false,
-                              acksConfirm: Bool = false, progress: TransferProgress? = nil,
+    public static func upload(_ sftp: SFTP, _ job: TransferJob, size: UInt64?, plan: UploadPlan = UploadPlan(),
+                              progress: TransferProgress? = nil,
                               source: (UnsafeMutableRawPointer, Int) throws -> Int) throws -> FileAttributes {
-        try uploadAtomically(sftp, remote: remote, mode: mode, mtime: mtime, confirm: confirm,
-                             targetChecked: targetChecked, resume: false, acksConfirm: acksConfirm) { file, _, _ in
+        try uploadAtomically(sftp, job, plan) { file, _, _ in
             let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
             defer { buf.deallocate() }
             var done: UInt64 = 0
@@ -361,15 +342,62 @@ public enum Transfer {
         }
     }
 
-    /// Creates (or, with `resume`, reopens) the hidden temp file beside `remote`, lets `body`
-    /// write it (it returns the bytes written and what to do once renamed), closes it, checks
-    /// its size (`confirm`), sets the mtime, and renames it into place. On an error the temp file
-    /// is removed and `remote` is untouched, except after a dropped connection, Timeout or Ctrl-C
-    /// when the body keeps a journal (large files): then the temp file stays to be resumed.
-    static func uploadAtomically(_ sftp: SFTP, remote: String, mode: Int32, mtime: (UInt64, UInt64)?,
-                                 confirm: Bool, targetChecked: Bool, resume: Bool, keepOnDrop: Bool = false,
-                                 acksConfirm: Bool = false, tempKey: String? = nil, minResumeSize: UInt64 = 0,
+    /// Copies the remote file `src` to `dst` on the same server, through a temp name beside
+    /// `dst` and an atomic rename, keeping `src`'s permission bits. The server copies the bytes
+    /// itself with `copy-data` where it offers it; otherwise they stream through the client
+    /// (read-ahead and write-behind both pipelined).
+    @discardableResult
+    public static func remoteCopy(_ sftp: SFTP, from src: String, to dst: String) throws -> FileAttributes {
+        let source = try sftp.open(src, flags: .read)
+        defer { try? source.close() }
+        let attrs = try source.stat()
+        if attrs.isDir { throw SSHError(.io, "cannot copy \(src): is a directory", path: src) }
+        let size = attrs.size
+        let job = TransferJob(.upload, remote: dst, local: src, preserveMtime: false, confirm: size != nil)
+        let plan = UploadPlan(mode: Int32((attrs.mode ?? 0o644) & 0o7777))
+        return try uploadAtomically(sftp, job, plan) { target, _, _ in
+            if sftp.hasExtension("copy-data") {
+                let (from, to) = (source.handle, target.handle)
+                let r = try sftp.call(FXP.EXTENDED) { w in
+                    w.string("copy-data"); w.string(from); w.u64(0); w.u64(0); w.string(to); w.u64(0)
+                }
+                try sftp.expectOK(r, "cannot copy \(src) to", path: dst)
+                return (size ?? 0, {})
+            }
+            source.knownSize = attrs.kind == .file ? size : nil
+            let done = try stream(source, size: size, exact: attrs.kind == .file && size != nil) { chunk in try target.write(chunk) }
+            return (done, {})
+        }
+    }
+
+    /// How an upload's temp file is made: the new file's mode and times, and whether an
+    /// interrupted upload's temp (named with `tempKey`, at least `minResumeSize` long) is
+    /// resumed and kept after a drop.
+    public struct UploadPlan {
+        public var mode: Int32 = 0o644
+        public var mtime: (UInt64, UInt64)?
+        public var resume = false
+        public var keepOnDrop = false
+        public var tempKey: String?
+        public var minResumeSize: UInt64 = 0
+        public init(mode: Int32 = 0o644, mtime: (UInt64, UInt64)? = nil, resume: Bool = false, keepOnDrop: Bool = false,
+                    tempKey: String? = nil, minResumeSize: UInt64 = 0) {
+            self.mode = mode; self.mtime = mtime; self.resume = resume; self.keepOnDrop = keepOnDrop
+            self.tempKey = tempKey; self.minResumeSize = minResumeSize
+        }
+    }
+
+    /// Creates (or, with `plan.resume`, reopens) the hidden temp file beside `job.remote`, lets
+    /// `body` write it (it returns the bytes written and what to do once renamed), closes it
+    /// (every write acknowledged), checks its size (`job.confirm`), sets the mtime, flushes it to
+    /// disk (`job.fsync`), and renames it into place (atomically where the server offers
+    /// posix-rename). On an error the temp file is removed and the target is untouched, except
+    /// after a dropped connection, Timeout or Ctrl-C when the body keeps a journal (large files):
+    /// then the temp file stays to be resumed.
+    static func uploadAtomically(_ sftp: SFTP, _ job: TransferJob, _ plan: UploadPlan,
                                  _ body: (SFTPFile, String, Bool) throws -> (UInt64, () -> Void)) throws -> FileAttributes {
+        let (remote, mode, mtime, confirm, targetChecked) = (job.remote, plan.mode, plan.mtime, job.confirm, job.targetChecked)
+        let (resume, keepOnDrop, acksConfirm, tempKey, minResumeSize) = (plan.resume, plan.keepOnDrop, job.acksConfirm, plan.tempKey, plan.minResumeSize)
         let slash = remote.lastIndex(of: "/")
         let dir = slash.map { String(remote[...$0]) } ?? ""
         let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
@@ -420,6 +448,7 @@ public enum Transfer {
             keep = true
             throw e
         }
+        if job.fsync { try f.fsync() }
         try f.close()
         var attrs: FileAttributes
         if acksConfirm && !resuming {

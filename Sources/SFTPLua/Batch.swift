@@ -124,6 +124,7 @@ enum Batch {
                                         confirm: try o.bool("confirm") ?? true,
                                         targetChecked: try o.bool("checked") ?? false, sourceAttributes: known))
                 jobs[jobs.count - 1].fsync = try o.bool("fsync") ?? false
+                jobs[jobs.count - 1].acksConfirm = true
             }
             let pool = TransferPool(main: try conn.channel(), options: conn.session.options, parallel: parallel)
             var total: UInt64 = 0

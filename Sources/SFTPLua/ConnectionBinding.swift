@@ -102,7 +102,7 @@ enum ConnectionBinding {
         c.method("get") { conn, l in
             let remote = conn.remote(try l.checkString(2, method: true))
             let given = try l.optString(3, method: true)
-            let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel"], function: "get", method: true)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel", "fsync"], function: "get", method: true)
             let local = given ?? Paths.basename(remote)
             let streams = try parallel(o)
             let sftp = try conn.channel()
@@ -111,9 +111,9 @@ enum ConnectionBinding {
                 ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "get " + Paths.basename(remote), totalBytes: attrs.size ?? 0)
-            try Transfer.download([sftp] + (extra?.channels ?? []), remote: remote, local: local,
-                                        preserveMtime: try o.bool("preserve_mtime") ?? false, known: attrs,
-                                        progress: progress(l, try o.function("callback"), bar: bar))
+            let job = TransferJob(.download, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
+                                  sourceAttributes: attrs, fsync: try o.bool("fsync") ?? false)
+            try Executor.one(sftp, job, extra: extra?.channels ?? [], progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
             conn.note("get \(remote) -> \(local)")
             return 0
@@ -121,17 +121,17 @@ enum ConnectionBinding {
         c.method("put") { conn, l in
             let local = try l.checkString(2, method: true)
             let given = try l.optString(3, method: true)
-            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel"], function: "put", method: true)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync"], function: "put", method: true)
             let remote = conn.remote(given ?? Paths.basename(local))
             let streams = try parallel(o)
             let big = (Transfer.localSize(local) ?? 0) >= Transfer.rangeThreshold
             let extra = streams > 1 && big ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "put " + Paths.basename(local), totalBytes: Transfer.localSize(local) ?? 0)
-            let attrs = try Transfer.upload([try conn.channel()] + (extra?.channels ?? []), local: local, remote: remote,
-                                                  preserveMtime: try o.bool("preserve_mtime") ?? false,
-                                                  confirm: try o.bool("confirm") ?? true,
-                                                  progress: progress(l, try o.function("callback"), bar: bar))
+            let job = TransferJob(.upload, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
+                                  confirm: try o.bool("confirm") ?? true, targetChecked: false, fsync: try o.bool("fsync") ?? false)
+            let attrs = try Executor.one(try conn.channel(), job, extra: extra?.channels ?? [],
+                                         progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
             conn.note("put \(local) -> \(remote)")
             AttributeTable.push(l, attrs)

@@ -91,6 +91,33 @@ extension ConnectionBinding {
             try conn.channel().symlink(target: target, linkpath: link)
             return 0
         }
+        c.method("link") { conn, l in
+            // c:link(target, linkpath): a hard link (hardlink@openssh.com).
+            let target = conn.remote(try l.checkString(2, method: true))
+            let link = conn.remote(try l.checkString(3, method: true))
+            try conn.channel().hardlink(target: target, linkpath: link)
+            return 0
+        }
+        c.method("copy") { conn, l in
+            // c:copy(src, dst): server-side (copy-data) where offered, else streamed; atomic.
+            let src = conn.remote(try l.checkString(2, method: true))
+            let dst = conn.remote(try l.checkString(3, method: true))
+            AttributeTable.push(l, try Transfer.remoteCopy(try conn.channel(), from: src, to: dst))
+            conn.note("copy \(src) -> \(dst)")
+            return 1
+        }
+        c.method("statvfs") { conn, l in
+            let path = conn.remote(try l.checkString(2, method: true))
+            let fields = try conn.channel().statvfs(path)
+            l.newTable(nrec: Int32(fields.count))
+            for (k, v) in fields { l.set(-1, k, Int64(truncatingIfNeeded: v)) }
+            return 1
+        }
+        c.getter("extensions") { conn, l in
+            let ext = try conn.channel().extensions
+            l.newTable(nrec: Int32(ext.count))
+            for (k, v) in ext { l.set(-1, k, v) }
+        }
         c.method("readlink") { conn, l in
             let path = conn.remote(try l.checkString(2, method: true))
             let sftp = try conn.channel()
@@ -166,7 +193,7 @@ extension ConnectionBinding {
             let count = l.rawLength(3)
             var off = 0
             try l.withBytes(3) { bytes in
-                try Transfer.upload(try conn.channel(), remote: path, size: UInt64(count), confirm: true) { buf, cap in
+                try Transfer.upload(try conn.channel(), TransferJob(.upload, remote: path, local: "", confirm: true), size: UInt64(count)) { buf, cap in
                     let n = min(cap, bytes.count - off)
                     if n > 0 { buf.copyMemory(from: bytes.baseAddress!.advanced(by: off), byteCount: n) }
                     off += n

@@ -591,6 +591,11 @@ local function scan(list_many, root, o, warnings, side, source_rejected)
     end
     level = nextlevel
   end
+  -- The order a depth-first walk of sorted listings gives (a directory, then its contents):
+  -- paths compared name by name, which is bytewise with "/" below every byte of a name.
+  local key = {}
+  for _, rel in ipairs(order) do key[rel] = rel:gsub("/", "\0") end
+  table.sort(order, function(a, b) return key[a] < key[b] end)
   return entries, order, protected, temps
 end
 

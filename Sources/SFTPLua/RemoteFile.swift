@@ -254,8 +254,8 @@ extension ConnectionBinding {
             l.getFieldProtected(fileIdx, "read")
             guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a read method expected, got \(l.typeName(fileIdx))", method: true) }
             let readFn = l.absIndex(-1)
-            let attrs = try Transfer.upload(try conn.channel(), remote: path, size: size > 0 ? UInt64(size) : nil,
-                                            confirm: try o.bool("confirm") ?? true, progress: cb) { buf, cap in
+            let job = TransferJob(.upload, remote: path, local: "", confirm: try o.bool("confirm") ?? true)
+            let attrs = try Transfer.upload(try conn.channel(), job, size: size > 0 ? UInt64(size) : nil, progress: cb) { buf, cap in
                 try l.call(readFn, nresults: 1) { l.pushValue(fileIdx); l.push(cap); return 2 }
                 defer { l.pop() }
                 guard let n = l.withBytes(-1, { b -> Int in

@@ -25,10 +25,11 @@ public final class TestServer: @unchecked Sendable {
     }()
 
     /// Starts a server. `extraConfig` lines go into its sshd_config.
-    public init(extraConfig: String = "") throws {
+    /// `sftpServer` replaces the SFTP subsystem (OpenSSH's internal-sftp) with a command.
+    public init(extraConfig: String = "", sftpServer: String? = nil) throws {
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("sftplua-test-\(getpid())-\(UUID().uuidString.prefix(8))").path
         let r = try runProcess("/bin/bash", [repoRoot.appendingPathComponent("scripts/test-sshd").path, tmp, String(getpid())],
-                               env: ["SFTPLUA_TEST_SSHD_EXTRA": extraConfig], timeout: 60)
+                               env: ["SFTPLUA_TEST_SSHD_EXTRA": extraConfig, "SFTPLUA_TEST_SFTP_SERVER": sftpServer ?? ""], timeout: 60)
         guard r.status == 0 else { throw TestError("scripts/test-sshd failed with \(r.status): \(r.stderr)") }
         let data = Data(r.stdout.utf8)
         var v: [String: String] = [:]

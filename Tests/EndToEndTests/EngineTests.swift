@@ -1,0 +1,231 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The SFTP engine of our own (issue 14): extensions and their fallbacks, one connection for
+/// trees, pipelined listings, and hostile servers that break the protocol.
+struct EngineTests {
+    let server = TestServer.shared
+
+    func run(_ body: String, env: [String: String] = [:]) throws -> [String] {
+        let r = try server.runScript("local c <close> = sftp.connect\(server.connectLua)\n" + body, env: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        return r.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+    }
+
+    @Test func extensionsAreListed() throws {
+        let out = try run("""
+        local names = {}
+        for k, v in pairs(c.extensions) do names[#names + 1] = k .. "=" .. v end
+        table.sort(names)
+        print(table.concat(names, ","))
+        """)
+        let names = out.first ?? ""
+        for e in ["posix-rename@openssh.com=1", "fsync@openssh.com=1", "statvfs@openssh.com=2", "hardlink@openssh.com=1",
+                  "limits@openssh.com=1"] {
+            #expect(names.contains(e), "\(e) in \(names)")
+        }
+        let none = try run("print(c.extensions['posix-rename@openssh.com'], c.extensions['fsync@openssh.com'])",
+                           env: ["SFTPLUA_IGNORE_EXTENSIONS": "posix-rename@openssh.com,fsync@openssh.com"])
+        #expect(none == ["nil\tnil"])
+    }
+
+    @Test func statvfsGivesTheFileSystemsNumbers() throws {
+        let dir = try server.makeRemoteDir()
+        var st = statvfs()
+        #expect(statvfs(dir, &st) == 0)
+        let out = try run("""
+        local v = c:statvfs("\(dir)")
+        print(v.f_bsize, v.f_namemax, v.f_blocks, v.f_bfree <= v.f_blocks, v.f_files ~= nil, v.f_flag ~= nil, v.f_fsid ~= nil, v.f_frsize ~= nil, v.f_favail ~= nil, v.f_bavail ~= nil, v.f_ffree ~= nil)
+        local ok, e = pcall(c.statvfs, c, "\(dir)/missing")
+        print(e.kind)
+        """)
+        #expect(out.first == "\(st.f_bsize)\t\(st.f_namemax)\t\(st.f_blocks)\ttrue\ttrue\ttrue\ttrue\ttrue\ttrue\ttrue\ttrue")
+        #expect(out.last == "FileNotFound")
+        let lacking = try server.runScript("""
+        local c <close> = sftp.connect\(server.connectLua)
+        local ok, e = pcall(c.statvfs, c, "\(dir)")
+        print(e.kind, e.message)
+        """, env: ["SFTPLUA_IGNORE_EXTENSIONS": "statvfs@openssh.com"])
+        #expect(lacking.stdout.hasPrefix("IOError\t"))
+        #expect(lacking.stdout.contains("statvfs@openssh.com"))
+    }
+
+    @Test func hardLinks() throws {
+        let dir = try server.makeRemoteDir()
+        try "one".write(toFile: dir + "/a", atomically: true, encoding: .utf8)
+        let out = try run("""
+        c:link("\(dir)/a", "\(dir)/b")
+        print(c:read("\(dir)/b"))
+        local ok, e = pcall(c.link, c, "\(dir)/a", "\(dir)/b")
+        print(e.kind)
+        ok, e = pcall(c.link, c, "\(dir)/missing", "\(dir)/c")
+        print(e.kind, e.path)
+        """)
+        #expect(out == ["one", "FileExists", "FileNotFound\t\(dir)/missing"])
+        var sa = stat(), sb = stat()
+        #expect(lstat(dir + "/a", &sa) == 0 && lstat(dir + "/b", &sb) == 0)
+        #expect(sa.st_ino == sb.st_ino && sa.st_nlink == 2)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/c"))
+    }
+
+    @Test func copyServerSideAndStreamed() throws {
+        let dir = try server.makeRemoteDir()
+        let data = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) })
+        try data.write(to: URL(fileURLWithPath: dir + "/src"))
+        chmod(dir + "/src", 0o640)
+        for (name, env) in [("server", [String: String]()), ("streamed", ["SFTPLUA_IGNORE_EXTENSIONS": "copy-data"])] {
+            let out = try run("""
+            local a = c:copy("\(dir)/src", "\(dir)/\(name)")
+            print(a.st_size, a.st_mode & 0xfff)
+            local ok, e = pcall(c.copy, c, "\(dir)/missing", "\(dir)/x")
+            print(e.kind)
+            ok, e = pcall(c.copy, c, "\(dir)/src", "\(dir)")
+            print(e.kind)
+            """, env: env)
+            #expect(out == ["300000\t\(0o640)", "FileNotFound", "IOError"], "\(name)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/\(name)")) == data, "\(name)")
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(left == ["server", "src", "streamed"])
+    }
+
+    @Test func fsyncOptionAndItsAbsence() throws {
+        let dir = try server.makeRemoteDir()
+        let local = try makeTempDir("fsync")
+        try "payload".write(toFile: local + "/f", atomically: true, encoding: .utf8)
+        let out = try run("""
+        print(c:put("\(local)/f", "\(dir)/f", {fsync = true}).st_size)
+        c:get("\(dir)/f", "\(local)/back", {fsync = true})
+        print(io.open("\(local)/back"):read("a"))
+        """)
+        #expect(out == ["7", "payload"])
+        let lacking = try server.runScript("""
+        local c <close> = sftp.connect\(server.connectLua)
+        local ok, e = pcall(c.put, c, "\(local)/f", "\(dir)/g", {fsync = true})
+        print(e.kind, c:exists("\(dir)/g"))
+        print(e.message)
+        """, env: ["SFTPLUA_IGNORE_EXTENSIONS": "fsync@openssh.com"])
+        let lines = lacking.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "IOError\tfalse")
+        #expect(lines.last?.contains("fsync@openssh.com") == true)
+        // No temp file stays behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["f"])
+    }
+
+    @Test func replacingAFileWithAndWithoutPosixRename() throws {
+        let dir = try server.makeRemoteDir()
+        let local = try makeTempDir("replace")
+        for (i, env) in [[String: String](), ["SFTPLUA_IGNORE_EXTENSIONS": "posix-rename@openssh.com"]].enumerated() {
+            try "old".write(toFile: dir + "/t\(i)", atomically: true, encoding: .utf8)
+            try "new contents \(i)".write(toFile: local + "/n", atomically: true, encoding: .utf8)
+            let out = try run("""
+            c:put("\(local)/n", "\(dir)/t\(i)")
+            print(c:read("\(dir)/t\(i)"))
+            c:rename("\(dir)/t\(i)", "\(dir)/r\(i)")
+            local ok, e = pcall(c.rename, c, "\(dir)/r\(i)", "\(dir)/r\(i)")
+            print(ok or e.kind)
+            """, env: env)
+            #expect(out.first == "new contents \(i)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["r0", "r1"])
+    }
+
+    /// A tree goes over one connection (parallel asks for more), and both directions give the
+    /// same tree; the second mirror plans nothing.
+    @Test func treesUseOneConnectionUnlessParallelAsks() throws {
+        let relay = try FaultRelay(to: server.port)
+        defer { relay.stop() }
+        let remote = try server.makeRemoteDir()
+        let local = try makeTempDir("onecon")
+        for d in 0..<6 {
+            try FileManager.default.createDirectory(atPath: "\(remote)/src/d\(d)/e", withIntermediateDirectories: true)
+            for f in 0..<30 {
+                try Data(repeating: UInt8(d * 30 + f), count: 1000 + f * 97).write(to: URL(fileURLWithPath: "\(remote)/src/d\(d)/f\(f)"))
+            }
+            try Data("deep".utf8).write(to: URL(fileURLWithPath: "\(remote)/src/d\(d)/e/x"))
+        }
+        let kh = try relay.knownHosts(copying: server)
+        func script(_ body: String) throws -> [String] {
+            let r = try server.runScript("""
+            local c <close> = sftp.connect{host = "127.0.0.1", port = \(relay.port), known_hosts = "\(kh)"}
+            \(body)
+            """, cwd: local)
+            #expect(r.status == 0, "\(r.stderr)")
+            return r.stdout.split(separator: "\n").map(String.init)
+        }
+        var before = relay.accepted
+        _ = try script("""
+        c:get_r("\(remote)/src", "g", {preserve_mtime = true})
+        c:put_r("g", "\(remote)/up", {preserve_mtime = true})
+        """)
+        #expect(relay.accepted - before == 1)
+        #expect(try dirDigest(remote + "/src") == dirDigest(local + "/g"))
+        #expect(try dirDigest(remote + "/src") == dirDigest(remote + "/up"))
+        before = relay.accepted
+        let again = try script("""
+        local a = c:mirror_down("\(remote)/src", "g")
+        local b = c:mirror_up("g", "\(remote)/up")
+        print(#a.actions, #b.actions)
+        """)
+        #expect(again == ["0\t0"])
+        #expect(relay.accepted - before == 1)
+        before = relay.accepted
+        _ = try script(#"c:get_r("\#(remote)/src", "g2", {parallel = 3})"#)
+        #expect(relay.accepted - before == 3)
+        #expect(try dirDigest(remote + "/src") == dirDigest(local + "/g2"))
+    }
+
+    func dirDigest(_ root: String) throws -> [String] {
+        let fm = FileManager.default
+        var out: [String] = []
+        for rel in try fm.subpathsOfDirectory(atPath: root).sorted() {
+            let p = root + "/" + rel
+            var isDir: ObjCBool = false
+            _ = fm.fileExists(atPath: p, isDirectory: &isDir)
+            out.append(isDir.boolValue ? rel + "/" : rel + "=" + String((try Data(contentsOf: URL(fileURLWithPath: p))).hashValue))
+        }
+        return out
+    }
+
+    /// Hostile servers: every broken reply ends in ConnectionError (Timeout for a server that
+    /// stops answering, with `timeout`), never a crash, a hang or a file written.
+    @Test func hostileServersGetAConnectionError() throws {
+        let modeFile = try makeTempDir("hostile") + "/mode"
+        try "honest".write(toFile: modeFile, atomically: true, encoding: .utf8)
+        let hostile = try TestServer(sftpServer: "/usr/bin/env python3 \(repoRoot.path)/Tests/Fixtures/hostile-sftp-server.py \(modeFile)")
+        defer { hostile.stop() }
+        let local = try makeTempDir("hostile-local")
+        try "good".write(toFile: local + "/out", atomically: true, encoding: .utf8)
+        let cases: [(String, String, String)] = [
+            ("honest", #"print(c:stat("f").st_size); c:get("f", "got"); print(#io.open("got"):read("a"))"#, "100\n100"),
+            ("huge-length", #"c:stat("f")"#, "ConnectionError"),
+            ("name-count", #"c:listdir(".")"#, "ConnectionError"),
+            ("unknown-id", #"c:stat("f")"#, "ConnectionError"),
+            ("short-string", #"c:listdir(".")"#, "ConnectionError"),
+            ("bad-type", #"c:stat("f")"#, "ConnectionError"),
+            ("truncated-close", #"c:stat("f")"#, "ConnectionError"),
+            ("big-data", #"c:get("f", "out")"#, "ConnectionError"),
+            ("bad-version", "", "ConnectionError"),
+            ("silent-close", "", "ConnectionError"),
+            ("handle-too-long", #"c:open("f")"#, "ConnectionError"),
+            ("attrs-count", #"c:stat("f")"#, "ConnectionError"),
+            ("stall", #"c:stat("f")"#, "Timeout"),
+        ]
+        for (mode, call, want) in cases {
+            try mode.write(toFile: modeFile, atomically: true, encoding: .utf8)
+            let r = try hostile.runScript("""
+            local ok, e = pcall(function()
+              local c <close> = sftp.connect{host = "127.0.0.1", port = \(hostile.port), known_hosts = "\(hostile.knownHosts)", timeout = 3}
+              \(call)
+              -- After a broken reply the connection stays closed.
+              if c.closed == false then c:stat("f") end
+            end)
+            if not ok then print(type(e) == "table" and e.kind or tostring(e)) end
+            """, cwd: local, timeout: 60)
+            #expect(r.status == 0, "\(mode): \(r.stderr)")
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == want, "\(mode): \(r.stdout) \(r.stderr)")
+            #expect(try String(contentsOfFile: local + "/out", encoding: .utf8) == "good", "\(mode)")
+        }
+    }
+}
