@@ -132,26 +132,28 @@ sftp._check_parallel = check_parallel
 
 -- Trees are walked a level at a time: every directory of a level is listed at once
 -- (c:_listdirs pipelines them over the connection), so a tree costs a few round trips per
--- level, not per directory.
-local function download_dir(c, rdir, ldir, opts, recursive, fname)
-  opts = check_opts(opts, fname, 3, {preserve_mtime = true, parallel = true})
-  check(rdir, 1, fname, "string"); check(ldir, 2, fname, "string")
-  local parallel = check_parallel(opts.parallel, fname)
-  local root = c:normalize(rdir)
-  if not c:isdir(root) then
-    if c:exists(root) then sftp.error("IOError", fname .. ": " .. rdir .. " is not a directory", rdir) end
-    sftp.error("FileNotFound", fname .. ": no such directory " .. rdir, rdir)
+-- level, not per directory. Each call plans first (what to create, what to copy), changing
+-- nothing, then acts; `sftplua run --dry-run` prints the plan instead.
+local function show_plan(plan)
+  for _, level in ipairs(plan.mkdirs) do
+    for _, d in ipairs(level) do io.write(("dry run: would mkdir %s\n"):format(d)) end
   end
-  local_makedirs(ldir)
-  local pm = opts.preserve_mtime and true or false
-  local jobs = {}
+  for _, j in ipairs(plan.jobs) do
+    if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(j.remote, j["local"]))
+    else io.write(("dry run: would put %s %s\n"):format(j["local"], j.remote)) end
+  end
+end
+
+local function plan_download(c, root, ldir, recursive, pm, fname)
+  local plan = {mkdirs = {}, jobs = {}}
+  local jobs = plan.jobs
   local level, depth = {{root, ldir}}, 0
   while #level > 0 do
     if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
     local dirs = {}
     for i, p in ipairs(level) do dirs[i] = p[1] end
     local listings, errs = c:_listdirs(dirs)
-    local nextlevel = {}
+    local nextlevel, mk = {}, {}
     for i, p in ipairs(level) do
       local rd, ld = p[1], p[2]
       if not listings[i] then error(errs[i], 0) end
@@ -176,31 +178,46 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
             end
           elseif t == "dir" and recursive then
             if not la or la.type == "dir" then   -- never descend through a local symlink
-              if not la then fs.mkdir(lp, 777) end
+              if not la then mk[#mk + 1] = lp end
               nextlevel[#nextlevel + 1] = {rp, lp}
             end
           end
         end
       end
     end
+    plan.mkdirs[#plan.mkdirs + 1] = mk
     level, depth = nextlevel, depth + 1
   end
-  run_jobs(c, jobs, parallel)
+  return plan
 end
 
-local function upload_dir(c, ldir, rdir, opts, recursive, fname)
-  opts = check_opts(opts, fname, 3, {preserve_mtime = true, confirm = true, parallel = true})
-  check(ldir, 1, fname, "string"); check(rdir, 2, fname, "string")
+local function download_dir(c, rdir, ldir, opts, recursive, fname)
+  opts = check_opts(opts, fname, 3, {preserve_mtime = true, parallel = true})
+  check(rdir, 1, fname, "string"); check(ldir, 2, fname, "string")
   local parallel = check_parallel(opts.parallel, fname)
-  local la = fs.stat(ldir)
-  if not la then sftp.error("FileNotFound", fname .. ": no such directory " .. ldir, ldir) end
-  if la.type ~= "dir" then sftp.error("OSError", fname .. ": " .. ldir .. " is not a directory", ldir) end
+  local root = c:normalize(rdir)
+  if not c:isdir(root) then
+    if c:exists(root) then sftp.error("IOError", fname .. ": " .. rdir .. " is not a directory", rdir) end
+    sftp.error("FileNotFound", fname .. ": no such directory " .. rdir, rdir)
+  end
+  local plan = plan_download(c, root, ldir, recursive, opts.preserve_mtime and true or false, fname)
+  if sftp.dry_run then
+    if not fs.stat(ldir) then io.write(("dry run: would mkdir %s\n"):format(ldir)) end
+    return show_plan(plan)
+  end
+  local_makedirs(ldir)
+  for _, level in ipairs(plan.mkdirs) do
+    for _, d in ipairs(level) do if not fs.lstat(d) then fs.mkdir(d, 777) end end
+  end
+  run_jobs(c, plan.jobs, parallel)
+end
+
+local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
+  local plan = {mkdirs = {}, jobs = {}}
+  local jobs = plan.jobs
   local root = fs.realpath(ldir)
-  c:makedirs(rdir)
-  local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
-  local jobs = {}
-  local fresh = {}   -- remote directories made by this call: known to be empty, not listed
-  local level, depth = {{ldir, c:normalize(rdir)}}, 0
+  local fresh = {}   -- remote directories this call makes: known to be empty, not listed
+  local level, depth = {{ldir, rroot}}, 0
   while #level > 0 do
     if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
     -- One listing per remote dir tells which names are directories (no stat per file); the
@@ -239,10 +256,44 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
         end
       end
     end
-    if #mk > 0 then c:_mkdirs(mk, 777) end
+    plan.mkdirs[#plan.mkdirs + 1] = mk
     level, depth = nextlevel, depth + 1
   end
-  run_jobs(c, jobs, parallel)
+  return plan
+end
+
+local function upload_dir(c, ldir, rdir, opts, recursive, fname)
+  opts = check_opts(opts, fname, 3, {preserve_mtime = true, confirm = true, parallel = true})
+  check(ldir, 1, fname, "string"); check(rdir, 2, fname, "string")
+  local parallel = check_parallel(opts.parallel, fname)
+  local la = fs.stat(ldir)
+  if not la then sftp.error("FileNotFound", fname .. ": no such directory " .. ldir, ldir) end
+  if la.type ~= "dir" then sftp.error("OSError", fname .. ": " .. ldir .. " is not a directory", ldir) end
+  local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
+  if sftp.dry_run then
+    if not c:exists(rdir) then
+      io.write(("dry run: would makedirs %s\n"):format(rdir))
+      -- Nothing of the target exists yet: every local directory and file would be new.
+      local plan = {mkdirs = {}, jobs = {}}
+      local function walk(ld, rd, depth)
+        if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", ld) end
+        for _, e in ipairs(fs.ls(ld)) do
+          local lp, rp = join(ld, e.filename), join(rd, e.filename)
+          if e.type == "file" then plan.jobs[#plan.jobs + 1] = {op = "put", remote = rp, ["local"] = lp}
+          elseif e.type == "dir" and recursive then plan.mkdirs[#plan.mkdirs + 1] = {rp}; walk(lp, rp, depth + 1) end
+        end
+      end
+      walk(ldir, rdir, 0)
+      return show_plan(plan)
+    end
+    return show_plan(plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname))
+  end
+  c:makedirs(rdir)
+  local plan = plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname)
+  for _, level in ipairs(plan.mkdirs) do
+    if #level > 0 then c:_mkdirs(level, 777) end
+  end
+  run_jobs(c, plan.jobs, parallel)
 end
 
 function M.get_d(c, rdir, ldir, opts) download_dir(c, rdir, ldir, opts, false, "get_d") end

@@ -142,8 +142,9 @@ end
 
 -- Under --dry-run, everything that would change a server or the local disk through sftplua
 -- prints what it would do instead (mirrors print their plan).
-local mutating = {"put", "put_d", "put_r", "putfo", "write", "mkdir", "makedirs", "rmdir", "remove", "unlink",
-                  "rename", "chmod", "chown", "symlink", "truncate", "execute", "get", "get_d", "get_r", "getfo"}
+-- get_d/get_r/put_d/put_r are not here: they plan first and print their plan in a dry run.
+local mutating = {"put", "putfo", "write", "mkdir", "makedirs", "rmdir", "remove", "unlink",
+                  "rename", "chmod", "chown", "symlink", "link", "copy", "truncate", "execute", "get", "getfo"}
 
 local function guard_mutations()
   for _, name in ipairs(mutating) do

@@ -417,19 +417,35 @@ public final class SFTP {
         }
     }
 
+    /// Lists one directory as the server's entries (names as bytes), in the server's order;
+    /// without `longnames` the `ls -l` texts are dropped as they arrive (less memory for big
+    /// directories).
+    public func listEntries(_ path: String, longnames: Bool = true) throws -> [NameEntry] {
+        var result: Result<[NameEntry], SSHError>?
+        listAsync(path, longnames: longnames) { result = $0 }
+        try wait { result != nil }
+        switch result! {
+        case .success(let entries): return entries
+        case .failure(let e): throw e
+        }
+    }
+
     /// Lists a directory without waiting: OPENDIR, READDIR until end of file, CLOSE (not waited
     /// for). Many directories can be listed at once over one connection.
-    public func listAsync(_ path: String, done: @escaping (Result<[NameEntry], SSHError>) -> Void) {
+    public func listAsync(_ path: String, longnames: Bool = true, done: @escaping (Result<[NameEntry], SSHError>) -> Void) {
         send(FXP.OPENDIR, { $0.string(path) }) { [unowned self] r in
             guard case .success(let reply) = r else { return done(r.map { _ in [] }) }
             guard case .handle(let h) = reply else { return done(.failure(self.unexpected(reply, "cannot list", path: path))) }
             var entries: [NameEntry] = []
             func next() {
-                self.send(FXP.READDIR, expect: SFTPMessages.maxPacket, { $0.string(h) }) { [unowned self] r in
+                self.send(FXP.READDIR, expect: 64 << 10, { $0.string(h) }) { [unowned self] r in
                     switch r {
                     case .failure(let e): done(.failure(e))
                     case .success(.name(let batch)):
-                        for e in batch where e.name != [0x2E] && e.name != [0x2E, 0x2E] { entries.append(e) }
+                        for var e in batch where e.name != [0x2E] && e.name != [0x2E, 0x2E] {
+                            if !longnames { e.longname = [] }
+                            entries.append(e)
+                        }
                         if entries.count > 50_000_000 {
                             self.send(FXP.CLOSE, { $0.string(h) }) { _ in }
                             return done(.failure(SSHError(.io, "cannot list \(path): more than 50,000,000 entries", path: path)))

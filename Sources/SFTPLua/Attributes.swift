@@ -13,6 +13,16 @@ enum AttributeTable {
         ("st_mtime", { $0.mtime.map { Int64(truncatingIfNeeded: $0) } }),
     ]
 
+    /// An entry of a listing: the name and `ls -l` text as the server's bytes.
+    static func push(_ lua: Lua, _ e: NameEntry) {
+        push(lua, e.attributes)
+        let t = lua.absIndex(-1)
+        lua.push(bytes: e.name)
+        lua.setField(t, "filename")
+        lua.push(bytes: e.longname)
+        lua.setField(t, "longname")
+    }
+
     static func push(_ lua: Lua, _ a: FileAttributes, filename: String? = nil, longname: String? = nil) {
         lua.newTable(nrec: 9)
         let t = lua.absIndex(-1)

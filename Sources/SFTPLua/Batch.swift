@@ -52,10 +52,12 @@ enum Batch {
             for i in 0..<n {
                 switch listings[i]! {
                 case .success(let names):
-                    let entries = names.map(DirEntry.init).sorted { $0.name < $1.name }
+                    // Sorted by bytes, names pushed as the server's bytes.
+                    let entries = names.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+                    listings[i] = nil
                     l.newTable(narr: Int32(clamping: entries.count))
                     for (k, e) in entries.enumerated() {
-                        AttributeTable.push(l, e.attributes, filename: e.name, longname: e.longname)
+                        AttributeTable.push(l, e)
                         l.setIndex(-2, k + 1)
                     }
                     l.setIndex(-3, i + 1)

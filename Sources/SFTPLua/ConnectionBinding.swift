@@ -72,16 +72,22 @@ enum ConnectionBinding {
     static func defineListing(_ c: LuaClass<Connection>) {
         c.method("listdir") { conn, l in
             let path = conn.remote(try l.optString(2, method: true) ?? ".")
-            let names = try conn.channel().list(path).map(\.name).sorted()
-            l.push(strings: names)
+            // Names as the server sent them, sorted by bytes; no text decoding, no ls -l lines.
+            let names = try conn.channel().listEntries(path, longnames: false).map(\.name)
+                .sorted { $0.lexicographicallyPrecedes($1) }
+            l.newTable(narr: Int32(clamping: names.count))
+            for (i, n) in names.enumerated() {
+                l.push(bytes: n)
+                l.setIndex(-2, i + 1)
+            }
             return 1
         }
         c.method("listdir_attr") { conn, l in
             let path = conn.remote(try l.optString(2, method: true) ?? ".")
-            let entries = try conn.channel().list(path).sorted { $0.name < $1.name }
+            let entries = try conn.channel().listEntries(path).sorted { $0.name.lexicographicallyPrecedes($1.name) }
             l.newTable(narr: Int32(clamping: entries.count))
             for (i, e) in entries.enumerated() {
-                AttributeTable.push(l, e.attributes, filename: e.name, longname: e.longname)
+                AttributeTable.push(l, e)
                 l.setIndex(-2, i + 1)
             }
             return 1

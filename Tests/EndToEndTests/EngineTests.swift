@@ -176,6 +176,45 @@ struct EngineTests {
         #expect(try dirDigest(remote + "/src") == dirDigest(local + "/g2"))
     }
 
+    /// get_r and put_r plan before they act: under `sftplua run --dry-run` they print the plan
+    /// (directories to make, files to copy) and change nothing on either side.
+    @Test func treeCopiesPrintTheirPlanInADryRun() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("plan")
+        try FileManager.default.createDirectory(atPath: remote + "/src/d", withIntermediateDirectories: true)
+        try "a".write(toFile: remote + "/src/a", atomically: true, encoding: .utf8)
+        try "b".write(toFile: remote + "/src/d/b", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: work + "/lsrc/e", withIntermediateDirectories: true)
+        try "x".write(toFile: work + "/lsrc/x", atomically: true, encoding: .utf8)
+        try "y".write(toFile: work + "/lsrc/e/y", atomically: true, encoding: .utf8)
+        let script = work + "/plan.lua"
+        try """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"}
+        c:get_r("\(remote)/src", "g")
+        c:put_r("lsrc", "\(remote)/up")
+        c:link("\(remote)/src/a", "\(remote)/src/hard")
+        c:copy("\(remote)/src/a", "\(remote)/src/copy")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try runProcess(sftpluaBinary, ["run", "--dry-run", script], env: ["HOME": server.home], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines == [
+            "dry run: would mkdir g",
+            "dry run: would mkdir g/d",
+            "dry run: would get \(remote)/src/a g/a",
+            "dry run: would get \(remote)/src/d/b g/d/b",
+            "dry run: would makedirs \(remote)/up",
+            "dry run: would mkdir \(remote)/up/e",
+            "dry run: would put lsrc/e/y \(remote)/up/e/y",
+            "dry run: would put lsrc/x \(remote)/up/x",
+            "dry run: would link \(remote)/src/a \(remote)/src/hard",
+            "dry run: would copy \(remote)/src/a \(remote)/src/copy",
+        ])
+        #expect(!FileManager.default.fileExists(atPath: work + "/g"))
+        #expect(!FileManager.default.fileExists(atPath: remote + "/up"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote + "/src").sorted() == ["a", "d"])
+    }
+
     func dirDigest(_ root: String) throws -> [String] {
         let fm = FileManager.default
         var out: [String] = []
