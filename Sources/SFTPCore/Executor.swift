@@ -29,10 +29,10 @@ public final class Executor {
 
     /// Connections a large file may be split across (besides `sftp`), and a progress report for
     /// a single file (a job with a report goes through `Transfer`, which reports block by block).
-    let extra: [SFTP]
+    let extra: ExtraChannels?
     let progress: TransferProgress?
 
-    public init(sftp: SFTP, jobs: [TransferJob], extra: [SFTP] = [], progress: TransferProgress? = nil) {
+    public init(sftp: SFTP, jobs: [TransferJob], extra: ExtraChannels? = nil, progress: TransferProgress? = nil) {
         self.sftp = sftp
         self.jobs = jobs
         self.extra = extra
@@ -40,7 +40,7 @@ public final class Executor {
     }
 
     /// One file, waited for: `get` and `put` run through here too.
-    public static func one(_ sftp: SFTP, _ job: TransferJob, extra: [SFTP] = [], progress: TransferProgress? = nil) throws -> FileAttributes {
+    public static func one(_ sftp: SFTP, _ job: TransferJob, extra: ExtraChannels? = nil, progress: TransferProgress? = nil) throws -> FileAttributes {
         var result: Result<FileAttributes, Error>?
         try Executor(sftp: sftp, jobs: [job], extra: extra, progress: progress).run { _, r in result = r }
         return try result!.get()
@@ -109,8 +109,8 @@ public final class Executor {
 
     private func runSequential(_ job: TransferJob) throws -> FileAttributes {
         switch job.direction {
-        case .download: return try Transfer.download([sftp] + extra, job, progress: progress)
-        case .upload: return try Transfer.upload([sftp] + extra, job, progress: progress)
+        case .download: return try Transfer.download(Channels(sftp, extra: extra), job, progress: progress)
+        case .upload: return try Transfer.upload(Channels(sftp, extra: extra), job, progress: progress)
         }
     }
 

@@ -132,31 +132,66 @@ private final class PoolState: @unchecked Sendable {
 }
 
 /// Extra connections opened side by side (each a Session + SFTP channel), closed together.
-public final class ExtraChannels {
-    public private(set) var channels: [SFTP] = []
+/// They connect in the background: a transfer starts on the caller's connection at once, and
+/// each extra one joins when it is ready (`wait`). One that cannot connect is left out.
+public final class ExtraChannels: @unchecked Sendable {
+    // Safe to share: every field is read and written under `cond`.
+    private let cond = NSCondition()
+    /// nil: still connecting; .some(nil): failed; .some(c): ready.
+    private var slots: [SFTP??]
+    private var closed = false
+    public let count: Int
 
-    /// Opens up to `count` connections concurrently; those that fail are left out.
     public init(options: ConnectOptions, count: Int) {
-        guard count > 0 else { return }
-        let opened = Locked<[SFTP]>([])
-        let group = DispatchGroup()
-        for _ in 0..<count {
-            group.enter()
-            Thread {
-                defer { group.leave() }
-                if let f = try? SFTP.connect(options) { opened.update { $0.append(f) } }
-            }.start()
+        self.count = max(0, count)
+        slots = Array(repeating: nil, count: self.count)
+        for i in 0..<self.count {
+            let t = Thread { [self] in
+                let c = try? SFTP.connect(options)
+                cond.lock()
+                let late = closed
+                slots[i] = .some(late ? nil : c)
+                cond.broadcast()
+                cond.unlock()
+                if late { c?.closeWithSession() }
+            }
+            t.stackSize = 1 << 20
+            t.start()
         }
-        group.wait()
-        channels = opened.value
     }
 
     deinit { close() }
 
-    public func close() {
-        for c in channels { c.closeWithSession() }
-        channels = []
+    /// Connection `i` once its attempt has ended (nil when it failed or after close).
+    public func wait(_ i: Int) -> SFTP? {
+        cond.lock(); defer { cond.unlock() }
+        var rounds = 0
+        while slots[i] == nil && !closed && rounds < 1_000_000 { rounds += 1; cond.wait() }
+        return closed ? nil : slots[i] ?? nil
     }
+
+    /// Every connection that opened (waits for all attempts).
+    public var channels: [SFTP] { (0..<count).compactMap { wait($0) } }
+
+    public func close() {
+        cond.lock()
+        closed = true
+        let ready = slots.compactMap { $0 ?? nil }
+        slots = slots.map { $0 == nil ? nil : .some(nil) }
+        cond.broadcast()
+        cond.unlock()
+        for c in ready { c.closeWithSession() }
+    }
+}
+
+/// The connections one transfer may use: the caller's, and extra ones that join when ready.
+public struct Channels {
+    public let main: SFTP
+    public let extra: ExtraChannels?
+    public init(_ main: SFTP, extra: ExtraChannels? = nil) { self.main = main; self.extra = extra }
+    public var count: Int { 1 + (extra?.count ?? 0) }
+    /// Connection `w` (0 is the caller's); waits for an extra one to connect.
+    public func channel(_ w: Int) -> SFTP? { w == 0 ? main : extra?.wait(w - 1) }
 }
 
 /// Runs `body(i)` for i in 1..<count on threads and `body(0)` on the calling thread; waits for

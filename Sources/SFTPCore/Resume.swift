@@ -85,11 +85,16 @@ extension Transfer {
         if let v = ProcessInfo.processInfo.environment["SFTPLUA_RESUME_MIN"], let n = UInt64(v) { return n }
         return 8 << 20
     }()
-    /// Connections used for one large file by default (`SFTPLUA_STREAMS` overrides, 1-64).
-    nonisolated(unsafe) public static var defaultStreams: Int = {
+    /// Connections used for one large file by default: 2 from `rangeThreshold` (64 MiB), 4 from
+    /// 256 MiB (as rclone's multi-thread streams). `SFTPLUA_STREAMS` (1-64) sets one number for all.
+    nonisolated(unsafe) public static var streamsOverride: Int? = {
         if let v = ProcessInfo.processInfo.environment["SFTPLUA_STREAMS"], let n = Int(v), (1...64).contains(n) { return n }
-        return 2
+        return nil
     }()
+    public static func defaultStreams(size: UInt64) -> Int {
+        if let n = streamsOverride { return n }
+        return size >= 256 << 20 ? 4 : 2
+    }
 
     /// The size of a local file (following links), nil when it cannot be opened.
     public static func localSize(_ path: String) -> UInt64? {
@@ -100,6 +105,10 @@ extension Transfer {
         guard fstat(fd, &st) == 0 else { return nil }
         return UInt64(max(0, st.st_size))
     }
+
+    /// Ranges per connection for a split file: the connections take ranges from one queue, so
+    /// the caller's connection, which starts first, does more while the others connect.
+    static let rangesPerConnection = 2
 
     /// How a file of `size` bytes is split into `n` ranges (aligned to the block size).
     static func ranges(size: UInt64, n: Int) -> [[UInt64]] {
@@ -115,7 +124,7 @@ extension Transfer {
     /// Runs the unfinished ranges of `journal` over `channels`: each channel's thread takes the
     /// next range, opens the file on its channel, and moves it block by block. Channel 0 is the
     /// caller's and runs on this thread (so progress and Ctrl-C are handled here).
-    static func runRanges(_ channels: [SFTP], _ journal: JournalFile,
+    static func runRanges(_ channels: Channels, _ journal: JournalFile,
                          _ move: @escaping (_ sftp: SFTP, _ range: Int, _ from: UInt64, _ to: UInt64, _ landed: (UInt64) throws -> Void) throws -> Void) throws {
         defer { try? journal.save() }   // what landed is recorded, however this ends
         let pending = journal.ranges.enumerated().filter { $0.element[2] < $0.element[1] }.map(\.offset)
@@ -127,6 +136,8 @@ extension Transfer {
         try fanOut(min(channels.count, max(pending.count, 1)), whileWaiting: {
             if Interrupt.pending() { stop.update { $0 = true } }
         }) { worker in
+            // An extra connection joins once connected; one that failed takes no range.
+            guard let channel = channels.channel(worker) else { return }
             while true {
                 let k: Int? = next.update { i in
                     guard i < pending.count, !stop.value else { return nil }
@@ -136,7 +147,7 @@ extension Transfer {
                 guard let r = k else { return }
                 let range = journal.ranges[r]
                 do {
-                    try move(channels[worker], r, range[2], range[1]) { upTo in
+                    try move(channel, r, range[2], range[1]) { upTo in
                         if worker == 0 { try Interrupt.checkpoint() }
                         _ = try journal.advance(r, to: upTo)
                         if stop.value { throw RangeStopped() }

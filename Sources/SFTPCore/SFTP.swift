@@ -655,8 +655,10 @@ public final class SFTPFile {
     private var nextReadOffset: UInt64 = 0
     private var readAhead = 0
     private var sawEOF = false
-    /// Bytes of read-ahead at most (per file).
-    public static let maxReadAhead = 8 << 20
+    /// Bytes of read-ahead at most (per file; 4 MiB covers a 1 Gbit/s link at 30 ms).
+    public static let maxReadAhead = 4 << 20
+    /// This file's read-ahead limit (a file split over several connections uses less on each).
+    public var readAheadLimit = SFTPFile.maxReadAhead
 
     /// Writes not yet acknowledged, and the first error among them.
     private var writesInFlight = 0
@@ -741,7 +743,7 @@ public final class SFTPFile {
         if slots.count > slotHead, slots[slotHead].offset != offset { resetReadAhead() }
         if slots.count == slotHead { nextReadOffset = offset; sawEOF = false }
         // The window grows with each sequential read, up to the maximum.
-        readAhead = min(Self.maxReadAhead, max(readAhead * 2, count, sftp.readLength))
+        readAhead = min(max(readAheadLimit, sftp.readLength), max(readAhead * 2, count, sftp.readLength))
         var copied = 0
         var rounds = 0
         while copied < count, rounds < 1_000_000 {

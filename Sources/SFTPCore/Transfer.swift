@@ -39,8 +39,8 @@ public enum Transfer {
     /// (`.NAME.sftplua.part.json`) when the connection drops, and the next download of the same
     /// unchanged file resumes from there.
     @discardableResult
-    public static func download(_ channels: [SFTP], _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
-        let sftp = channels[0]
+    public static func download(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
+        let sftp = channels.main
         let (remote, local, known, preserveMtime, fsync) = (job.remote, job.local, job.sourceAttributes, job.preserveMtime, job.fsync)
         let attrs = try known ?? sftp.stat(remote)
         if attrs.isDir { throw SSHError(.io, "cannot download \(remote): is a directory", path: remote) }
@@ -63,7 +63,7 @@ public enum Transfer {
                 journal = JournalFile(path: jpath, journal: j)      // the same file: resume
             } else {
                 guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else { throw SSHError.local(errno, "cannot write", path: local) }
-                let n = size >= rangeThreshold ? channels.count : 1
+                let n = size >= rangeThreshold ? channels.count * rangesPerConnection : 1
                 journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: attrs.mtime ?? 0, mtimeNanos: 0,
                                                                           ranges: ranges(size: size, n: n)))
                 try journal.save()
@@ -72,6 +72,9 @@ public enum Transfer {
             try runRanges(channels, journal) { ch, _, from, to, landed in
                 let file = try ch.open(remote, flags: .read)
                 defer { try? file.close() }
+                file.knownSize = to   // read ahead up to the range's end, not past it
+                // Memory stays flat whatever the number of connections: at most 12 MiB of read-ahead in all.
+                file.readAheadLimit = min(SFTPFile.maxReadAhead, max(2 << 20, (12 << 20) / channels.count))
                 try file.seek(from)
                 let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
                 defer { buf.deallocate() }
@@ -226,8 +229,8 @@ public enum Transfer {
     /// dropped connection, Timeout or Ctrl-C (with a journal under ~/.cache/sftplua/resume), and
     /// the next upload of the same unchanged file to the same place resumes there.
     @discardableResult
-    public static func upload(_ channels: [SFTP], _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
-        let sftp = channels[0]
+    public static func upload(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
+        let sftp = channels.main
         let (local, remote, preserveMtime) = (job.local, job.remote, job.preserveMtime)
         let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
@@ -263,7 +266,7 @@ public enum Transfer {
                 journal = JournalFile(path: jpath, journal: resume)
             } else {
                 Foundation.unlink(jpath)
-                let n = size >= rangeThreshold ? channels.count : 1
+                let n = size >= rangeThreshold ? channels.count * rangesPerConnection : 1
                 journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: identity.0, mtimeNanos: identity.1,
                                                                           ranges: ranges(size: size, n: n)))
                 try journal.save()

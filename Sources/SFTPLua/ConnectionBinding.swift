@@ -29,8 +29,9 @@ enum ConnectionBinding {
     }
 
     /// Streams for one large file (`parallel` option; `SFTPLUA_STREAMS` sets the default).
-    static func parallel(_ o: LuaOptions) throws -> Int {
-        guard let n = try o.integer("parallel") else { return Transfer.defaultStreams }
+    /// `parallel` for one file: connections for a file of `size` bytes (nil: the default for it).
+    static func parallel(_ o: LuaOptions, size: UInt64) throws -> Int {
+        guard let n = try o.integer("parallel") else { return Transfer.defaultStreams(size: size) }
         guard (1...64).contains(n) else {
             throw LuaArgumentError("bad option 'parallel' to '\(o.function)' (integer from 1 to 64 expected)", argument: "parallel")
         }
@@ -110,16 +111,17 @@ enum ConnectionBinding {
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel", "fsync"], function: "get", method: true)
             let local = given ?? Paths.basename(remote)
-            let streams = try parallel(o)
+            _ = try parallel(o, size: 0)   // a bad value is an ArgumentError before any request
             let sftp = try conn.channel()
             let attrs = try sftp.stat(remote)
+            let streams = try parallel(o, size: attrs.size ?? 0)
             let extra = streams > 1 && (attrs.size ?? 0) >= Transfer.rangeThreshold
                 ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "get " + Paths.basename(remote), totalBytes: attrs.size ?? 0)
             let job = TransferJob(.download, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   sourceAttributes: attrs, fsync: try o.bool("fsync") ?? false)
-            try Executor.one(sftp, job, extra: extra?.channels ?? [], progress: progress(l, try o.function("callback"), bar: bar))
+            try Executor.one(sftp, job, extra: extra, progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
             conn.note("get \(remote) -> \(local)")
             return 0
@@ -129,14 +131,15 @@ enum ConnectionBinding {
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync"], function: "put", method: true)
             let remote = conn.remote(given ?? Paths.basename(local))
-            let streams = try parallel(o)
-            let big = (Transfer.localSize(local) ?? 0) >= Transfer.rangeThreshold
+            let size = Transfer.localSize(local) ?? 0
+            let streams = try parallel(o, size: size)
+            let big = size >= Transfer.rangeThreshold
             let extra = streams > 1 && big ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "put " + Paths.basename(local), totalBytes: Transfer.localSize(local) ?? 0)
             let job = TransferJob(.upload, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   confirm: try o.bool("confirm") ?? true, targetChecked: false, fsync: try o.bool("fsync") ?? false)
-            let attrs = try Executor.one(try conn.channel(), job, extra: extra?.channels ?? [],
+            let attrs = try Executor.one(try conn.channel(), job, extra: extra,
                                          progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
             conn.note("put \(local) -> \(remote)")

@@ -121,17 +121,17 @@ struct SessionTests {
         for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 8) }
         try Data(bytes).write(to: URL(fileURLWithPath: local + "/big"))
         var calls = 0
-        let a = try Transfer.upload([sftp], TransferJob(.upload, remote: dir + "/big", local: local + "/big"), progress: { _, _ in calls += 1 })
+        let a = try Transfer.upload(Channels(sftp), TransferJob(.upload, remote: dir + "/big", local: local + "/big"), progress: { _, _ in calls += 1 })
         #expect(a.size == 5_000_003)
         #expect(calls >= 2)
-        try Transfer.download([sftp], TransferJob(.download, remote: dir + "/big", local: local + "/back"))
+        try Transfer.download(Channels(sftp), TransferJob(.download, remote: dir + "/big", local: local + "/back"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: local + "/back")) == Data(bytes))
         // No temp files left on either side.
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["big"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: local).sorted() == ["back", "big"])
         // A failed download leaves the good local file as it was.
         try "good".write(toFile: local + "/keep", atomically: true, encoding: .utf8)
-        expectKind(.fileNotFound) { try Transfer.download([sftp], TransferJob(.download, remote: dir + "/missing", local: local + "/keep")) }
+        expectKind(.fileNotFound) { try Transfer.download(Channels(sftp), TransferJob(.download, remote: dir + "/missing", local: local + "/keep")) }
         #expect(try String(contentsOfFile: local + "/keep", encoding: .utf8) == "good")
     }
 }
