@@ -304,7 +304,7 @@ local function fmt_action(a)
 end
 
 --- Shared by both directions. `side` has: src_list, dst_list, src_abs(rel), dst_abs(rel),
---- dst_exists(), dst_makedirs(), dst_mkdir(abs), dst_delete(abs, type), job(rel, s, t), sums(...).
+--- dst_exists(), dst_makedirs(), dst_mkdirs({abs, ...}) (one level), dst_delete(abs, type), job(rel, s, t), sums(...).
 local function mirror(c, o, side, label)
   local warnings = {}
   local result = {copied = 0, updated = 0, deleted = 0, skipped = 0, bytes = 0, actions = {}, warnings = warnings}
@@ -421,9 +421,20 @@ local function mirror(c, o, side, label)
     sftp._note(("%s: %s %s"):format(label, a.op, a.path))
     if o.on_action then o.on_action({op = a.op, path = a.path, size = a.size}) end
   end
+  -- Directories a level at a time (parents first): a remote level goes out at once.
+  local by_depth, depths = {}, {}
   for _, rel in ipairs(mkdirs) do
-    side.dst_mkdir(side.dst_abs(rel))
-    done({op = "mkdir", path = rel})
+    local _, d = rel:gsub("/", "")
+    if not by_depth[d] then by_depth[d] = {}; depths[#depths + 1] = d end
+    local level = by_depth[d]
+    level[#level + 1] = rel
+  end
+  table.sort(depths)
+  for _, d in ipairs(depths) do
+    local abs = {}
+    for i, rel in ipairs(by_depth[d]) do abs[i] = side.dst_abs(rel) end
+    side.dst_mkdirs(abs)
+    for _, rel in ipairs(by_depth[d]) do done({op = "mkdir", path = rel}) end
   end
   local jobs = {}
   for i, f in ipairs(files) do jobs[i] = side.job(f.path, src[f.path], dst[f.path], o) end
@@ -489,10 +500,12 @@ function M.mirror_down(c, rdir, ldir, opts)
     dst_abs = function(rel) return U.join(ldir, rel) end,
     dst_exists = function() return fs.stat(ldir) ~= nil end,
     dst_makedirs = function() U.makedirs(ldir) end,
-    dst_mkdir = function(abs)
-      local a = fs.lstat(abs)
-      if not a then fs.mkdir(abs, 777)
-      elseif a.type ~= "dir" then sftp.error("FileExists", "mirror_down: " .. abs .. " appeared and is not a directory", abs) end
+    dst_mkdirs = function(list)
+      for _, abs in ipairs(list) do
+        local a = fs.lstat(abs)
+        if not a then fs.mkdir(abs, 777)
+        elseif a.type ~= "dir" then sftp.error("FileExists", "mirror_down: " .. abs .. " appeared and is not a directory", abs) end
+      end
     end,
     dst_delete = function(abs, t)
       local ok, err = os.remove(abs)
@@ -539,7 +552,7 @@ function M.mirror_up(c, ldir, rdir, opts)
       return true
     end,
     dst_makedirs = function() c:makedirs(root) end,
-    dst_mkdir = function(abs) c:mkdir(abs) end,
+    dst_mkdirs = function(abs) c:_mkdirs(abs, 777) end,
     dst_delete = function(abs, t)
       if t == "dir" then c:rmdir(abs) else c:remove(abs) end
     end,

@@ -436,33 +436,61 @@ public final class SFTP {
         send(FXP.OPENDIR, { $0.string(path) }) { [unowned self] r in
             guard case .success(let reply) = r else { return done(r.map { _ in [] }) }
             guard case .handle(let h) = reply else { return done(.failure(self.unexpected(reply, "cannot list", path: path))) }
-            var entries: [NameEntry] = []
-            func next() {
-                self.send(FXP.READDIR, expect: 64 << 10, { $0.string(h) }) { [unowned self] r in
-                    switch r {
-                    case .failure(let e): done(.failure(e))
-                    case .success(.name(let batch)):
-                        for var e in batch where e.name != [0x2E] && e.name != [0x2E, 0x2E] {
-                            if !longnames { e.longname = [] }
-                            entries.append(e)
+            let listing = Listing(handle: h, depth: self.readdirDepth)
+            func finish(_ result: Result<[NameEntry], SSHError>) {
+                guard !listing.finished else { return }
+                listing.finished = true
+                self.fireAndForget(FXP.CLOSE) { $0.string(h) }
+                done(result)
+            }
+            // Several READDIRs in flight on the handle where the server answers them in order
+            // (OpenSSH): a directory of 100,000 names is not 1,000 round trips one after another.
+            func issue() {
+                while !listing.finished, !listing.sawEnd, listing.inFlight < listing.depth {
+                    listing.inFlight += 1
+                    self.send(FXP.READDIR, expect: 64 << 10, { $0.string(h) }) { [unowned self] r in
+                        listing.inFlight -= 1
+                        guard !listing.finished else { return }
+                        switch r {
+                        case .failure(let e): return finish(.failure(e))
+                        case .success(.name(let batch)):
+                            for var e in batch where e.name != [0x2E] && e.name != [0x2E, 0x2E] {
+                                if !longnames { e.longname = [] }
+                                listing.entries.append(e)
+                            }
+                            if listing.entries.count > 50_000_000 {
+                                return finish(.failure(SSHError(.io, "cannot list \(path): more than 50,000,000 entries", path: path)))
+                            }
+                            issue()
+                        case .success(.status(let code, let msg)):
+                            guard code == FX.EOF else { return finish(.failure(self.statusError(code, msg, "cannot list", path: path))) }
+                            listing.sawEnd = true
+                        case .success(let other):
+                            return finish(.failure(self.unexpected(other, "cannot list", path: path)))
                         }
-                        if entries.count > 50_000_000 {
-                            self.send(FXP.CLOSE, { $0.string(h) }) { _ in }
-                            return done(.failure(SSHError(.io, "cannot list \(path): more than 50,000,000 entries", path: path)))
-                        }
-                        next()
-                    case .success(.status(let code, let msg)):
-                        self.send(FXP.CLOSE, { $0.string(h) }) { _ in }
-                        if code == FX.EOF { done(.success(entries)) } else { done(.failure(self.statusError(code, msg, "cannot list", path: path))) }
-                    case .success(let other):
-                        self.send(FXP.CLOSE, { $0.string(h) }) { _ in }
-                        done(.failure(self.unexpected(other, "cannot list", path: path)))
+                        if listing.sawEnd && listing.inFlight == 0 { finish(.success(listing.entries)) }
                     }
                 }
             }
-            next()
+            issue()
         }
     }
+
+    /// One directory being read.
+    private final class Listing {
+        let handle: [UInt8]
+        let depth: Int
+        var entries: [NameEntry] = []
+        var inFlight = 0
+        var sawEnd = false
+        var finished = false
+        init(handle: [UInt8], depth: Int) { self.handle = handle; self.depth = depth }
+    }
+
+    /// READDIRs in flight per directory: 8 for OpenSSH's server, which handles a handle's
+    /// requests strictly in order; 1 elsewhere (a server that answers out of order could
+    /// otherwise report the end before a batch).
+    public lazy var readdirDepth: Int = session.serverBanner.contains("OpenSSH") ? 8 : 1
 
     public func mkdir(_ path: String, mode: Int32 = 0o777) throws {
         let r = try call(FXP.MKDIR) { $0.string(path); FileAttributes(mode: UInt32(mode)).encode(&$0) }

@@ -259,6 +259,12 @@ public final class Session {
         log("SSH handshake done; cipher \(activeMethod(LIBSSH2_METHOD_CRYPT_CS) ?? "?")")
     }
 
+    /// The server's identification string ("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3", say).
+    public var serverBanner: String {
+        guard let s = raw, let p = libssh2_session_banner_get(s) else { return "" }
+        return String(cString: p)
+    }
+
     /// The negotiated ciphers, client to server and server to client.
     public var activeCiphers: [String] {
         [activeMethod(LIBSSH2_METHOD_CRYPT_CS) ?? "", activeMethod(LIBSSH2_METHOD_CRYPT_SC) ?? ""]

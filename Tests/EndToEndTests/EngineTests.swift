@@ -215,6 +215,29 @@ struct EngineTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote + "/src").sorted() == ["a", "d"])
     }
 
+    /// Our own status parsing: a refused symlink (misread by libssh2 1.10) is PermissionDenied,
+    /// as every refusal is, for an unprivileged login.
+    @Test(.enabled(if: TestServer.shared.passwordUser != nil, "needs the password account that scripts/setup creates as root"))
+    func refusalsArePermissionDenied() throws {
+        let user = try #require(server.passwordUser)
+        let dir = try server.makeRemoteDir()
+        chmod(dir, 0o755)
+        try "data".write(toFile: dir + "/f", atomically: true, encoding: .utf8)
+        chmod(dir + "/f", 0o644)
+        let local = try makeTempDir("refused")
+        try "x".write(toFile: local + "/up", atomically: true, encoding: .utf8)
+        let r = try server.runScript("""
+        local c <close> = sftp.connect{host = '127.0.0.1', port = \(server.port), username = '\(user)', password = '\(server.password)'}
+        local function kind(f, ...) local ok, e = pcall(f, ...); return ok and "ok" or e.kind end
+        print(kind(c.symlink, c, "f", "\(dir)/l"), kind(c.link, c, "\(dir)/f", "\(dir)/h"), kind(c.copy, c, "\(dir)/f", "\(dir)/c"))
+        print(kind(c.put, c, "up", "\(dir)/f"), kind(c.rename, c, "\(dir)/f", "\(dir)/g"), kind(c.put_r, c, ".", "\(dir)/tree"))
+        """, cwd: local)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "PermissionDenied\tPermissionDenied\tPermissionDenied\nPermissionDenied\tPermissionDenied\tPermissionDenied\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["f"])
+        #expect(try String(contentsOfFile: dir + "/f", encoding: .utf8) == "data")
+    }
+
     func dirDigest(_ root: String) throws -> [String] {
         let fm = FileManager.default
         var out: [String] = []
