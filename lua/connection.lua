@@ -332,42 +332,49 @@ local function split(path, sep)
   return parts
 end
 
-local function pjoin(parts, n, sep)
-  local out = ""
-  for i = 1, n do
-    local p = parts[i]
-    if p ~= "" then out = (out == "" or out:sub(-#sep) == sep) and out .. p or out .. sep .. p end
+-- Python's os.path.join on `sep`: a part starting with sep restarts the path.
+local function pyjoin(parts, n, sep)
+  local out = parts[1] or ""
+  for i = 2, n do
+    local b = parts[i]
+    if b:sub(1, #sep) == sep then out = b
+    elseif out == "" or out:sub(-#sep) == sep then out = out .. b
+    else out = out .. sep .. b end
   end
   return out
 end
 
---- for p in sftp.path_advance("a/b/c") do ... end  -> "a", "a/b", "a/b/c"
+--- for p in sftp.path_advance("a/b/c") do ... end  -> "a", "a/b", "a/b/c" (pysftp's, exactly:
+--- "a/" gives "a", "a/"; "/" gives "/")
 function sftp.path_advance(path, sep)
   check(path, 1, "path_advance", "string")
   sep = sep or "/"
-  local pre = path:sub(1, #sep) == sep and sep or ""
   local parts = split(path, sep)
-  local i = 0
+  if path ~= "" and path:sub(1, #sep) == sep then
+    if parts[1] ~= "" then parts[1] = sep .. parts[1] else parts[2] = sep .. parts[2] end
+  end
+  local i, cur = 0, ""
   return function()
     while i < #parts do
       i = i + 1
-      local cur = pjoin(parts, i, sep)
-      if cur ~= "" and parts[i] ~= "" then return pre .. cur end
+      cur = pyjoin({cur, parts[i]}, 2, sep)
+      if cur ~= "" then return cur end
     end
   end
 end
 
---- for p in sftp.path_retreat("a/b/c") do ... end  -> "a/b/c", "a/b", "a"
+--- for p in sftp.path_retreat("a/b/c") do ... end  -> "a/b/c", "a/b", "a" (pysftp's, exactly:
+--- "a//b" gives "a/b", "a/", "a")
 function sftp.path_retreat(path, sep)
   check(path, 1, "path_retreat", "string")
   sep = sep or "/"
-  local pre = path:sub(1, #sep) == sep and sep or ""
+  local pre = path ~= "" and path:sub(1, #sep) == sep and sep or ""
   local parts = split(path, sep)
   local n = #parts + 1
   return function()
     while n > 1 do
       n = n - 1
-      local cur = pjoin(parts, n, sep)
+      local cur = pyjoin(parts, n, sep)
       if cur ~= "" then return pre .. cur end
     end
   end

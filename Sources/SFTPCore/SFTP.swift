@@ -487,10 +487,10 @@ public final class SFTP {
         init(handle: [UInt8], depth: Int) { self.handle = handle; self.depth = depth }
     }
 
-    /// READDIRs in flight per directory: 8 for OpenSSH's server, which handles a handle's
+    /// READDIRs in flight per directory: 32 for OpenSSH's server, which handles a handle's
     /// requests strictly in order; 1 elsewhere (a server that answers out of order could
     /// otherwise report the end before a batch).
-    public lazy var readdirDepth: Int = session.serverBanner.contains("OpenSSH") ? 8 : 1
+    public lazy var readdirDepth: Int = session.serverBanner.contains("OpenSSH") ? 32 : 1
 
     public func mkdir(_ path: String, mode: Int32 = 0o777) throws {
         let r = try call(FXP.MKDIR) { $0.string(path); FileAttributes(mode: UInt32(mode)).encode(&$0) }

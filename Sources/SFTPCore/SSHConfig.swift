@@ -50,13 +50,13 @@ public enum SSHConfig {
             guard trimmed.lowercased().hasPrefix("include"), trimmed.count > 7 else { return String(line) }
             let rest = trimmed.dropFirst(7)
             guard let first = rest.first, first == " " || first == "\t" || first == "=" else { return String(line) }
-            let args = rest.drop { $0 == " " || $0 == "\t" || $0 == "=" }.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let args = splitArguments(rest.drop { $0 == " " || $0 == "\t" || $0 == "=" }) else { return String(line) }
             changed = true
-            return "Include " + args.map { a -> String in
-                let s = String(a)
-                if s.hasPrefix("~/") { return home + s.dropFirst(1) }
-                if s.hasPrefix("/") { return s }
-                return home + "/.ssh/" + s
+            return "Include " + args.map { s -> String in
+                let path: String
+                if s == "~" { path = home } else if s.hasPrefix("~/") { path = home + s.dropFirst(1) }
+                else if s.hasPrefix("/") { path = s } else { path = home + "/.ssh/" + s }
+                return quoted(path)
             }.joined(separator: " ")
         }
         guard changed else { return (config, {}) }
@@ -65,6 +65,42 @@ public enum SSHConfig {
             return (config, {})
         }
         return (tmp, { try? FileManager.default.removeItem(atPath: tmp) })
+    }
+
+    /// The arguments of a config line as OpenSSH splits them: whitespace between arguments,
+    /// double or single quotes around one with spaces, a backslash before a quote, a backslash
+    /// or a space, `#` starting a comment. nil for an unterminated quote (the line is left as it is).
+    static func splitArguments(_ s: Substring) -> [String]? {
+        var out: [String] = [], cur = "", inArg = false
+        var quote: Character?
+        var i = s.startIndex
+        while i < s.endIndex {
+            let c = s[i]
+            let next = s.index(after: i)
+            if c == "\\", next < s.endIndex, ["\"", "'", "\\", " "].contains(s[next]) {
+                cur.append(s[next]); inArg = true; i = s.index(after: next); continue
+            }
+            if let q = quote {
+                if c == q { quote = nil } else { cur.append(c) }
+            } else if c == "\"" || c == "'" {
+                quote = c; inArg = true
+            } else if c == " " || c == "\t" {
+                if inArg { out.append(cur); cur = ""; inArg = false }
+            } else if c == "#" && !inArg {
+                break
+            } else {
+                cur.append(c); inArg = true
+            }
+            i = next
+        }
+        if quote != nil { return nil }
+        if inArg { out.append(cur) }
+        return out
+    }
+
+    /// One argument in double quotes, for ssh to read back exactly.
+    static func quoted(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     /// Runs `ssh ARGS` and parses `key value` lines (keys lowercased; repeated keys collected).

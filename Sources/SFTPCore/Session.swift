@@ -327,32 +327,60 @@ public final class Session {
 }
 
 extension Session {
-    /// Runs `command` on the server; returns its output (stderr merged into stdout, in arrival
-    /// order) and exit status.
-    public func exec(_ command: String) throws -> (output: [UInt8], status: Int32) {
+    /// Runs `command` on the server; returns its standard output and standard error, kept
+    /// apart, and its exit status. Both streams are read as they come (non-blocking, one loop),
+    /// so a command that writes much to one while the other is quiet never stalls. Bounded:
+    /// at most 512 MiB of output; the session timeout applies to a command that says nothing.
+    public func exec(_ command: String) throws -> (stdout: [UInt8], stderr: [UInt8], status: Int32) {
         let s = try handle()
         let type = "session"
         guard let ch = libssh2_channel_open_ex(s, type, UInt32(type.utf8.count), 2 * 1024 * 1024, 32768, nil, 0) else {
             throw error(libssh2_session_last_errno(s), "cannot open a channel to run a command")
         }
         defer { libssh2_channel_free(ch) }
-        libssh2_channel_handle_extended_data2(ch, LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE)
         let req = "exec"
         var rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), command, UInt32(command.utf8.count))
         if rc != 0 { throw error(rc, "cannot run command") }
-        var out: [UInt8] = []
+        var out: [UInt8] = [], err: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
+        libssh2_session_set_blocking(s, 0)
+        defer { libssh2_session_set_blocking(s, 1) }
+        var idleSince = Date()
         var rounds = 0
-        while rounds < 100_000_000 {
+        readLoop: while rounds < 100_000_000 {
             rounds += 1
-            let n = buf.withUnsafeMutableBytes { libssh2_channel_read_ex(ch, 0, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-            if n < 0 { throw error(Int32(n), "reading the output of a command") }
-            if n == 0 { break }
-            out += buf[0..<n]
+            var progressed = false
+            for stream: Int32 in [0, 1] {
+                while true {
+                    let n = buf.withUnsafeMutableBytes { libssh2_channel_read_ex(ch, stream, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+                    if n > 0 {
+                        if stream == 0 { out += buf[0..<n] } else { err += buf[0..<n] }
+                        progressed = true
+                        if out.count + err.count > 512 << 20 { throw SSHError(.io, "the output of the command is over 512 MiB") }
+                        continue
+                    }
+                    if n == Int(LIBSSH2_ERROR_EAGAIN) || n == 0 { break }
+                    throw error(Int32(n), "reading the output of a command")
+                }
+            }
+            if progressed { idleSince = Date(); continue }
+            if libssh2_channel_eof(ch) != 0 { break readLoop }
+            try Interrupt.checkpoint()
+            if let t = timeout, Date().timeIntervalSince(idleSince) > t {
+                throw SSHError(.timeout, "running a command: no output and no end for \(t) s")
+            }
+            // Wait for the socket in the direction libssh2 needs, in short slices (Ctrl-C).
+            let dirs = libssh2_session_block_directions(s)
+            var events: Int16 = 0
+            if dirs & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
+            if dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
+            var p = pollfd(fd: socket, events: events == 0 ? Int16(POLLIN) : events, revents: 0)
+            _ = poll(&p, 1, 200)
         }
+        libssh2_session_set_blocking(s, 1)
         rc = libssh2_channel_close(ch)
         if rc == 0 { libssh2_channel_wait_closed(ch) }
-        return (out, libssh2_channel_get_exit_status(ch))
+        return (out, err, libssh2_channel_get_exit_status(ch))
     }
 
     /// Algorithms libssh2 offers, by kind (pysftp's security_options).

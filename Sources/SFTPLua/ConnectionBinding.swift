@@ -110,7 +110,8 @@ enum ConnectionBinding {
             let remote = conn.remote(try l.checkString(2, method: true))
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel", "fsync"], function: "get", method: true)
-            let local = given ?? Paths.basename(remote)
+            // No local path, or "" (pysftp's `if not localpath`): the remote basename.
+            let local = given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(remote)
             _ = try parallel(o, size: 0)   // a bad value is an ArgumentError before any request
             let sftp = try conn.channel()
             let attrs = try sftp.stat(remote)
@@ -130,7 +131,7 @@ enum ConnectionBinding {
             let local = try l.checkString(2, method: true)
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync"], function: "put", method: true)
-            let remote = conn.remote(given ?? Paths.basename(local))
+            let remote = conn.remote(given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(local))
             let size = Transfer.localSize(local) ?? 0
             let streams = try parallel(o, size: size)
             let big = size >= Transfer.rangeThreshold

@@ -166,17 +166,22 @@ extension ConnectionBinding {
         c.method("execute") { conn, l in
             let cmd = try l.checkString(2, method: true)
             if conn.closed { throw SSHError(.connection, "the connection is closed") }
-            let (out, status) = try conn.session.exec(cmd)
+            let (out, err, status) = try conn.session.exec(cmd)
             conn.note("execute (exit \(status))")
-            // Lines keep their "\n" (pysftp returns them as readlines() does).
-            l.newTable()
-            var start = 0, n = 0
-            for i in 0..<out.count where out[i] == 0x0A {
-                n += 1; l.push(bytes: Array(out[start...i])); l.setIndex(-2, n); start = i + 1
+            // stdout lines, the exit status, stderr lines. Lines keep their "\n" (pysftp returns
+            // them as readlines() does); a last line without one stays as it is.
+            func pushLines(_ bytes: [UInt8]) {
+                l.newTable()
+                var start = 0, n = 0
+                for i in 0..<bytes.count where bytes[i] == 0x0A {
+                    n += 1; l.push(bytes: Array(bytes[start...i])); l.setIndex(-2, n); start = i + 1
+                }
+                if start < bytes.count { n += 1; l.push(bytes: Array(bytes[start...])); l.setIndex(-2, n) }
             }
-            if start < out.count { n += 1; l.push(bytes: Array(out[start...])); l.setIndex(-2, n) }
+            pushLines(out)
             l.push(Int64(status))
-            return 2
+            pushLines(err)
+            return 3
         }
         c.method("read") { conn, l in
             let path = conn.remote(try l.checkString(2, method: true))

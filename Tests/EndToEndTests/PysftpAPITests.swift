@@ -127,13 +127,18 @@ struct PysftpAPITests {
         #expect(out == ["6000000\ttrue", "6000000\t6000000/6000000", "true", "FileNotFound\tArgumentError\tArgumentError"])
     }
 
+    /// stdout lines, the exit status, stderr lines, each stream whole and in its own order
+    /// whatever the interleaving; a last line without "\\n" stays as it is.
     @Test func executeReturnsOutputLines() throws {
         let (out, _) = try lua("""
-        local lines, status = c:execute("printf 'a\\\\nb\\\\n'; echo err >&2; exit 4")
-        print(#lines, lines[1] == "a\\n", lines[2] == "b\\n", lines[3] == "err\\n", status)
-        print(#c:execute("true"))
+        local lines, status, errs = c:execute("printf 'a\\\\nb\\\\n'; echo err >&2; printf 'c'; printf 'e2' >&2; exit 4")
+        print(#lines, lines[1] == "a\\n", lines[2] == "b\\n", lines[3] == "c", status, #errs, errs[1] == "err\\n", errs[2] == "e2")
+        print(#c:execute("true"), select(2, c:execute("true")), #select(3, c:execute("true")))
+        -- A lot on both streams at once: nothing stalls, nothing mixes.
+        local o, st, e = c:execute("for i in $(seq 1 20000); do echo out$i; echo err$i >&2; done")
+        print(#o, #e, o[20000], e[20000], st)
         """)
-        #expect(out == ["3\ttrue\ttrue\ttrue\t4", "0"])
+        #expect(out == ["3\ttrue\ttrue\ttrue\t4\t2\ttrue\ttrue", "0\t0\t0", "20000\t20000\tout20000", "\terr20000", "\t0"])
     }
 
     @Test func walktreeAndWTCallbacks() throws {
