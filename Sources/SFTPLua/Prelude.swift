@@ -1680,21 +1680,34 @@ end
 function sftp.syncagent(opts)
   U.check(opts, 1, "syncagent", "table")
   U.check_opts(opts, "syncagent", 1, agent_keys)
-  U.check(opts.local_root, 1, "syncagent", "string")
-  if opts.local_root == "" then U.argerror(1, "syncagent", "local_root is empty") end
-  U.check(opts.remote_root, 1, "syncagent", "string", true)
+  -- Each key is named in its error, as sftp.connect's are.
+  local function field(key, want, optional)
+    local v = opts[key]
+    if (v == nil and not optional) or (v ~= nil and type(v) ~= want) then
+      sftp.error("ArgumentError", ("bad option '%s' to 'syncagent' (%s expected, got %s)"):format(
+        key, want, v == nil and "no value" or type(v)))
+    end
+  end
+  field("local_root", "string")
+  if opts.local_root == "" then sftp.error("ArgumentError", "bad option 'local_root' to 'syncagent' (it is empty)") end
+  field("remote_root", "string", true)
   local copts
   if opts.connection ~= nil then
     if type(opts.connection) ~= "userdata" or not pcall(function() return opts.connection.closed end) then
-      U.argerror(1, "syncagent", "connection must be a Connection")
+      sftp.error("ArgumentError", ("bad option 'connection' to 'syncagent' (Connection expected, got %s)"):format(type(opts.connection)))
     end
   else
-    if type(opts.host) ~= "string" then U.argerror(1, "syncagent", "host (string) or connection expected") end
+    if opts.host == nil then
+      sftp.error("ArgumentError", "bad option 'host' to 'syncagent' (string expected, got no value; or give 'connection')")
+    end
+    field("host", "string")
     copts = {}
     for _, k in ipairs(sftp._connect_keys) do copts[k] = opts[k] end
     local port = opts.port or opts.hostport
-    if type(port) == "string" then port = math.tointeger(tonumber(port)) end
-    if port ~= nil and math.type(port) ~= "integer" then U.argerror(1, "syncagent", "hostport must be a port number") end
+    if type(port) == "string" then port = math.tointeger(tonumber(port)) or port end
+    if port ~= nil and math.type(port) ~= "integer" then
+      sftp.error("ArgumentError", ("bad option '%s' to 'syncagent' (port number expected)"):format(opts.port ~= nil and "port" or "hostport"))
+    end
     copts.port = port
     copts.private_key = opts.private_key or opts.priv_key
   end

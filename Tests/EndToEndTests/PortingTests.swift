@@ -53,6 +53,26 @@ struct PortingTests {
         #expect(r.stdout == "down\tup\n")
     }
 
+    /// A missing or mistyped key of sftp.syncagent is named, as sftp.connect's are; nothing is
+    /// created for a call that fails.
+    @Test func syncagentNamesTheKey() throws {
+        let work = try makeTempDir("agentargs")
+        let cases: [(String, String)] = [
+            (#"{host = "h", remote_root = "/r"}"#, "bad option 'local_root' to 'syncagent' (string expected, got no value)"),
+            (#"{host = "h", local_root = 5}"#, "bad option 'local_root' to 'syncagent' (string expected, got number)"),
+            (#"{local_root = "x", remote_root = "/r"}"#, "bad option 'host' to 'syncagent' (string expected, got no value; or give 'connection')"),
+            (#"{host = 7, local_root = "x"}"#, "bad option 'host' to 'syncagent' (string expected, got number)"),
+            (#"{host = "h", local_root = "x", remote_root = 5}"#, "bad option 'remote_root' to 'syncagent' (string expected, got number)"),
+            (#"{host = "h", local_root = "x", hostport = "abc"}"#, "bad option 'hostport' to 'syncagent' (port number expected)"),
+            (#"{connection = 5, local_root = "x"}"#, "bad option 'connection' to 'syncagent' (Connection expected, got number)"),
+        ]
+        let script = cases.map { "do local ok, e = pcall(sftp.syncagent, \($0.0)); print(e.kind .. \": \" .. e.message) end" }.joined(separator: "\n")
+        let r = try runProcess(sftpluaBinary, ["-e", script], env: ["HOME": server.home], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == cases.map { "ArgumentError: \($0.1)\n" }.joined())
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work).isEmpty)
+    }
+
     /// Include in ~/.ssh/config: quoted (with spaces), unquoted, `~`, relative, and several
     /// patterns on one line, each leading to a host the test server answers.
     @Test func everyIncludeFormIsFollowed() throws {
