@@ -691,6 +691,15 @@ public final class SFTPFile {
     /// Writes not yet acknowledged, and the first error among them.
     private var writesInFlight = 0
     private var writeError: SSHError?
+    /// Writes in the order they were sent (their end offsets), and whether each is acknowledged:
+    /// `acknowledgedThrough` only moves over an unbroken run of acknowledged writes.
+    private var writeEnds: [UInt64] = []
+    private var writeAcked: [Bool] = []
+    private var writeHead = 0
+    private var writeSeq = 0
+    /// Every byte from the last seek up to this offset is written and acknowledged by the server
+    /// (a resume journal may claim them).
+    public private(set) var acknowledgedThrough: UInt64 = 0
 
     init(sftp: SFTP, handle: [UInt8], path: String) {
         self.sftp = sftp
@@ -836,6 +845,10 @@ public final class SFTPFile {
             let chunk = UnsafeRawBufferPointer(rebasing: bytes[off..<(off + n)])
             let at = offset
             writesInFlight += 1
+            let seq = writeSeq
+            writeSeq += 1
+            writeEnds.append(at + UInt64(n))
+            writeAcked.append(false)
             let what = path
             sftp.send(FXP.WRITE, expect: 256, { $0.string(handle); $0.u64(at); $0.u32(UInt32(n)); $0.raw(chunk) }) { [weak self] r in
                 guard let self else { return }
@@ -845,7 +858,7 @@ public final class SFTPFile {
                 case .failure(let e): self.writeError = e
                 case .success(.status(let code, let msg)) where code != FX.OK:
                     self.writeError = self.sftp.statusError(code, msg, "cannot write", path: what)
-                case .success(.status): break
+                case .success(.status): self.acknowledged(seq)
                 case .success:
                     self.writeError = SSHError(.connection, "the server broke the SFTP protocol: unexpected reply to WRITE", path: what)
                 }
@@ -853,6 +866,22 @@ public final class SFTPFile {
             off += n
             offset += UInt64(n)
             try sftp.flushIfLarge()
+        }
+    }
+
+    /// Write `seq` was acknowledged: move `acknowledgedThrough` over the unbroken run.
+    private func acknowledged(_ seq: Int) {
+        let i = seq - (writeSeq - writeEnds.count)
+        guard i >= 0, i < writeAcked.count else { return }
+        writeAcked[i] = true
+        while writeHead < writeAcked.count, writeAcked[writeHead] {
+            acknowledgedThrough = writeEnds[writeHead]
+            writeHead += 1
+        }
+        if writeHead > 64 {
+            writeEnds.removeFirst(writeHead)
+            writeAcked.removeFirst(writeHead)
+            writeHead = 0
         }
     }
 
@@ -885,6 +914,11 @@ public final class SFTPFile {
 
     public func seek(_ to: UInt64) throws {
         try check()
+        // A new run of writes starts here: the one before is acknowledged first, so that
+        // `acknowledgedThrough` always describes one unbroken run.
+        if writesInFlight > 0 { try flushWrites() }
+        writeEnds.removeAll(); writeAcked.removeAll(); writeHead = 0
+        acknowledgedThrough = to
         offset = to
         if slots.count > slotHead, slots[slotHead].offset != to { resetReadAhead() }
     }

@@ -286,9 +286,15 @@ public enum Transfer {
                         if n == 0 { throw SSHError(.os, "cannot read \(local): the file shrank during the upload", path: local) }
                         try file.write(UnsafeRawBufferPointer(start: buf, count: n))
                         off += UInt64(n)
-                        try landed(off)
+                        // The journal claims only what the server acknowledged (writes go out
+                        // ahead of their acknowledgements).
+                        try landed(max(from, file.acknowledgedThrough))
                         if ch === sftp { try progress?(journal.done, size) }
                     }
+                    // Every write of the range acknowledged (a failure surfaces here, on any
+                    // connection), then the range is complete.
+                    try file.flushWrites()
+                    try landed(to)
                 }
             } catch let e as SSHError where e.isResumable {
                 throw e
