@@ -234,7 +234,7 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
       if idx[i] then
         local listing = listings[idx[i]]
         if not listing then error(errs[idx[i]], 0) end
-        for _, e in ipairs(listing) do there[e.filename] = e.type end
+        for _, e in ipairs(listing) do there[e.filename] = e end
       end
       for _, e in ipairs(fs.ls(ld)) do
         local lp, rp = join(ld, e.filename), join(rd, e.filename)
@@ -244,12 +244,17 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
           local a = ok and within(root, target) and fs.stat(lp)
           t = (a and a.type == "file") and "file" or nil
         end
+        local d = there[e.filename]
         if t == "file" then
+          -- The listed target: a file there keeps its mode and owner. A link there is replaced,
+          -- never written through (a tree copy writes nothing outside its target).
+          local f = d and d.type == "file" and d or nil
           jobs[#jobs + 1] = {op = "put", remote = rp, ["local"] = lp, preserve_mtime = pm, confirm = confirm,
-                             checked = there[e.filename] ~= "dir" and there[e.filename] ~= "link"}
+                             checked = d == nil or d.type == "file" or d.type == "link",
+                             dst_mode = f and f.st_mode, dst_uid = f and f.st_uid, dst_gid = f and f.st_gid}
         elseif t == "dir" and recursive then
-          if there[e.filename] == nil then mk[#mk + 1] = rp; fresh[rp] = true
-          elseif there[e.filename] ~= "dir" and not c:isdir(rp) then
+          if d == nil then mk[#mk + 1] = rp; fresh[rp] = true
+          elseif d.type ~= "dir" and not c:isdir(rp) then
             sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp)
           end
           nextlevel[#nextlevel + 1] = {lp, rp}

@@ -557,8 +557,12 @@ function M.mirror_up(c, ldir, rdir, opts)
       if t == "dir" then c:rmdir(abs) else c:remove(abs) end
     end,
     job = function(rel, s, t, o2)
+      -- A file at the target keeps its mode and owner; a link there is replaced, never written
+      -- through (nothing is written outside the target root).
+      local f = t and t.type == "file" and t or nil
       return {op = "put", ["local"] = U.join(ldir, rel), remote = U.join(root, rel), preserve_mtime = o2.preserve_mtime,
-              checked = t == nil or t.type == "file"}
+              checked = t == nil or t.type == "file" or t.type == "link",
+              dst_mode = f and f.st_mode, dst_uid = f and f.st_uid, dst_gid = f and f.st_gid}
     end,
     sums = function(rels)
       local remote, here = both_sums(c, root, ldir, rels)

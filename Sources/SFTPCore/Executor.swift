@@ -300,6 +300,10 @@ final class UploadTask: Task {
     var failed = false
     var closing = false
     var tempCreated = false
+    /// What is at the target now: a file there keeps its mode and owner.
+    var existing: FileAttributes?
+    var keptMode: Int32? { existing?.kind == .file ? existing?.mode.map { Int32($0 & 0o7777) } : nil }
+    var ownerKept = false
 
     init?(index: Int, job: TransferJob, sftp: SFTP) throws {
         let fd = Foundation.open(job.local, O_RDONLY | O_CLOEXEC)
@@ -328,12 +332,22 @@ final class UploadTask: Task {
     deinit { Foundation.close(fd) }
 
     override func begin(_ x: Executor) {
-        if job.targetChecked { return open(x) }
-        x.sftp.send(FXP.STAT, { $0.string(job.remote) }) { [self] r in
-            if case .success(.attrs(let a)) = r, a.isDir {
+        if job.targetChecked && job.existing?.kind != .link {
+            existing = job.existing
+            return open(x)
+        }
+        x.sftp.send(FXP.LSTAT, { $0.string(job.remote) }) { [self] r in
+            switch r {
+            case .failure(let e): return fail(x, e)
+            case .success(.attrs(let a)) where a.isDir:
                 return fail(x, SSHError(.io, "cannot upload to \(job.remote): is a directory", path: job.remote))
+            case .success(.attrs(let a)) where a.kind == .link:
+                // The file the link names gets the content: `Transfer` follows the links.
+                failed = true
+                return x.handOver(self)
+            case .success(.attrs(let a)): existing = a
+            default: break   // nothing there
             }
-            if case .failure(let e) = r { return fail(x, e) }
             open(x)
         }
     }
@@ -345,7 +359,8 @@ final class UploadTask: Task {
             // takes the link, never its target) goes, then the exclusive create is tried once more.
             x.sftp.fireAndForget(FXP.REMOVE) { $0.string(temp) }
         }
-        x.sftp.send(FXP.OPEN, { $0.string(temp); $0.u32(flags.rawValue); FileAttributes(mode: UInt32(mode)).encode(&$0) }) { [self] r in
+        let createMode = UInt32(keptMode ?? mode)
+        x.sftp.send(FXP.OPEN, { $0.string(temp); $0.u32(flags.rawValue); FileAttributes(mode: createMode).encode(&$0) }) { [self] r in
             switch r {
             case .failure(let e): fail(x, e)
             case .success(.handle(let h)):
@@ -395,9 +410,19 @@ final class UploadTask: Task {
             outstanding += 1
             sftp.send(FXP.EXTENDED, { $0.string("fsync@openssh.com"); $0.string(h) }) { [self] r in acked(x, r, "cannot fsync") }
         }
-        if let (atime, mtime) = times {
+        if keptMode != nil || times != nil {
+            // The kept mode exactly (the server's umask applied at creation), and the times.
+            var set = FileAttributes(mode: keptMode.map { UInt32($0) })
+            if let (atime, mtime) = times { set.atime = atime; set.mtime = mtime }
             outstanding += 1
-            sftp.send(FXP.FSETSTAT, { $0.string(h); FileAttributes(atime: atime, mtime: mtime).encode(&$0) }) { [self] r in acked(x, r, "cannot set the times of") }
+            sftp.send(FXP.FSETSTAT, { $0.string(h); set.encode(&$0) }) { [self] r in acked(x, r, "cannot set the attributes of") }
+        }
+        if let old = existing, old.kind == .file, old.uid != nil || old.gid != nil {
+            // The owner and group too, where the server lets us: a refusal is not an error.
+            let owner = FileAttributes(uid: old.uid, gid: old.gid)
+            sftp.send(FXP.FSETSTAT, { $0.string(h); owner.encode(&$0) }) { [self] r in
+                if case .success(.status(let code, _)) = r, code == FX.OK { ownerKept = true }
+            }
         }
         outstanding += 1
         sftp.send(FXP.CLOSE, { $0.string(h) }) { [self] r in
@@ -426,7 +451,8 @@ final class UploadTask: Task {
             case .failure(let e): fail(x, e)
             case .success(.status(let code, _)) where code == FX.OK:
                 tempCreated = false
-                var a = FileAttributes(size: size, mode: UInt32(mode) | 0o100000)
+                var a = FileAttributes(size: size, mode: UInt32(keptMode ?? mode) | 0o100000)
+                if ownerKept { a.uid = existing?.uid; a.gid = existing?.gid }
                 if let (atime, mtime) = times { a.atime = atime; a.mtime = mtime }
                 x.finish(self, .success(a))
             case .success:

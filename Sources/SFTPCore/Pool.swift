@@ -19,6 +19,13 @@ public struct TransferJob {
     public var fsync = false
     /// Uploads: the server's acknowledgement of every write confirms the size (no stat).
     public var acksConfirm = false
+    /// Uploads: what the caller listed at the target (with `targetChecked`, nil means nothing is
+    /// there). A file there keeps its mode, and its owner where the server allows; a symlink
+    /// there stays a link and the file it names gets the content.
+    public var existing: FileAttributes?
+    /// Uploads: nil (default) writes in place when the directory refuses the temp name and the
+    /// target is writable; true makes that an error; false is the same as nil.
+    public var atomic: Bool?
 
     public init(_ direction: Direction, remote: String, local: String, preserveMtime: Bool = true,
                 confirm: Bool = true, targetChecked: Bool = false, sourceAttributes: FileAttributes? = nil,

@@ -165,7 +165,10 @@ public enum Transfer {
 
     /// Mode (what a new file gets here: 0666 & ~umask, as cp/sftp/paramiko do) and mtime.
     static func finishLocal(_ fd: Int32, attrs: FileAttributes, preserveMtime: Bool, fsync: Bool = false, path: String = "") throws {
-        fchmod(fd, 0o666 & ~processUmask)
+        // An existing file keeps its mode; a new one gets the umask's (never the remote's).
+        var st = stat()
+        let existing = !path.isEmpty && lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
+        fchmod(fd, existing ? st.st_mode & 0o7777 : 0o666 & ~processUmask)
         if preserveMtime, let m = attrs.mtime {
             var times = [timespec(tv_sec: Int(attrs.atime ?? m), tv_nsec: 0), timespec(tv_sec: Int(m), tv_nsec: 0)]
             futimens(fd, &times)
@@ -231,6 +234,7 @@ public enum Transfer {
     @discardableResult
     public static func upload(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
         let sftp = channels.main
+        let job = try resolved(sftp, job)
         let (local, remote, preserveMtime) = (job.local, job.remote, job.preserveMtime)
         let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
@@ -379,6 +383,31 @@ public enum Transfer {
         }
     }
 
+    /// Where an upload to `remote` really goes, and what is there now: a symlink is followed
+    /// (through links, 40 deep at most) to the file it names, so the link stays a link; a
+    /// directory is an error.
+    static func uploadTarget(_ sftp: SFTP, _ remote: String) throws -> (String, FileAttributes?) {
+        var path = remote
+        for _ in 0..<40 {
+            guard let a = try sftp.statIfExists(path, followLinks: false) else { return (path, nil) }
+            if a.isDir { throw SSHError(.io, "cannot upload to \(remote): is a directory", path: remote) }
+            if a.kind != .link { return (path, a) }
+            let t = try sftp.readlink(path)
+            path = t.hasPrefix("/") ? t : Paths.join(Paths.dirname(path), t)
+        }
+        throw SSHError(.io, "cannot upload to \(remote): too many levels of symbolic links", path: remote)
+    }
+
+    /// The job with its target resolved (`uploadTarget`) unless the caller listed it already.
+    static func resolved(_ sftp: SFTP, _ job: TransferJob) throws -> TransferJob {
+        if job.targetChecked && job.existing?.kind != .link { return job }
+        var j = job
+        (j.remote, j.existing) = try uploadTarget(sftp, job.remote)
+        j.targetChecked = true
+        if j.remote != job.remote { sftp.session.log("put \(job.remote): a symlink to \(j.remote), which gets the content") }
+        return j
+    }
+
     /// How an upload's temp file is made: the new file's mode and times, and whether an
     /// interrupted upload's temp (named with `tempKey`, at least `minResumeSize` long) is
     /// resumed and kept after a drop.
@@ -405,7 +434,10 @@ public enum Transfer {
     /// then the temp file stays to be resumed.
     static func uploadAtomically(_ sftp: SFTP, _ job: TransferJob, _ plan: UploadPlan,
                                  _ body: (SFTPFile, String, Bool) throws -> (UInt64, () -> Void)) throws -> FileAttributes {
-        let (remote, mode, mtime, confirm, targetChecked) = (job.remote, plan.mode, plan.mtime, job.confirm, job.targetChecked)
+        let job = try resolved(sftp, job)
+        // An existing file keeps its permission bits (and, below, its owner where allowed).
+        let kept = job.existing?.kind == .file ? job.existing?.mode.map { Int32($0 & 0o7777) } : nil
+        let (remote, mode, mtime, confirm, targetChecked) = (job.remote, kept ?? plan.mode, plan.mtime, job.confirm, job.targetChecked)
         let (resume, keepOnDrop, acksConfirm, tempKey, minResumeSize) = (plan.resume, plan.keepOnDrop, job.acksConfirm, plan.tempKey, plan.minResumeSize)
         let slash = remote.lastIndex(of: "/")
         let dir = slash.map { String(remote[...$0]) } ?? ""
@@ -414,8 +446,9 @@ public enum Transfer {
         if !targetChecked, let existing = try sftp.statIfExists(remote), existing.isDir {
             throw SSHError(.io, "cannot upload to \(remote): is a directory", path: remote)
         }
-        let temp = dir + tempName(for: base, key: tempKey)
+        var temp = dir + tempName(for: base, key: tempKey)
         var resuming = false
+        var inPlace = false
         var file: SFTPFile?
         if resume, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
             file = try? sftp.open(temp, flags: .write)
@@ -437,7 +470,14 @@ public enum Transfer {
             } catch var e as SSHError {
                 e.path = remote
                 e.message = e.message.replacingOccurrences(of: temp, with: remote)
-                throw e
+                // A drop folder: no new names allowed, but the file there may be written. Unless
+                // `atomic = true`, write it in place (as pysftp does), and say so.
+                guard e.kind == .permissionDenied, job.atomic != true, job.existing?.kind == .file,
+                      let f = try? sftp.open(remote, flags: [.write, .truncate]) else { throw e }
+                sftp.session.log("put \(remote): the directory refuses new files (no temp name); writing the file in place")
+                file = f
+                inPlace = true
+                temp = remote
             }
         }
         let f = file!
@@ -446,14 +486,14 @@ public enum Transfer {
         defer {
             if !renamed {
                 try? f.close()
-                if !keep { try? sftp.unlink(temp) }
+                if !keep && !inPlace { try? sftp.unlink(temp) }
             }
         }
         let done: UInt64
         let after: () -> Void
         do {
             (done, after) = try body(f, temp, resuming)
-        } catch let e as SSHError where e.isResumable && keepOnDrop {
+        } catch let e as SSHError where e.isResumable && keepOnDrop && !inPlace {
             keep = true
             throw e
         }
@@ -463,7 +503,7 @@ public enum Transfer {
         if acksConfirm && !resuming {
             // Batches: every write was acknowledged by the server (file.write returns only then),
             // which confirms the bytes without a stat round trip per file.
-            attrs = FileAttributes(size: done, mode: UInt32(mode) | 0o100000)
+            attrs = FileAttributes(size: done, mode: UInt32(kept ?? mode) | 0o100000)
         } else {
             // One stat serves both the size check and the result (a rename keeps the attributes).
             attrs = try sftp.stat(temp)
@@ -471,10 +511,29 @@ public enum Transfer {
                 throw SSHError(.io, "upload of \(remote) not confirmed: the server has \(s) bytes, \(done) were sent", path: remote)
             }
         }
-        if let (atime, m) = mtime {
-            try sftp.setstat(temp, FileAttributes(atime: atime, mtime: m))
-            attrs.atime = atime
-            attrs.mtime = m
+        if inPlace {
+            // The same file, so its mode and owner are kept; times where the server allows.
+            if let (atime, m) = mtime, (try? sftp.setstat(remote, FileAttributes(atime: atime, mtime: m))) != nil {
+                attrs.atime = atime; attrs.mtime = m
+            }
+            renamed = true
+            after()
+            attrs.inplace = true
+            return attrs
+        }
+        if kept != nil || mtime != nil {
+            // The kept mode exactly (the server's umask applied at creation), and the times.
+            var set = FileAttributes(mode: kept.map { UInt32($0) })
+            if let (atime, m) = mtime { set.atime = atime; set.mtime = m }
+            try sftp.setstat(temp, set)
+            if let k = kept { attrs.mode = (attrs.mode ?? 0o100000) & ~0o7777 | UInt32(k) }
+            if let (atime, m) = mtime { attrs.atime = atime; attrs.mtime = m }
+        }
+        if let old = job.existing, old.kind == .file, old.uid != nil || old.gid != nil, old.uid != attrs.uid || old.gid != attrs.gid {
+            // The owner and group too, where the server lets us (root, or a group we are in).
+            if (try? sftp.setstat(temp, FileAttributes(uid: old.uid ?? attrs.uid, gid: old.gid ?? attrs.gid))) != nil {
+                attrs.uid = old.uid ?? attrs.uid; attrs.gid = old.gid ?? attrs.gid
+            }
         }
         do {
             try sftp.rename(temp, remote, overwrite: true)

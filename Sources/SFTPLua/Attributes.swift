@@ -28,6 +28,7 @@ enum AttributeTable {
         let t = lua.absIndex(-1)
         for (name, get) in rows { if let v = get(a) { lua.set(t, name, v) } }
         lua.set(t, "type", a.kind.rawValue)
+        if a.inplace { lua.set(t, "inplace", true) }
         if let filename { lua.set(t, "filename", filename) }
         if let longname { lua.set(t, "longname", longname) }
     }

@@ -4,11 +4,13 @@ import SFTPCore
 
 /// `c:_transfer(jobs, parallel, done)`: the batch engine behind get_r/put_r and mirroring.
 /// `jobs` is an array of `{op = "get"|"put", remote=, local=, preserve_mtime=, confirm=,
-/// checked=, size=, mtime=, atime=}` (size/mtime: the source's listed attributes, which spare
-/// a stat; checked: the target is known not to be a directory). `done(i, attrs, err)` is called
+/// checked=, size=, mtime=, atime=, fsync=, dst_mode=, dst_uid=, dst_gid=}` (size/mtime: the
+/// source's listed attributes, which spare a stat; checked: the target's directory was listed,
+/// and dst_*: what it holds at the target, nothing when absent). `done(i, attrs, err)` is called
 /// on this thread as each job ends; an error it raises stops the batch (jobs in flight finish).
 enum Batch {
-    static let jobKeys = ["op", "remote", "local", "preserve_mtime", "confirm", "checked", "size", "mtime", "atime", "fsync"]
+    static let jobKeys = ["op", "remote", "local", "preserve_mtime", "confirm", "checked", "size", "mtime", "atime", "fsync",
+                          "dst_mode", "dst_uid", "dst_gid"]
 
     static func define(_ c: LuaClass<Connection>) {
         c.method("_reconnect") { conn, _ in try conn.reconnect(); return 0 }
@@ -127,6 +129,12 @@ enum Batch {
                                         targetChecked: try o.bool("checked") ?? false, sourceAttributes: known))
                 jobs[jobs.count - 1].fsync = try o.bool("fsync") ?? false
                 jobs[jobs.count - 1].acksConfirm = true
+                // What the caller listed at an upload's target (st_mode with its type bits).
+                if let m = try o.integer("dst_mode") {
+                    jobs[jobs.count - 1].existing = FileAttributes(uid: try o.integer("dst_uid").map { UInt32(truncatingIfNeeded: $0) },
+                                                                   gid: try o.integer("dst_gid").map { UInt32(truncatingIfNeeded: $0) },
+                                                                   mode: UInt32(truncatingIfNeeded: m))
+                }
             }
             let pool = TransferPool(main: try conn.channel(), options: conn.session.options, parallel: parallel)
             var total: UInt64 = 0

@@ -130,7 +130,7 @@ enum ConnectionBinding {
         c.method("put") { conn, l in
             let local = try l.checkString(2, method: true)
             let given = try l.optString(3, method: true)
-            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync"], function: "put", method: true)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync", "atomic"], function: "put", method: true)
             let remote = conn.remote(given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(local))
             let size = Transfer.localSize(local) ?? 0
             let streams = try parallel(o, size: size)
@@ -138,8 +138,9 @@ enum ConnectionBinding {
             let extra = streams > 1 && big ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "put " + Paths.basename(local), totalBytes: Transfer.localSize(local) ?? 0)
-            let job = TransferJob(.upload, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
+            var job = TransferJob(.upload, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   confirm: try o.bool("confirm") ?? true, targetChecked: false, fsync: try o.bool("fsync") ?? false)
+            job.atomic = try o.bool("atomic")
             let attrs = try Executor.one(try conn.channel(), job, extra: extra,
                                          progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)

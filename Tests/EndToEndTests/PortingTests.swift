@@ -73,6 +73,91 @@ struct PortingTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: work).isEmpty)
     }
 
+    /// put onto an existing file keeps what users set up: its mode and owner; a symlink stays a
+    /// link and the file it names gets the content; get keeps an existing local file's mode.
+    @Test func putAndGetKeepWhoFilesAre() throws {
+        let remote = try server.makeRemoteDir()
+        let local = try makeTempDir("identity")
+        let other: uid_t = server.passwordUser.flatMap { getpwnam($0)?.pointee.pw_uid } ?? 65534
+        try "old".write(toFile: remote + "/keep", atomically: true, encoding: .utf8)
+        chmod(remote + "/keep", 0o640)
+        chown(remote + "/keep", other, other)
+        try "real".write(toFile: remote + "/real", atomically: true, encoding: .utf8)
+        chmod(remote + "/real", 0o600)
+        try FileManager.default.createSymbolicLink(atPath: remote + "/link", withDestinationPath: "real")
+        try FileManager.default.createSymbolicLink(atPath: remote + "/dangling", withDestinationPath: "made")
+        try FileManager.default.createDirectory(atPath: remote + "/tree", withIntermediateDirectories: true)
+        try "t".write(toFile: remote + "/tree/f", atomically: true, encoding: .utf8)
+        chmod(remote + "/tree/f", 0o604)
+        chown(remote + "/tree/f", other, other)
+        try FileManager.default.createSymbolicLink(atPath: remote + "/tree/l", withDestinationPath: "/etc/hostname")
+        try "new content".write(toFile: local + "/src", atomically: true, encoding: .utf8)
+        chmod(local + "/src", 0o644)
+        try FileManager.default.createDirectory(atPath: local + "/up", withIntermediateDirectories: true)
+        try "new f".write(toFile: local + "/up/f", atomically: true, encoding: .utf8)
+        try "new l".write(toFile: local + "/up/l", atomically: true, encoding: .utf8)
+        try "mine".write(toFile: local + "/mine", atomically: true, encoding: .utf8)
+        chmod(local + "/mine", 0o600)
+        let r = try server.runScript("""
+        local c <close> = sftp.connect\(server.connectLua)
+        local a = c:put("src", "\(remote)/keep")
+        print(a.st_mode & 0xfff, a.st_uid)
+        c:put("src", "\(remote)/link")
+        c:put("src", "\(remote)/dangling")
+        c:put_r("up", "\(remote)/tree")
+        c:get("\(remote)/keep", "mine")
+        c:get("\(remote)/keep", "fresh")
+        """, cwd: local)
+        #expect(r.status == 0, "\(r.stderr)")
+        func mode(_ p: String) -> mode_t { var st = stat(); lstat(p, &st); return st.st_mode }
+        func owner(_ p: String) -> uid_t { var st = stat(); lstat(p, &st); return st.st_uid }
+        #expect(r.stdout == "\(0o640)\t\(other)\n")
+        #expect(try String(contentsOfFile: remote + "/keep", encoding: .utf8) == "new content")
+        #expect(mode(remote + "/keep") & 0o7777 == 0o640 && owner(remote + "/keep") == other)
+        #expect(mode(remote + "/link") & S_IFMT == S_IFLNK)
+        #expect(try String(contentsOfFile: remote + "/real", encoding: .utf8) == "new content")
+        #expect(mode(remote + "/real") & 0o7777 == 0o600)
+        #expect(mode(remote + "/dangling") & S_IFMT == S_IFLNK)
+        #expect(try String(contentsOfFile: remote + "/made", encoding: .utf8) == "new content")
+        // A tree copy keeps a file's mode and owner, and replaces a link (never writing through it).
+        #expect(mode(remote + "/tree/f") & 0o7777 == 0o604 && owner(remote + "/tree/f") == other)
+        #expect(try String(contentsOfFile: remote + "/tree/f", encoding: .utf8) == "new f")
+        #expect(mode(remote + "/tree/l") & S_IFMT == S_IFREG)
+        #expect(try String(contentsOfFile: remote + "/tree/l", encoding: .utf8) == "new l")
+        // get: an existing local file keeps its mode, a new one gets the umask's.
+        let mask = umask(0o022); umask(mask)
+        #expect(mode(local + "/mine") & 0o7777 == 0o600)
+        #expect(mode(local + "/fresh") & 0o7777 == 0o666 & ~mask)
+        let temps = try FileManager.default.subpathsOfDirectory(atPath: remote).filter { $0.contains("sftplua.part") }
+        #expect(temps.isEmpty)
+    }
+
+    /// A drop folder: the user may write the file there but not create names. put writes in
+    /// place (and says so); with atomic = true the refusal stands and nothing changes.
+    @Test(.enabled(if: TestServer.shared.passwordUser != nil, "needs the password account that scripts/setup creates as root"))
+    func dropFoldersAreWrittenInPlace() throws {
+        let user = try #require(server.passwordUser)
+        let dir = try server.makeRemoteDir()
+        chmod(dir, 0o755)
+        try "old drop".write(toFile: dir + "/drop", atomically: true, encoding: .utf8)
+        chmod(dir + "/drop", 0o666)
+        let local = try makeTempDir("drop")
+        try "new drop".write(toFile: local + "/f", atomically: true, encoding: .utf8)
+        let r = try runProcess(sftpluaBinary, ["-v", "-e", """
+        local c <close> = sftp.connect{host = '127.0.0.1', port = \(server.port), username = '\(user)', password = '\(server.password)', known_hosts = '\(server.knownHosts)'}
+        local ok, e = pcall(c.put, c, "f", "\(dir)/drop", {atomic = true})
+        print(ok, e.kind, c:read("\(dir)/drop"))
+        local a = c:put("f", "\(dir)/drop")
+        print(a.inplace, a.st_size, c:read("\(dir)/drop"))
+        ok, e = pcall(c.put, c, "f", "\(dir)/new")
+        print(ok, e.kind)
+        """], env: ["HOME": server.home], cwd: local)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "false\tPermissionDenied\told drop\ntrue\t8\tnew drop\nfalse\tPermissionDenied\n")
+        #expect(r.stderr.contains("in place"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["drop"])
+    }
+
     /// Include in ~/.ssh/config: quoted (with spaces), unquoted, `~`, relative, and several
     /// patterns on one line, each leading to a host the test server answers.
     @Test func everyIncludeFormIsFollowed() throws {

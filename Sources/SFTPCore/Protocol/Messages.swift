@@ -76,6 +76,8 @@ public struct FileAttributes: Equatable, Sendable {
     public var atime: UInt64?
     public var mtime: UInt64?
     public var extended: [ExtendedAttribute] = []
+    /// Client-side, never on the wire: an upload wrote the file in place (no temp name).
+    public var inplace = false
 
     public init(size: UInt64? = nil, uid: UInt32? = nil, gid: UInt32? = nil, mode: UInt32? = nil, atime: UInt64? = nil, mtime: UInt64? = nil) {
         self.size = size; self.uid = uid; self.gid = gid; self.mode = mode; self.atime = atime; self.mtime = mtime
