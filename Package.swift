@@ -16,16 +16,18 @@ let package = Package(
         .target(name: "CLibssh2", linkerSettings: [.linkedLibrary("ssh2"), .linkedLibrary("crypto")]),
         // C side: libedit's readline interface for the REPL (history, completion).
         .target(name: "CLineEdit", linkerSettings: [.linkedLibrary("edit")]),
-        .target(name: "SFTPCore", dependencies: ["CLibssh2"]),
-        .target(name: "LuaHost", dependencies: ["CLua"]),
-        .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "CLua"]),
+        // Names are bytes: the lossless String <-> bytes mapping every layer uses for names.
+        .target(name: "ByteString"),
+        .target(name: "SFTPCore", dependencies: ["CLibssh2", "ByteString"]),
+        .target(name: "LuaHost", dependencies: ["CLua", "ByteString"]),
+        .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "CLua", "ByteString"]),
         .executableTarget(name: "sftplua", dependencies: [
             "SFTPLua", "LuaHost", "CLineEdit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Starts the throwaway sshd (scripts/test-sshd) for the tests; runs the built binary.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "LuaHostTests", dependencies: ["LuaHost", "CLua"]),
+        .testTarget(name: "LuaHostTests", dependencies: ["LuaHost", "CLua", "ByteString"]),
         .testTarget(name: "SFTPCoreTests", dependencies: ["SFTPCore", "TestSupport"]),
         .testTarget(name: "SFTPLuaTests", dependencies: ["SFTPLua", "LuaHost", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["sftplua", "TestSupport"]),

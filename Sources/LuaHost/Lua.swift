@@ -1,3 +1,4 @@
+import ByteString
 import CLua
 
 public typealias LuaFunction = (Lua) throws -> Int32
@@ -58,12 +59,14 @@ public struct Lua {
         guard let p = lua_tolstring(L, i, &len) else { return nil }
         return try body(UnsafeRawBufferPointer(start: p, count: len))
     }
+    /// The string at `i` as a Swift String that keeps its exact bytes (`ByteString`): a name
+    /// that is not UTF-8 comes back unchanged when pushed or used as a path.
     public func string(_ i: Int32) -> String? {
         guard lua_type(L, i) == LUA_TSTRING else { return nil }
         var len = 0
         guard let p = lua_tolstring(L, i, &len) else { return nil }
         return p.withMemoryRebound(to: UInt8.self, capacity: len) {
-            String(decoding: UnsafeBufferPointer(start: $0, count: len), as: UTF8.self)
+            ByteString.string(UnsafeBufferPointer(start: $0, count: len))
         }
     }
     public func integer(_ i: Int32) -> Int64? {
@@ -97,11 +100,9 @@ public struct Lua {
     public func push(_ v: Int64) { lua_pushinteger(L, lua_Integer(v)) }
     public func push(_ v: UInt64) { lua_pushinteger(L, lua_Integer(truncatingIfNeeded: v)) }
     public func push(_ v: Double) { lua_pushnumber(L, v) }
+    /// Pushes `v`'s bytes: those it was made from (`ByteString`), else its UTF-8.
     public func push(_ v: String) {
-        var s = v
-        s.withUTF8 { buf in
-            buf.withMemoryRebound(to: CChar.self) { sl_pushlstring(L, $0.baseAddress, $0.count) }
-        }
+        ByteString.bytes(v).withUnsafeBytes { push(bytes: $0) }
     }
     public func push(bytes: UnsafeRawBufferPointer) {
         sl_pushlstring(L, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)

@@ -26,7 +26,7 @@ public final class SHA256Digest {
 
     /// SHA-256 of a local file, read in blocks.
     public static func file(_ path: String) throws -> String {
-        let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = LocalPath.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: path) }
         defer { Foundation.close(fd) }
         let d = try SHA256Digest()

@@ -306,7 +306,7 @@ final class UploadTask: Task {
     var ownerKept = false
 
     init?(index: Int, job: TransferJob, sftp: SFTP) throws {
-        let fd = Foundation.open(job.local, O_RDONLY | O_CLOEXEC)
+        let fd = LocalPath.open(job.local, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: job.local) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { let e = errno; Foundation.close(fd); throw SSHError.local(e, "cannot read", path: job.local) }
@@ -500,17 +500,16 @@ final class LocalTemp {
 
     init(local: String) throws {
         self.local = local
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: local, isDirectory: &isDir), isDir.boolValue {
+        if LocalPath.isDirectory(local) {
             throw SSHError(.os, "cannot write \(local): is a directory", path: local, code: Int(EISDIR))
         }
         let dir = Paths.dirname(local)
         temp = (dir.isEmpty ? "" : dir + "/") + Transfer.tempName(for: Paths.basename(local))
-        fd = Foundation.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 && errno == ELOOP {
             // A symlink planted under the temp name is removed, never followed.
-            Foundation.unlink(temp)
-            fd = Foundation.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            LocalPath.unlink(temp)
+            fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -543,14 +542,14 @@ final class LocalTemp {
         try Transfer.finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime, fsync: fsync, path: local)
         let rc = Foundation.close(fd)
         fd = -1
-        if rc != 0 { let e = errno; Foundation.unlink(temp); throw SSHError.local(e, "cannot write", path: local) }
-        if Foundation.rename(temp, local) != 0 { let e = errno; Foundation.unlink(temp); throw SSHError.local(e, "cannot write", path: local) }
+        if rc != 0 { let e = errno; LocalPath.unlink(temp); throw SSHError.local(e, "cannot write", path: local) }
+        if LocalPath.rename(temp, local) != 0 { let e = errno; LocalPath.unlink(temp); throw SSHError.local(e, "cannot write", path: local) }
     }
 
     func discard() {
         guard fd >= 0 else { return }
         Foundation.close(fd)
         fd = -1
-        Foundation.unlink(temp)
+        LocalPath.unlink(temp)
     }
 }

@@ -18,7 +18,10 @@ struct ResumeJournal: Codable {
     var done: UInt64 { size - remaining }
 
     static func load(_ path: String) -> ResumeJournal? {
-        guard let d = FileManager.default.contents(atPath: path), let j = try? JSONDecoder().decode(ResumeJournal.self, from: d), j.valid else { return nil }
+        let fd = LocalPath.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        let d = FileHandle(fileDescriptor: fd, closeOnDealloc: true).readDataToEndOfFile()
+        guard let j = try? JSONDecoder().decode(ResumeJournal.self, from: d), j.valid else { return nil }
         return j
     }
 }
@@ -43,7 +46,7 @@ final class JournalFile: @unchecked Sendable {
         lock.unlock()
         guard let data else { return }
         // Written in place (small): a torn write makes it unreadable, and then the next run starts over.
-        let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let fd = LocalPath.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write the resume journal", path: path) }
         defer { Foundation.close(fd) }
         _ = data.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
@@ -65,7 +68,7 @@ final class JournalFile: @unchecked Sendable {
         return total
     }
 
-    func remove() { Foundation.unlink(path) }
+    func remove() { LocalPath.unlink(path) }
 }
 
 /// A range worker stopped because another one failed (or Ctrl-C): never the error reported.
@@ -98,7 +101,7 @@ extension Transfer {
 
     /// The size of a local file (following links), nil when it cannot be opened.
     public static func localSize(_ path: String) -> UInt64? {
-        let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        let fd = LocalPath.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { Foundation.close(fd) }
         var st = stat()

@@ -1,5 +1,11 @@
+import ByteString
 import CLibssh2
 import Foundation
+
+extension WireWriter {
+    /// A path or name: the exact bytes the String holds (`ByteString`), never re-encoded.
+    mutating func string(_ s: String) { string(ByteString.bytes(s)) }
+}
 
 /// One entry of a directory listing.
 public struct DirEntry: Equatable {
@@ -11,7 +17,7 @@ public struct DirEntry: Equatable {
 
     public init(_ e: NameEntry) {
         rawName = e.name
-        name = String(decoding: e.name, as: UTF8.self)
+        name = ByteString.string(e.name)
         longname = String(decoding: e.longname, as: UTF8.self)
         attributes = e.attributes
     }
@@ -567,7 +573,7 @@ public final class SFTP {
     private func pathQuery(_ type: UInt8, _ path: String, _ what: String) throws -> String {
         let r = try call(type, expect: 2 * SFTPMessages.maxString) { $0.string(path) }
         guard case .name(let names) = r, let first = names.first else { throw unexpected(r, what, path: path) }
-        return String(decoding: first.name, as: UTF8.self)
+        return ByteString.string(first.name)
     }
 
     public func readlink(_ path: String) throws -> String { try pathQuery(FXP.READLINK, path, "cannot read link") }
@@ -612,7 +618,7 @@ public final class SFTP {
         if hasExtension("expand-path@openssh.com") {
             let r = try call(FXP.EXTENDED, expect: 2 * SFTPMessages.maxString) { $0.string("expand-path@openssh.com"); $0.string(path) }
             guard case .name(let n) = r, let first = n.first else { throw unexpected(r, "cannot resolve", path: path) }
-            return String(decoding: first.name, as: UTF8.self)
+            return ByteString.string(first.name)
         }
         return try realpath(path)
     }

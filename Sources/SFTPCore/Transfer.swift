@@ -119,18 +119,17 @@ public enum Transfer {
     /// dropped connection, Timeout or Ctrl-C, the temp file (and its journal) stay for a resume.
     static func writeLocalAtomically<R>(local: String, resumable: Bool, _ body: (Int32, String) throws -> R,
                                         finish: (Int32) throws -> Void) throws -> R {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: local, isDirectory: &isDir), isDir.boolValue {
+        if LocalPath.isDirectory(local) {
             throw SSHError(.os, "cannot write \(local): is a directory", path: local, code: Int(EISDIR))
         }
         let dir = Paths.dirname(local)
         let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: Paths.basename(local))
         // Not truncated here: a resumable download decides whether to keep what is there.
-        var fd = Foundation.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        var fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 && errno == ELOOP {
             // Something planted a symlink under the temp name: it is removed, never followed.
-            Foundation.unlink(temp)
-            fd = Foundation.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            LocalPath.unlink(temp)
+            fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -143,7 +142,7 @@ public enum Transfer {
         var done = false
         defer {
             if !closed { Foundation.close(fd) }
-            if !done && !keep { Foundation.unlink(temp); Foundation.unlink(temp + ".json") }
+            if !done && !keep { LocalPath.unlink(temp); LocalPath.unlink(temp + ".json") }
         }
         let result: R
         do {
@@ -155,7 +154,7 @@ public enum Transfer {
         try finish(fd)
         closed = true
         if Foundation.close(fd) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
-        if Foundation.rename(temp, local) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
+        if LocalPath.rename(temp, local) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
         done = true
         return result
     }
@@ -166,9 +165,8 @@ public enum Transfer {
     /// Mode (what a new file gets here: 0666 & ~umask, as cp/sftp/paramiko do) and mtime.
     static func finishLocal(_ fd: Int32, attrs: FileAttributes, preserveMtime: Bool, fsync: Bool = false, path: String = "") throws {
         // An existing file keeps its mode; a new one gets the umask's (never the remote's).
-        var st = stat()
-        let existing = !path.isEmpty && lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
-        fchmod(fd, existing ? st.st_mode & 0o7777 : 0o666 & ~processUmask)
+        let st = path.isEmpty ? nil : LocalPath.info(path)
+        if let st, st.st_mode & S_IFMT == S_IFREG { fchmod(fd, st.st_mode & 0o7777) } else { fchmod(fd, 0o666 & ~processUmask) }
         if preserveMtime, let m = attrs.mtime {
             var times = [timespec(tv_sec: Int(attrs.atime ?? m), tv_nsec: 0), timespec(tv_sec: Int(m), tv_nsec: 0)]
             futimens(fd, &times)
@@ -236,7 +234,7 @@ public enum Transfer {
         let sftp = channels.main
         let job = try resolved(sftp, job)
         let (local, remote, preserveMtime) = (job.local, job.remote, job.preserveMtime)
-        let fd = Foundation.open(local, O_RDONLY | O_CLOEXEC)
+        let fd = LocalPath.open(local, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
         defer { Foundation.close(fd) }
         var st = stat()

@@ -1,10 +1,13 @@
+import ByteString
 import Foundation
 import LuaHost
 import SFTPCore
 
 /// Local file-system helpers the Lua side of the library needs (Lua's io has no directories).
 /// Exposed as `sftp.fs`: `ls(path)`, `lstat(path)`, `stat(path)`, `mkdir(path [, mode])`,
-/// `chdir(path)`, `getcwd()`, `realpath(path)`, `utime(path, atime, mtime)`.
+/// `chdir(path)`, `getcwd()`, `realpath(path)`, `utime(path, atime, mtime)`. Names are bytes:
+/// every path goes to the kernel and every name comes back exactly (`ByteString`), and listings
+/// sort by bytes.
 enum LocalFS {
     static func kind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
@@ -29,28 +32,26 @@ enum LocalFS {
         }
         l.setFunction(t, "ls") { l in
             let path = try l.checkString(1)
-            guard let d = opendir(path) else { throw SSHError.local(errno, "cannot list", path: path) }
+            guard let d = ByteString.withCString(path, { opendir($0) }) else { throw SSHError.local(errno, "cannot list", path: path) }
             defer { closedir(d) }
-            var names: [String] = []
+            var names: [[UInt8]] = []
             var guardCount = 0
             while let e = readdir(d), guardCount < 10_000_000 {
                 guardCount += 1
-                let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                    String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-                }
-                if name != "." && name != ".." { names.append(name) }
+                let name = withUnsafeBytes(of: e.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+                if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
             }
-            names.sort()
+            names.sort { $0.lexicographicallyPrecedes($1) }
             l.newTable(narr: Int32(clamping: names.count))
             var k = 0
+            let dir = ByteString.bytes(path.hasSuffix("/") ? path : path + "/")
             for n in names {
-                var st = stat()
-                let full = path.hasSuffix("/") ? path + n : path + "/" + n
                 // A name that vanished since readdir is left out; the array stays without holes
                 // (a hole would end ipairs early and hide every later name).
-                if lstat(full, &st) != 0 { continue }
+                guard let st = LocalPath.info(ByteString.string(dir + n)) else { continue }
                 pushStat(l, st)
-                l.set(-1, "filename", n)
+                l.push(bytes: n)
+                l.setField(-2, "filename")
                 k += 1
                 l.setIndex(-2, k)
             }
@@ -59,8 +60,7 @@ enum LocalFS {
         for (name, follow) in [("stat", true), ("lstat", false)] {
             l.setFunction(t, name) { l in
                 let path = try l.checkString(1)
-                var st = stat()
-                if (follow ? stat(path, &st) : lstat(path, &st)) != 0 {
+                guard let st = LocalPath.info(path, follow: follow) else {
                     if errno == ENOENT || errno == ENOTDIR { l.pushNil(); return 1 }
                     throw SSHError.local(errno, "cannot stat", path: path)
                 }
@@ -71,27 +71,32 @@ enum LocalFS {
         l.setFunction(t, "mkdir") { l in
             let path = try l.checkString(1)
             let mode = try pysftpMode(l, 2, method: false)
-            if mkdir(path, mode_t(mode)) != 0 { throw SSHError.local(errno, "cannot create directory", path: path) }
+            if ByteString.withCString(path, { mkdir($0, mode_t(mode)) }) != 0 { throw SSHError.local(errno, "cannot create directory", path: path) }
             return 0
         }
         l.setFunction(t, "chdir") { l in
             let path = try l.checkString(1)
-            if chdir(path) != 0 { throw SSHError.local(errno, "cannot change directory to", path: path) }
+            if ByteString.withCString(path, { chdir($0) }) != 0 { throw SSHError.local(errno, "cannot change directory to", path: path) }
             return 0
         }
-        l.setFunction(t, "getcwd") { l in l.push(FileManager.default.currentDirectoryPath); return 1 }
+        l.setFunction(t, "getcwd") { l in
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            guard getcwd(&buf, buf.count) != nil else { throw SSHError.local(errno, "cannot read the working directory", path: ".") }
+            l.push(bytes: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
+            return 1
+        }
         l.setFunction(t, "realpath") { l in
             let path = try l.checkString(1)
-            guard let r = realpath(path, nil) else { throw SSHError.local(errno, "cannot resolve", path: path) }
+            guard let r = ByteString.withCString(path, { realpath($0, nil) }) else { throw SSHError.local(errno, "cannot resolve", path: path) }
             defer { free(r) }
-            l.push(String(cString: r))
+            l.push(bytes: Array(UnsafeBufferPointer(start: r, count: strlen(r))).map { UInt8(bitPattern: $0) })
             return 1
         }
         l.setFunction(t, "utime") { l in
             let path = try l.checkString(1)
             let at = try l.checkInteger(2), mt = try l.checkInteger(3)
             var times = [timespec(tv_sec: Int(at), tv_nsec: 0), timespec(tv_sec: Int(mt), tv_nsec: 0)]
-            if utimensat(AT_FDCWD, path, &times, 0) != 0 { throw SSHError.local(errno, "cannot set times of", path: path) }
+            if ByteString.withCString(path, { utimensat(AT_FDCWD, $0, &times, 0) }) != 0 { throw SSHError.local(errno, "cannot set times of", path: path) }
             return 0
         }
         l.setField(m, "fs")

@@ -27,7 +27,6 @@ public struct WireWriter {
     public mutating func string<C: Collection>(_ s: C) where C.Element == UInt8 {
         u32(UInt32(s.count)); bytes.append(contentsOf: s)
     }
-    public mutating func string(_ s: String) { string(Array(s.utf8)) }
     public mutating func raw(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
     /// Overwrites the uint32 at `index` (a packet's length, once its body is written).
     public mutating func patchU32(at index: Int, _ v: UInt32) {
