@@ -192,6 +192,22 @@ struct PortingTests {
         #expect(r.stdout == "false\tPermissionDenied\told drop\ntrue\t8\tnew drop\nfalse\tPermissionDenied\n")
         #expect(r.stderr.contains("in place"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["drop"])
+        // The same account in a directory of its own: put keeps the mode it had set (0600).
+        let own = try server.makeRemoteDir()
+        let uid = try #require(getpwnam(user)).pointee.pw_uid
+        chown(own, uid, uid)
+        try "mine".write(toFile: own + "/p", atomically: true, encoding: .utf8)
+        chown(own + "/p", uid, uid)
+        chmod(own + "/p", 0o600)
+        let r2 = try runProcess(sftpluaBinary, ["-e", """
+        local c <close> = sftp.connect{host = '127.0.0.1', port = \(server.port), username = '\(user)', password = '\(server.password)', known_hosts = '\(server.knownHosts)'}
+        local a = c:put("f", "\(own)/p")
+        print(a.st_mode & 0xfff, a.inplace, c:read("\(own)/p"))
+        """], env: ["HOME": server.home], cwd: local)
+        #expect(r2.status == 0, "\(r2.stderr)")
+        #expect(r2.stdout == "\(0o600)\tnil\tnew drop\n")
+        var st = stat()
+        #expect(lstat(own + "/p", &st) == 0 && st.st_mode & 0o7777 == 0o600 && st.st_uid == uid)
     }
 
     /// Include in ~/.ssh/config: quoted (with spaces), unquoted, `~`, relative, and several
