@@ -96,7 +96,7 @@ struct Run: ParsableCommand {
         discussion: "The script's arguments are in the global `arg` (arg[0] is the script) and in `...`.\n\n" + exitCodesHelp
     )
 
-    @Flag(name: .long, help: "Print the plan of every mirror (and what other calls would do) and change nothing.")
+    @Flag(name: [.customShort("n"), .long], help: "Print the plan of every mirror and tree copy (and what other calls would do) and change nothing.")
     var dryRun = false
 
     @OptionGroup var global: GlobalOptions
@@ -112,14 +112,44 @@ struct Run: ParsableCommand {
         runner.enableInterrupts()
         global.apply(to: runner)
         if dryRun { runner.setDryRun(true) }
-        let status = runner.runFile(file, args: args)
+        let status = runner.runFile(file, args: args.first == "--" ? Array(args.dropFirst()) : args)
         if status != .ok { throw ExitCode(status.rawValue) }
     }
 }
 
+/// sftplua's own flags work wherever a user puts them: before the command (`sftplua -v run F`),
+/// after the script (`sftplua run F --dry-run`), and `sftplua F.lua ARGS` runs a script as `lua`
+/// does. Arguments for the script are every other word after the file, and everything after `--`.
+func normalizedArguments(_ argv: [String]) -> [String] {
+    var a = Array(argv.dropFirst())
+    let commands: Set = ["run", "repl", "exec", "help"]
+    let global: Set = ["-v", "--verbose", "-q", "--quiet", "--progress", "--no-progress"]
+    let runOnly: Set = ["-n", "--dry-run"]
+    var leading: [String] = []
+    while let f = a.first, global.contains(f) || runOnly.contains(f) { leading.append(f); a.removeFirst() }
+    if let first = a.first, !first.hasPrefix("-"), !commands.contains(first) { a.insert("run", at: 0) }
+    guard let command = a.first, commands.contains(command) else { return leading + a }
+    guard command == "run" else { return [command] + leading + a.dropFirst() }
+    var flags = leading, file: String?, args: [String] = [], passthrough = false
+    for x in a.dropFirst() {
+        if passthrough {
+            if file == nil { file = x } else { args.append(x) }
+        } else if x == "--" {
+            passthrough = true
+        } else if global.contains(x) || runOnly.contains(x) {
+            flags.append(x)
+        } else if file == nil {
+            if x.hasPrefix("-") && x != "-" { flags.append(x) } else { file = x }   // an unknown option is reported
+        } else {
+            args.append(x)
+        }
+    }
+    return ["run"] + flags + (file.map { [$0] } ?? []) + (args.isEmpty ? [] : ["--"] + args)
+}
+
 // Usage errors exit with 2 (ArgumentParser's default is 64).
 do {
-    var command = try SFTPLuaCommand.parseAsRoot()
+    var command = try SFTPLuaCommand.parseAsRoot(normalizedArguments(CommandLine.arguments))
     try command.run()
 } catch let e as ExitCode {
     exit(e.rawValue)
@@ -128,6 +158,8 @@ do {
     if code == .success || code.rawValue == 0 {
         SFTPLuaCommand.exit(withError: error) // --help, --version
     }
-    FileHandle.standardError.write(Data((SFTPLuaCommand.fullMessage(for: error) + "\n").utf8))
+    // The default command is internal: usage lines name `sftplua`, not `sftplua exec`.
+    let message = SFTPLuaCommand.fullMessage(for: error).replacingOccurrences(of: "sftplua exec", with: "sftplua")
+    FileHandle.standardError.write(Data((message + "\n").utf8))
     exit(code == ExitCode.validationFailure ? 2 : code.rawValue)
 }

@@ -31,6 +31,43 @@ struct CLITests {
         #expect(r.stdout == "script.lua\tone\t--two\t2\t2\tone\t--two\n")
     }
 
+    /// sftplua's own flags are never dropped: before the command, after the script, short or
+    /// long; `sftplua FILE.lua ARGS` runs a script as `lua` does; the script's own options go
+    /// after `--`. A dry run with the flag after the script changes nothing.
+    @Test func flagsWorkWhereverTheyArePut() throws {
+        let dir = try makeTempDir("flags")
+        let script = dir + "/s.lua"
+        try """
+        print(select("#", ...), table.concat({...}, " "), sftp.dry_run == true, sftp.verbose == true)
+        if not sftp.dry_run then io.open("\(dir)/touched", "w"):close() end
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let cases: [([String], String)] = [
+            (["run", script, "--dry-run"], "0\t\ttrue\tfalse"),
+            (["run", script, "-n", "a"], "1\ta\ttrue\tfalse"),
+            (["run", script, "-v", "a", "b"], "2\ta b\tfalse\ttrue"),
+            (["-v", "run", script, "--dry-run"], "0\t\ttrue\ttrue"),
+            (["--dry-run", "run", script], "0\t\ttrue\tfalse"),
+            ([script, "x", "-n"], "1\tx\ttrue\tfalse"),
+            (["run", script, "--", "--dry-run", "-v"], "2\t--dry-run -v\tfalse\tfalse"),
+        ]
+        for (args, want) in cases {
+            try? FileManager.default.removeItem(atPath: dir + "/touched")
+            let r = try sftplua(args)
+            #expect(r.status == 0, "\(args): \(r.stderr)")
+            #expect(r.stdout == want + "\n", "\(args)")
+        }
+        // A dry run never touches anything, wherever its flag is.
+        for args in [["run", script, "--dry-run"], [script, "-n"], ["-n", "run", script]] {
+            try? FileManager.default.removeItem(atPath: dir + "/touched")
+            _ = try sftplua(args)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/touched"), "\(args)")
+        }
+        // Usage errors name sftplua, never the internal default command.
+        let bad = try sftplua(["--bogus"])
+        #expect(bad.status == 2)
+        #expect(!bad.stderr.contains("sftplua exec"))
+    }
+
     @Test func dashEAndStdin() throws {
         let r = try sftplua(["-e", "x = 20", "-e", "print(x + 22, sftp ~= nil)"])
         #expect(r.stdout == "42\ttrue\n")
