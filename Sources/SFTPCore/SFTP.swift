@@ -532,7 +532,12 @@ public final class SFTP {
     /// Renames; with `overwrite`, an existing destination file is replaced: atomically with
     /// `posix-rename@openssh.com` where offered, else (SFTP v3's rename refuses to overwrite)
     /// the destination is removed and the rename retried.
-    public func rename(_ src: String, _ dst: String, overwrite: Bool = false) throws {
+    /// `checked`: without `overwrite`, an existing destination is looked for first, so a server
+    /// whose rename overwrites (some do) never replaces a file: FileExists, as SFTP v3 says.
+    public func rename(_ src: String, _ dst: String, overwrite: Bool = false, checked: Bool = false) throws {
+        if checked, !overwrite, src != dst, try statIfExists(dst, followLinks: false) != nil {
+            throw SSHError(.fileExists, "cannot rename \(src) to \(dst): it exists", path: dst)
+        }
         if overwrite, hasExtension("posix-rename@openssh.com") {
             let r = try call(FXP.EXTENDED) { $0.string("posix-rename@openssh.com"); $0.string(src); $0.string(dst) }
             do { return try expectOK(r, "cannot rename \(src) to", path: dst) } catch var e as SSHError {
@@ -555,19 +560,58 @@ public final class SFTP {
         }
     }
 
-    /// Creates `linkpath` pointing at `target`.
+    /// SYMLINK's argument order. The draft says (linkpath, target); OpenSSH's server reads
+    /// (target, linkpath), and other servers use that order for OpenSSH clients only. The first
+    /// guess follows the extensions OpenSSH's server announces; every link is then verified and
+    /// the order corrected once for the connection.
+    public private(set) lazy var symlinkTargetFirst: Bool = {
+        // Green End's server says which order it reads.
+        switch extensions["symlink-order@rjk.greenend.org.uk"] {
+        case "targetpath-linkpath": return true
+        case "linkpath-targetpath": return false
+        default: return hasExtension("posix-rename@openssh.com") || hasExtension("hardlink@openssh.com")
+        }
+    }()
+
+    /// Creates `linkpath` pointing at `target` (stored as given), whatever order the server
+    /// reads: the result is read back, and a link the server made the wrong way round is removed
+    /// before the other order is tried. Never leaves a reversed or stray link.
     public func symlink(target: String, linkpath: String) throws {
         if try statIfExists(linkpath, followLinks: false) != nil {
             throw SSHError(.fileExists, "cannot create symlink \(linkpath): it exists", path: linkpath)
         }
-        // OpenSSH's server reads (target, linkpath), the reverse of the draft.
-        let r = try call(FXP.SYMLINK) { $0.string(target); $0.string(linkpath) }
-        do { try expectOK(r, "cannot create symlink", path: linkpath) } catch var e as SSHError {
+        // Where a reversed request would put a link: at `target`, naming `linkpath`.
+        let strayExisted = try statIfExists(target, followLinks: false) != nil
+        var firstError: SSHError?
+        for attempt in 0..<2 {
+            let targetFirst = symlinkTargetFirst
+            let r = try call(FXP.SYMLINK) { w in
+                if targetFirst { w.string(target); w.string(linkpath) } else { w.string(linkpath); w.string(target) }
+            }
+            if case .status(let code, _) = r, code == FX.OK {
+                if (try? readlink(linkpath)) == target { return }
+                // Made the wrong way round: undo it (only a link this request made), switch.
+                if !strayExisted, (try? readlink(target)) == linkpath { try? unlink(target) }
+                symlinkTargetFirst.toggle()
+                session.log("symlink: the server reads SYMLINK's arguments the other way; switching")
+                continue
+            }
+            var e = unexpected(r, "cannot create symlink", path: linkpath)
             if e.kind == .io, try statIfExists(Paths.dirname(linkpath).isEmpty ? "." : Paths.dirname(linkpath), followLinks: false) == nil {
                 e.kind = .fileNotFound
             }
-            throw e
+            // A refusal may come from the order (a "target" in a missing directory): the other
+            // order once, then the first error stands.
+            if attempt == 0, e.kind == .io, !strayExisted {
+                firstError = e
+                symlinkTargetFirst.toggle()
+                continue
+            }
+            if attempt == 1, firstError != nil { symlinkTargetFirst.toggle() }
+            throw firstError ?? e
         }
+        if try statIfExists(linkpath, followLinks: false) == nil, let firstError { throw firstError }
+        throw SSHError(.io, "cannot create symlink \(linkpath): the server did not make the link as asked", path: linkpath)
     }
 
     private func pathQuery(_ type: UInt8, _ path: String, _ what: String) throws -> String {

@@ -16,7 +16,13 @@ extension ConnectionBinding {
         func probe(_ name: String, follow: Bool, _ test: @escaping (FileAttributes) -> Bool) {
             c.method(name) { conn, l in
                 let path = conn.remote(try l.checkString(2, method: true))
-                l.push(try conn.channel().statIfExists(path, followLinks: follow).map(test) ?? false)
+                // Any refusal from the server means "no" (as pysftp's): some servers answer a
+                // bare FAILURE for a path under a file. Only a lost connection raises.
+                do {
+                    l.push(try conn.channel().statIfExists(path, followLinks: follow).map(test) ?? false)
+                } catch let e as SSHError where e.code != nil && [.io, .permissionDenied, .fileNotFound].contains(e.kind) {
+                    l.push(false)
+                }
                 return 1
             }
         }
@@ -34,7 +40,11 @@ extension ConnectionBinding {
             let path = conn.remote(try l.checkString(2, method: true))
             let mode = try pysftpMode(l, 3)
             let sftp = try conn.channel()
-            if let a = try sftp.statIfExists(path) {
+            // A bare FAILURE (some servers' answer for a path under a file) means: walk the
+            // prefixes, which finds the file in the way.
+            let whole: FileAttributes?
+            do { whole = try sftp.statIfExists(path) } catch let e as SSHError where e.kind == .io && e.code != nil { whole = nil }
+            if let a = whole {
                 if a.isDir { return 0 }
                 throw SSHError(.fileExists, "cannot create directory \(path): a file is in the way", path: path)
             }
@@ -67,12 +77,19 @@ extension ConnectionBinding {
         c.method("rename") { conn, l in
             let src = conn.remote(try l.checkString(2, method: true))
             let dst = conn.remote(try l.checkString(3, method: true))
-            try conn.channel().rename(src, dst)
+            let o = try LuaOptions(l, 4, allowed: ["overwrite"], function: "rename", method: true)
+            try conn.channel().rename(src, dst, overwrite: try o.bool("overwrite") ?? false, checked: true)
             return 0
         }
         c.method("chmod") { conn, l in
             let path = conn.remote(try l.checkString(2, method: true))
-            try conn.channel().setstat(path, FileAttributes(mode: UInt32(try pysftpMode(l, 3))))
+            let mode = UInt32(try pysftpMode(l, 3))
+            let sftp = try conn.channel()
+            try sftp.setstat(path, FileAttributes(mode: mode))
+            // Some servers answer OK and change nothing: read it back.
+            if let now = try sftp.statIfExists(path)?.mode, now & 0o7777 != mode & 0o7777, now & 0o170000 != 0o120000 {
+                throw SSHError(.io, "chmod \(path): the server answered OK but left the mode at \(String(now & 0o7777, radix: 8)) (it ignores chmod)", path: path)
+            }
             return 0
         }
         c.method("chown") { conn, l in
@@ -140,7 +157,12 @@ extension ConnectionBinding {
             guard size >= 0 else { throw l.argError(3, "size must not be negative", method: true) }
             let sftp = try conn.channel()
             try sftp.setstat(path, FileAttributes(size: UInt64(size)))
-            l.push(Int64(truncatingIfNeeded: try sftp.stat(path).size ?? UInt64(size)))
+            let now = try sftp.stat(path).size ?? UInt64(size)
+            // Some servers answer OK and change nothing: the size read back says.
+            if now != UInt64(size) {
+                throw SSHError(.io, "truncate \(path): the server answered OK but the size is \(now), not \(size) (it ignores truncate)", path: path)
+            }
+            l.push(Int64(truncatingIfNeeded: now))
             return 1
         }
         let chdir: LuaClass<Connection>.Method = { conn, l in

@@ -705,7 +705,7 @@ local function remote_sums(c, paths)
   for _, p in ipairs(paths) do
     if not p:find("[\n\\]") then
       batch[#batch + 1] = p; size = size + #p + 3
-      if size > 60000 then flush() end
+      if size > 3000 then flush() end   -- commands stay within a few KiB: servers limit them
     end
   end
   flush()

@@ -107,7 +107,9 @@ struct FaultTests {
             let again = try lua("local c = connect(); \(call); print('done')", relay: relay, remote: remote, cwd: work)
             #expect(again == ["done"], "\(op)")
             let moved = relay.bytesPerConnection().dropFirst(before).reduce(0, +)
-            #expect(moved < size - 6 << 20, "\(op): the rerun moved \(moved) bytes of \(size)")
+            // What was in flight at the cut (unacknowledged writes, read-ahead: a few MiB) is
+            // sent again; what landed is not.
+            #expect(moved < size - (2 << 20), "\(op): the rerun moved \(moved) bytes of \(size)")
         }
         #expect(FileManager.default.contents(atPath: remote + "/up.bin") == data)
         #expect(FileManager.default.contents(atPath: work + "/down.bin") == data)
