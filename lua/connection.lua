@@ -424,6 +424,61 @@ function sftp.is_temp_name(name)
     or (name:sub(1, 9) == ".sftplua-" and (name:sub(-5) == ".part" or name:sub(-10) == ".part.json"))
 end
 
+-- retries and bwlimit (the contract's last section) for every transfer call: get, put, get_d,
+-- get_r, put_d, put_r, the mirrors and agent:push. A transient failure (ConnectionError,
+-- Timeout) is retried `retries` times (3), 0.5 s, 1 s, 2 s ... (at most 8 s) apart, on a new
+-- connection; each retry plans again, so a mirror or push continues with what is left and a
+-- large file resumes from its journal. `bwlimit` caps the bytes per second of the whole call.
+local TRANSIENT = {ConnectionError = true, Timeout = true}
+
+function sftp._transfer_call(c, fname, opts, body)
+  local retries, bwlimit = 3, nil
+  if type(opts) == "table" and (opts.retries ~= nil or opts.bwlimit ~= nil) then
+    if opts.retries ~= nil and (math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 100) then
+      sftp.error("ArgumentError", ("bad option 'retries' to '%s' (integer from 0 to 100 expected, got %s)"):format(fname, tostring(opts.retries)))
+    end
+    retries, bwlimit = opts.retries or retries, opts.bwlimit
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.retries, copy.bwlimit = nil, nil
+    opts = copy
+  end
+  if bwlimit ~= nil then
+    local ok, rate = pcall(sftp._bwlimit, bwlimit)
+    if not ok then sftp.error("ArgumentError", (rate.message:gsub("^bad option 'bwlimit'", ("bad option 'bwlimit' to '%s'"):format(fname)))) end
+    sftp._note(("%s: bandwidth limit %.0f bytes/s"):format(fname, rate))
+  end
+  local delay = 0.5
+  for attempt = 0, retries do
+    local res = table.pack(pcall(body, opts))
+    if res[1] then
+      if bwlimit ~= nil then sftp._bwlimit(nil) end
+      return table.unpack(res, 2, res.n)
+    end
+    local err = res[2]
+    if attempt == retries or type(err) ~= "table" or not TRANSIENT[err.kind] then
+      if bwlimit ~= nil then sftp._bwlimit(nil) end
+      error(err, 0)
+    end
+    sftp._note(("%s: %s: %s; retry %d of %d in %.1f s"):format(fname, err.kind, err.message, attempt + 1, retries, delay))
+    local slept, serr = pcall(sftp.sleep, delay)
+    if not slept then
+      if bwlimit ~= nil then sftp._bwlimit(nil) end
+      error(serr, 0)
+    end
+    delay = math.min(delay * 2, 8)
+    if c then pcall(c._reconnect, c) end   -- a failed reconnect shows in the next attempt
+  end
+end
+
+for _, name in ipairs({"get", "put", "get_d", "get_r", "put_d", "put_r"}) do
+  local orig = M[name]
+  M[name] = function(c, a, b, opts, ...)
+    if select("#", ...) > 0 then return orig(c, a, b, opts, ...) end
+    return sftp._transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
+  end
+end
+
 -- Helpers shared with the other chunks (mirror, syncagent, watch).
 sftp._util = {check = check, check_opts = check_opts, join = join, unsafe_name = unsafe_name,
               makedirs = local_makedirs, within = within, argerror = argerror}

@@ -572,5 +572,13 @@ function M.mirror_up(c, ldir, rdir, opts)
   return mirror(c, o, side, ("mirror_up %s -> %s"):format(ldir, rdir))
 end
 
+-- retries and bwlimit, as for every transfer call (connection.lua).
+for _, name in ipairs({"mirror_down", "mirror_up"}) do
+  local orig = M[name]
+  M[name] = function(c, a, b, opts)
+    return sftp._transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
+  end
+end
+
 sftp._compile_globs = compile_globs
 sftp._glob_any = glob_any

@@ -322,7 +322,13 @@ function Agent:status()
 end
 
 --- agent:push(): upload every queued file under remote_root; {uploaded=, bytes=, skipped=}.
-function Agent:push()
+--- agent:push([{retries=, bwlimit=}]): a retry continues with what is still queued.
+function Agent:push(opts)
+  if opts ~= nil then U.check_opts(opts, "push", 1, {retries = true, bwlimit = true}) end
+  return sftp._transfer_call(nil, "push", opts, function() return self:_push() end)
+end
+
+function Agent:_push()
   local q = self.upload_queue
   local result = {uploaded = 0, bytes = 0, skipped = {}}
   if #q._paths == 0 then return result end

@@ -257,6 +257,7 @@ public final class SFTP {
             }
             if n == 0 && rounds > 1_000_000 { throw broken(SSHError(.connection, "the server accepts no data")) }
             off += n
+            if let limit = RateLimiter.active { limit.pace(n) }
         }
         out.removeAll(keepingCapacity: out.capacity <= 2 << 20)
     }
@@ -285,6 +286,7 @@ public final class SFTP {
             if libssh2_channel_eof(ch) != 0 { throw broken(SSHError(.connection, "the server closed the SFTP channel")) }
             return
         }
+        if let limit = RateLimiter.active { limit.pace(n) }
         if inHead > 0 && inHead == inbuf.count { inbuf.removeAll(keepingCapacity: true); inHead = 0 }
         else if inHead >= 1 << 20 { inbuf.removeFirst(inHead); inHead = 0 }
         inbuf.append(contentsOf: scratch[0..<n])

@@ -51,6 +51,19 @@ public enum SFTPModule {
             }
             return 0
         }
+        l.setFunction(m, "_bwlimit") { l in
+            // sftp._bwlimit(value | nil) -> bytes per second: sets (or clears) the rate cap of
+            // the transfers that follow; value is a number of bytes/s or "10M", "512K", "1G".
+            if l.isNoneOrNil(1) { RateLimiter.active = nil; l.pushNil(); return 1 }
+            let rate: Double?
+            if let s = l.string(1) { rate = RateLimiter.parse(s) } else { rate = l.number(1).flatMap { $0 > 0 && $0.isFinite ? $0 : nil } }
+            guard let rate else {
+                throw LuaArgumentError("bad option 'bwlimit' (bytes per second as a positive number, or a string like \"10M\", \"512K\" expected, got \(l.describe(1)))", argument: "bwlimit")
+            }
+            RateLimiter.active = RateLimiter(bytesPerSecond: rate)
+            l.push(rate)
+            return 1
+        }
         l.setFunction(m, "_live") { l in
             // sftp._live(): {sessions=, channels=, files=} libssh2 objects alive now (leak checks).
             l.newTable()

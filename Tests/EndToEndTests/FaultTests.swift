@@ -58,11 +58,11 @@ struct FaultTests {
             let out = try lua("""
             local ok, c = pcall(connect)
             if not ok then print(c.kind, "connect") return end
-            print(kind(c.get, c, R .. "/big.bin", "big.bin", {parallel = 1}))
+            print(kind(c.get, c, R .. "/big.bin", "big.bin", {parallel = 1, retries = 0}))
             local ok2, c2 = pcall(connect)
             if not ok2 then print(c2.kind, "connect") return end
             local f = io.open("src.bin", "wb"); f:write(slurp(R .. "/big.bin")); f:close()
-            print(kind(c2.put, c2, "src.bin", R .. "/up.bin", {parallel = 1}))
+            print(kind(c2.put, c2, "src.bin", R .. "/up.bin", {parallel = 1, retries = 0}))
             """, relay: relay, remote: remote, cwd: work)
             #expect(out.first?.hasPrefix("ConnectionError") == true, "cut at \(cut): \(out)")
             // Final names hold the old content (never a partial file).
@@ -97,8 +97,8 @@ struct FaultTests {
         let data = Self.pattern(size, seed: 16)
         FileManager.default.createFile(atPath: work + "/src.bin", contents: data)
         FileManager.default.createFile(atPath: remote + "/down.bin", contents: data)
-        for (op, call) in [("put", #"c:put("src.bin", R .. "/up.bin", {parallel = 1})"#),
-                           ("get", #"c:get(R .. "/down.bin", "down.bin", {parallel = 1})"#)] {
+        for (op, call) in [("put", #"c:put("src.bin", R .. "/up.bin", {parallel = 1, retries = 0})"#),
+                           ("get", #"c:get(R .. "/down.bin", "down.bin", {parallel = 1, retries = 0})"#)] {
             relay.cutAfter = 10 << 20
             let cut = try lua("local c = connect(); print(kind(function() \(call) end))", relay: relay, remote: remote, cwd: work)
             #expect(cut == ["ConnectionError"], "\(op)")
@@ -115,6 +115,54 @@ struct FaultTests {
         #expect(FileManager.default.contents(atPath: work + "/down.bin") == data)
     }
 
+    /// retries: a connection dropped in the middle of a get, a get_r and a mirror is retried on
+    /// a new connection, and the call succeeds; -v says so. retries = 0 lets the error through.
+    /// bwlimit is checked and shown under -v (no timing is asserted).
+    @Test func transientFailuresAreRetried() throws {
+        let relay = try FaultRelay(to: server.port)
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("retry")
+        let size = 6 << 20
+        FileManager.default.createFile(atPath: remote + "/big.bin", contents: Self.pattern(size, seed: 5))
+        try FileManager.default.createDirectory(atPath: remote + "/tree/d", withIntermediateDirectories: true)
+        for f in 0..<20 { FileManager.default.createFile(atPath: remote + "/tree/d/f\(f)", contents: Self.pattern(100_000, seed: UInt64(f))) }
+        let kh = try relay.knownHosts(copying: server)
+        for (call, check) in [
+            (#"c:get(R .. "/big.bin", "big.bin", {parallel = 1, retries = 3})"#, #"print(sftp.fs.sha256("big.bin") == sftp.fs.sha256(R .. "/big.bin"))"#),
+            (#"c:get_r(R .. "/tree", "tree", {retries = 3})"#, #"print(#sftp.fs.ls("tree/d") == 20)"#),
+            (#"c:mirror_down(R .. "/tree", "mirror", {retries = 3})"#, #"print(#c:mirror_down(R .. "/tree", "mirror").actions == 0)"#),
+        ] {
+            relay.bytesPerSecond = 1 << 20    // slow enough to be cut in the middle
+            let cutter = DispatchWorkItem { relay.cutAll() }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 1.0, execute: cutter)
+            let r = try runProcess(sftpluaBinary, ["-v", "-e", """
+            local R = "\(remote)"
+            local c = sftp.connect{host = "127.0.0.1", port = \(relay.port), known_hosts = "\(kh)", host_key = "strict"}
+            \(call)
+            \(check)
+            """], env: ["HOME": server.home], cwd: work)
+            cutter.cancel()
+            relay.bytesPerSecond = nil
+            #expect(r.status == 0, "\(call): \(r.stderr)")
+            #expect(r.stdout.hasSuffix("true\n"), "\(call): \(r.stdout)")
+            #expect(r.stderr.contains("retry 1 of 3"), "\(call): \(r.stderr)")
+        }
+        // retries = 0: the drop is the caller's; bwlimit is named under -v; bad values are ArgumentErrors.
+        relay.bytesPerSecond = 1 << 20
+        let cutter = DispatchWorkItem { relay.cutAll() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1.0, execute: cutter)
+        let none = try runProcess(sftpluaBinary, ["-v", "-e", """
+        local c = sftp.connect{host = "127.0.0.1", port = \(relay.port), known_hosts = "\(kh)", host_key = "strict"}
+        local ok, e = pcall(c.get, c, "\(remote)/big.bin", "again.bin", {retries = 0, bwlimit = "4M"})
+        print(ok, e.kind)
+        print(select(2, pcall(c.get_r, c, "\(remote)/tree", "t2", {bwlimit = "fast"})).kind, select(2, pcall(c.put, c, "x", "y", {retries = 1.5})).kind)
+        """], env: ["HOME": server.home], cwd: work)
+        cutter.cancel()
+        relay.bytesPerSecond = nil
+        #expect(none.stdout == "false\tConnectionError\nArgumentError\tArgumentError\n", "\(none.stderr)")
+        #expect(none.stderr.contains("bandwidth limit 4194304 bytes/s"))
+    }
+
     @Test func ranged2StreamTransfersResumeToo() throws {
         let relay = try FaultRelay(to: server.port)
         let remote = try server.makeRemoteDir()
@@ -124,7 +172,7 @@ struct FaultTests {
         relay.cutAfter = 20_000_000
         let out1 = try lua("""
         local c = connect()
-        print(kind(c.get, c, R .. "/huge.bin", "huge.bin", {parallel = 2}))
+        print(kind(c.get, c, R .. "/huge.bin", "huge.bin", {parallel = 2, retries = 0}))
         """, relay: relay, remote: remote, cwd: work)
         #expect(out1 == ["ConnectionError"])
         #expect(!FileManager.default.fileExists(atPath: work + "/huge.bin"))
@@ -152,11 +200,11 @@ struct FaultTests {
             }
         }
         let ops: [(String, String)] = [
-            ("get_r", #"c:get_r(R .. "/src", "g", {parallel = 2})"#),
-            ("put_r", #"c:put_r("lsrc", R .. "/p", {parallel = 2})"#),
-            ("mirror_down", #"c:mirror_down(R .. "/src", "md", {parallel = 2, delete = true})"#),
-            ("mirror_up", #"c:mirror_up("lsrc", R .. "/mu", {parallel = 2, delete = true})"#),
-            ("push", #"os.execute("[ -d asrc ] || cp -r lsrc asrc"); local a = sftp.syncagent{connection = c, local_root = "asrc", remote_root = R .. "/push"}; if #a.upload_queue == 0 and not sftp.fs.stat("asrc/.sftplua-queue") then for d = 0, 3 do for f = 0, 24 do a.upload_queue:add(("d%d/f%d"):format(d, f)) end end end; a:push()"#),
+            ("get_r", #"c:get_r(R .. "/src", "g", {parallel = 2, retries = 0})"#),
+            ("put_r", #"c:put_r("lsrc", R .. "/p", {parallel = 2, retries = 0})"#),
+            ("mirror_down", #"c:mirror_down(R .. "/src", "md", {parallel = 2, delete = true, retries = 0})"#),
+            ("mirror_up", #"c:mirror_up("lsrc", R .. "/mu", {parallel = 2, delete = true, retries = 0})"#),
+            ("push", #"os.execute("[ -d asrc ] || cp -r lsrc asrc"); local a = sftp.syncagent{connection = c, local_root = "asrc", remote_root = R .. "/push"}; if #a.upload_queue == 0 and not sftp.fs.stat("asrc/.sftplua-queue") then for d = 0, 3 do for f = 0, 24 do a.upload_queue:add(("d%d/f%d"):format(d, f)) end end end; a:push({retries = 0})"#),
         ]
         for (name, call) in ops {
             for cut in [150_000, 600_000] {
@@ -212,7 +260,7 @@ struct FaultTests {
         local c = sftp.connect{host = "127.0.0.1", port = \(relay.port), known_hosts = "\(kh)", timeout = 2}
         local f = io.open("go", "w"); f:close()
         local t0 = sftp.now()
-        local ok, e = pcall(c.get, c, "\(remote)/f.bin", "f.bin")
+        local ok, e = pcall(c.get, c, "\(remote)/f.bin", "f.bin", {retries = 0})
         print(e.kind, sftp.now() - t0 < 30)
         """
         // Stall the link once the script is connected (it creates "go").

@@ -1,0 +1,54 @@
+import Foundation
+
+/// `bwlimit`: caps the bytes per second a transfer moves, over all its connections together.
+/// The SFTP layer reports what it sends and receives (`pace`), and sleeps when it is ahead of
+/// the allowed rate. Set for the length of one call (`RateLimiter.active`).
+public final class RateLimiter: @unchecked Sendable {
+    // Safe to share between the threads of one transfer: every field is used under `lock`.
+    private let lock = NSLock()
+    public let bytesPerSecond: Double
+    private var start = Date()
+    private var bytes: Double = 0
+
+    public init(bytesPerSecond: Double) { self.bytesPerSecond = max(1, bytesPerSecond) }
+
+    private static let current = Locked<RateLimiter?>(nil)
+    /// The limiter in force (nil: no limit).
+    public static var active: RateLimiter? {
+        get { current.value }
+        set { current.update { $0 = newValue } }
+    }
+
+    /// `n` bytes moved: sleeps until they fit the rate (in short slices, so Ctrl-C is seen).
+    public func pace(_ n: Int) {
+        lock.lock()
+        bytes += Double(n)
+        let due = bytes / bytesPerSecond - Date().timeIntervalSince(start)
+        lock.unlock()
+        var left = due
+        var rounds = 0
+        while left > 0, rounds < 100_000, !Interrupt.pending() {
+            rounds += 1
+            let slice = min(left, 0.2)
+            Thread.sleep(forTimeInterval: slice)
+            left -= slice
+        }
+    }
+
+    /// "10M", "512K", "1G", "2.5M", "300" or a number: bytes per second (K, M, G are powers of
+    /// 1024, as rclone's --bwlimit). nil for anything else.
+    public static func parse(_ s: String) -> Double? {
+        let t = s.trimmingCharacters(in: .whitespaces)
+        guard let last = t.last else { return nil }
+        let mult: Double
+        var num = t
+        switch last.uppercased() {
+        case "K": mult = 1024; num.removeLast()
+        case "M": mult = 1024 * 1024; num.removeLast()
+        case "G": mult = 1024 * 1024 * 1024; num.removeLast()
+        default: mult = 1
+        }
+        guard let v = Double(num), v.isFinite, v > 0 else { return nil }
+        return v * mult
+    }
+}
