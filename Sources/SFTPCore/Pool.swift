@@ -68,7 +68,7 @@ public final class TransferPool {
             let options = self.options
             let thread = Thread {
                 defer { state.finished() }
-                guard let sftp = try? SFTP.connect(options) else { return }
+                guard let sftp = SFTP.connectExtra(options) else { return }
                 defer { sftp.closeWithSession() }
                 try? Executor(sftp: sftp, jobs: jobs).run(take: { state.take() }, deliver: { batch in
                     for (i, r) in batch { state.deliver(i, r) }
@@ -154,7 +154,7 @@ public final class ExtraChannels: @unchecked Sendable {
         slots = Array(repeating: nil, count: self.count)
         for i in 0..<self.count {
             let t = Thread { [self] in
-                let c = try? SFTP.connect(options)
+                let c = SFTP.connectExtra(options)
                 cond.lock()
                 let late = closed
                 slots[i] = .some(late ? nil : c)

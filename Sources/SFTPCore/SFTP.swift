@@ -105,6 +105,22 @@ public final class SFTP {
         do { return try SFTP(session: s) } catch { s.close(); throw error }
     }
 
+    /// An extra connection (a second stream, `parallel`): it must connect within a few seconds,
+    /// whatever `timeout` says, or the work stays on the connections there are (a server that
+    /// refuses or ignores a second connection never holds a transfer up). nil when it fails.
+    public static let extraConnectTimeout: Double = 5
+
+    public static func connectExtra(_ options: ConnectOptions) -> SFTP? {
+        var o = options
+        o.timeout = min(options.timeout ?? extraConnectTimeout, extraConnectTimeout)
+        guard let sftp = try? SFTP.connect(o) else {
+            options.log?("an extra connection could not be opened within \(Int(extraConnectTimeout)) s; going on without it")
+            return nil
+        }
+        sftp.session.timeout = options.timeout
+        return sftp
+    }
+
     /// Closes the channel, then its session.
     public func closeWithSession() {
         close()

@@ -163,6 +163,30 @@ struct FaultTests {
         #expect(none.stderr.contains("bandwidth limit 4194304 bytes/s"))
     }
 
+    /// A server that accepts a second connection and never answers it: a split file and a tree
+    /// with `parallel` go on over the first connection within a few seconds, with no `timeout`
+    /// set, and the silent connections are closed.
+    @Test func silentSecondConnectionsDoNotHoldTransfersUp() throws {
+        let relay = try FaultRelay(to: server.port)
+        defer { relay.stop() }
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("silent")
+        let size = (64 << 20) + 4096
+        FileManager.default.createFile(atPath: remote + "/big.bin", contents: Self.pattern(size, seed: 9))
+        try FileManager.default.createDirectory(atPath: remote + "/tree", withIntermediateDirectories: true)
+        for f in 0..<10 { FileManager.default.createFile(atPath: remote + "/tree/f\(f)", contents: Self.pattern(1000, seed: UInt64(f))) }
+        relay.silentAfter = 1
+        let out = try lua("""
+        local c = connect()
+        local t0 = sftp.now()
+        c:get(R .. "/big.bin", "big.bin", {parallel = 3})
+        c:get_r(R .. "/tree", "tree", {parallel = 3})
+        print(sftp.fs.sha256("big.bin") == sftp.fs.sha256(R .. "/big.bin"), #sftp.fs.ls("tree"), sftp.now() - t0 < 60)
+        """, relay: relay, remote: remote, cwd: work, timeout: 120)
+        #expect(out == ["true\t10\ttrue"])
+        #expect(relay.accepted >= 2)
+    }
+
     @Test func ranged2StreamTransfersResumeToo() throws {
         let relay = try FaultRelay(to: server.port)
         let remote = try server.makeRemoteDir()

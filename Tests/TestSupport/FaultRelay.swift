@@ -21,6 +21,7 @@ public final class FaultRelay: @unchecked Sendable {
         let server: Int32
         var bytes = 0
         var closed = false
+        var silent = false
         init(client: Int32, server: Int32) { self.client = client; self.server = server }
     }
 
@@ -56,6 +57,14 @@ public final class FaultRelay: @unchecked Sendable {
         get { lock.lock(); defer { lock.unlock() }; return _cutAfter }
         set { lock.lock(); _cutAfter = newValue; lock.unlock() }
     }
+    /// Connections accepted after this many are silent forever (accepted, never answered): a
+    /// server that ignores a second connection.
+    public var silentAfter: Int? {
+        get { lock.lock(); defer { lock.unlock() }; return _silentAfter }
+        set { lock.lock(); _silentAfter = newValue; lock.unlock() }
+    }
+    private var _silentAfter: Int?
+
     /// While true, no byte moves (connections stay open: the peer sees a silent server).
     public var stalled: Bool {
         get { lock.lock(); defer { lock.unlock() }; return _stalled }
@@ -127,7 +136,7 @@ public final class FaultRelay: @unchecked Sendable {
             }
             if rc != 0 { close(c); close(s); continue }
             let link = Link(client: c, server: s)
-            lock.lock(); links.append(link); accepted += 1; lock.unlock()
+            lock.lock(); links.append(link); accepted += 1; link.silent = _silentAfter.map { accepted > $0 } ?? false; lock.unlock()
             let group = DispatchGroup()
             for (from, to) in [(c, s), (s, c)] {
                 group.enter()
@@ -147,7 +156,7 @@ public final class FaultRelay: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 32768)
         for _ in 0..<100_000_000 {
             lock.lock()
-            let closed = link.closed, stall = _stalled, rate = _bytesPerSecond, limit = _cutAfter, used = link.bytes
+            let closed = link.closed, stall = _stalled || link.silent, rate = _bytesPerSecond, limit = _cutAfter, used = link.bytes
             lock.unlock()
             if closed { return }
             if stall { usleep(20_000); continue }
