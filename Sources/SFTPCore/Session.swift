@@ -254,6 +254,9 @@ public final class Session {
         if rc != 0 {
             var e = error(rc, "SSH handshake with \(options.host) port \(options.port) failed")
             if e.kind != .timeout { e.kind = .connection }
+            if rc == LIBSSH2_ERROR_KEX_FAILURE, let why = KexProbe.explain(host: options.host, port: options.port) {
+                e.message += ": " + why
+            }
             throw e
         }
         log("SSH handshake done; cipher \(activeMethod(LIBSSH2_METHOD_CRYPT_CS) ?? "?")")

@@ -238,6 +238,23 @@ struct EngineTests {
         #expect(try String(contentsOfFile: dir + "/f", encoding: .utf8) == "data")
     }
 
+    /// A key exchange that cannot succeed says why: what the server offers, what this build of
+    /// libssh2 supports, and what to change (a chacha20-only server here).
+    @Test func kexFailureSaysWhatIsMissing() throws {
+        let chachaOnly = try TestServer(extraConfig: "Ciphers chacha20-poly1305@openssh.com")
+        defer { chachaOnly.stop() }
+        let r = try runProcess(sftpluaBinary, ["-e", """
+        local ok, e = pcall(sftp.connect, {host = "127.0.0.1", port = \(chachaOnly.port), known_hosts = "\(chachaOnly.knownHosts)", timeout = 10})
+        print(e.kind); print(e.message)
+        """], env: ["HOME": chachaOnly.home])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "ConnectionError")
+        let msg = lines.dropFirst().joined()
+        #expect(msg.contains("no cipher in common: the server offers chacha20-poly1305@openssh.com"), "\(msg)")
+        #expect(msg.contains("aes128-ctr") && msg.contains("this build (libssh2"), "\(msg)")
+    }
+
     func dirDigest(_ root: String) throws -> [String] {
         let fm = FileManager.default
         var out: [String] = []
