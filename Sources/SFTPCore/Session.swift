@@ -343,6 +343,9 @@ extension Session {
         defer { libssh2_channel_free(ch) }
         let req = "exec"
         var rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), command, UInt32(command.utf8.count))
+        if rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED {
+            throw SSHError(.io, "cannot run command: the server does not run commands (it refused exec; SFTP-only servers do)", code: Int(rc))
+        }
         if rc != 0 { throw error(rc, "cannot run command") }
         var out: [UInt8] = [], err: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)

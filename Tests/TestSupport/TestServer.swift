@@ -163,3 +163,48 @@ extension TestServer {
         return try runProcess(sftpluaBinary, ["run", path] + args, env: e, cwd: cwd ?? dir, timeout: timeout)
     }
 }
+
+/// An SFTP server of another implementation, started from a script in Tests/Fixtures on
+/// 127.0.0.1 (a free port it prints), logging in with the shared test identity; stopped with
+/// `stop()` or when the test process ends. The script gets: host key, authorized keys, our pid.
+public final class ScriptedSFTPServer: @unchecked Sendable {
+    public let port: Int
+    public let knownHosts: String
+    public let dir: String
+    private let process: Process
+
+    public init(script: String, identityFrom shared: TestServer) throws {
+        dir = try makeTempDir("scripted")
+        let key = dir + "/host_ed25519"
+        let kg = try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "host", "-f", key], timeout: 30)
+        guard kg.status == 0 else { throw TestError("ssh-keygen: \(kg.stderr)") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", repoRoot.appendingPathComponent("Tests/Fixtures/" + script).path, key,
+                       shared.home + "/.ssh/id_ed25519.pub", String(getpid())]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        process = p
+        // The port on the first line (bounded wait).
+        var line = Data()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !line.contains(0x0A) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            p.terminate()
+            throw TestError("\(script) did not start (is its Python package installed? scripts/setup installs it)")
+        }
+        self.port = port
+        let pub = try String(contentsOfFile: key + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+        knownHosts = dir + "/known_hosts"
+        try "[127.0.0.1]:\(port) \(pub)\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+    }
+
+    public func stop() { if process.isRunning { process.terminate() } }
+    deinit { stop() }
+}
