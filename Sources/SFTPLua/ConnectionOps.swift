@@ -33,7 +33,13 @@ extension ConnectionBinding {
 
         c.method("mkdir") { conn, l in
             let path = conn.remote(try l.checkString(2, method: true))
-            try conn.channel().mkdir(path, mode: try pysftpMode(l, 3))
+            let mode = try pysftpMode(l, 3)
+            let sftp = try conn.channel()
+            // Some servers answer OK to MKDIR of an existing directory: look first.
+            if try sftp.statIfExists(path, followLinks: false) != nil {
+                throw SSHError(.fileExists, "cannot create directory \(path): it exists", path: path)
+            }
+            try sftp.mkdir(path, mode: mode)
             return 0
         }
         c.method("makedirs") { conn, l in
