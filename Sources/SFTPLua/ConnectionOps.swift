@@ -36,9 +36,9 @@ extension ConnectionBinding {
             let mode = try pysftpMode(l, 3)
             let sftp = try conn.channel()
             // Some servers answer OK to MKDIR of an existing directory: look first.
-            if try sftp.statIfExists(path, followLinks: false) != nil {
-                throw SSHError(.fileExists, "cannot create directory \(path): it exists", path: path)
-            }
+            let there: FileAttributes?
+            do { there = try sftp.statIfExists(path, followLinks: false) } catch let e as SSHError where e.kind == .io && e.code != nil { there = nil }
+            if there != nil { throw SSHError(.fileExists, "cannot create directory \(path): it exists", path: path) }
             try sftp.mkdir(path, mode: mode)
             return 0
         }
