@@ -42,6 +42,11 @@ end
 --- c:cd(path, fn): run fn with the remote cwd at path, restore it after (also on error).
 function M.cd(c, path, fn)
   check(path, 1, "cd", "string", true)
+  -- Without a function it changes the working directory, as pysftp's cd outside a with block.
+  if fn == nil then
+    if path ~= nil then c:chdir(path) end
+    return
+  end
   check(fn, 2, "cd", "function")
   local old = c:getcwd()
   if path ~= nil then c:chdir(path) end

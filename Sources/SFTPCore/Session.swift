@@ -23,6 +23,8 @@ public struct ConnectOptions {
     public var compression = false
     /// Where connection events are written; never given a secret.
     public var log: ((String) -> Void)?
+    /// What a user should see even without -v (as ssh prints it): a host key newly recorded.
+    public var notice: ((String) -> Void)?
     /// `$HOME`: `~` expands to it, default identities and known_hosts live under it.
     public var home: String = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
 
@@ -316,7 +318,19 @@ public final class Session {
             }
             try KnownHosts.append(path: path, host: options.host, port: options.port, keyType: hostKeyType, key: key)
             log("new host key \(hostKeyType) \(hostKeyFingerprint) for \(name) recorded in \(path)")
+            // ssh's own words, so that users and their scripts recognise it.
+            let shown = options.port == 22 ? options.host : "[\(options.host)]:\(options.port)"
+            options.notice?("Warning: Permanently added '\(shown)' (\(Self.typeLabel(hostKeyType))) to the list of known hosts.")
         }
+    }
+
+    /// ssh's label for a key type: ED25519, ECDSA, RSA, DSA.
+    static func typeLabel(_ t: String) -> String {
+        if t.contains("ed25519") { return "ED25519" }
+        if t.hasPrefix("ecdsa") { return "ECDSA" }
+        if t.contains("rsa") { return "RSA" }
+        if t.contains("dss") { return "DSA" }
+        return t.uppercased()
     }
 
     /// The algorithm name at the start of an SSH key blob.

@@ -21,6 +21,10 @@ final class Connection {
             log?.write(line)
             Diagnostics.note(line)
         }
+        options.notice = { line in
+            log?.write(line)
+            if !Diagnostics.quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
         sftp = try SFTP.connect(options)
         note("SFTP session open")
     }

@@ -110,8 +110,10 @@ enum ConnectionBinding {
             let remote = conn.remote(try l.checkString(2, method: true))
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel", "fsync"], function: "get", method: true)
-            // No local path, or "" (pysftp's `if not localpath`): the remote basename.
-            let local = given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(remote)
+            // No local path, or "" (pysftp's `if not localpath`): the remote basename; a path
+            // ending in "/" is a directory to put it in (as cp and sftp do).
+            var local = given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(remote)
+            if local.hasSuffix("/") { local += Paths.basename(remote) }
             _ = try parallel(o, size: 0)   // a bad value is an ArgumentError before any request
             let sftp = try conn.channel()
             let attrs = try sftp.stat(remote)
@@ -131,7 +133,9 @@ enum ConnectionBinding {
             let local = try l.checkString(2, method: true)
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync", "atomic"], function: "put", method: true)
-            let remote = conn.remote(given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(local))
+            var target = given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(local)
+            if target.hasSuffix("/") { target += Paths.basename(local) }   // into that directory
+            let remote = conn.remote(target)
             let size = Transfer.localSize(local) ?? 0
             let streams = try parallel(o, size: size)
             let big = size >= Transfer.rangeThreshold

@@ -73,6 +73,33 @@ struct PortingTests {
         #expect(localNames == 3)
     }
 
+    /// OpenSSH habits: accept-new prints ssh's "Permanently added" line (not with -q); a target
+    /// ending in "/" is a directory to put the file in; cd without a function changes the cwd.
+    @Test func openSSHHabits() throws {
+        let remote = try server.makeRemoteDir()
+        let local = try makeTempDir("habits")
+        try FileManager.default.createDirectory(atPath: local + "/in", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: remote + "/up", withIntermediateDirectories: true)
+        try "r".write(toFile: remote + "/r.txt", atomically: true, encoding: .utf8)
+        try "l".write(toFile: local + "/l.txt", atomically: true, encoding: .utf8)
+        let kh = local + "/known_hosts_new"
+        let script = """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(kh)"}
+        c:get("\(remote)/r.txt", "in/")
+        c:put("l.txt", "\(remote)/up/")
+        c:cd("\(remote)")
+        print(io.open("in/r.txt"):read("a"), c:read("up/l.txt"), c:getcwd() == "\(remote)")
+        """
+        let r = try runProcess(sftpluaBinary, ["-e", script], env: ["HOME": server.home], cwd: local)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "r\tl\ttrue\n")
+        #expect(r.stderr.contains("Warning: Permanently added '[127.0.0.1]:\(server.port)' (ED25519) to the list of known hosts."), "\(r.stderr)")
+        try FileManager.default.removeItem(atPath: kh)
+        let quiet = try runProcess(sftpluaBinary, ["-q", "-e", "sftp.connect{host = '127.0.0.1', port = \(server.port), known_hosts = '\(kh)'}:close()"],
+                                   env: ["HOME": server.home], cwd: local)
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")
+    }
+
     @Test func emptyTargetMeansTheBasename() throws {
         let remote = try server.makeRemoteDir()
         let local = try makeTempDir("basename")
