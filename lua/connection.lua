@@ -139,13 +139,25 @@ sftp._check_parallel = check_parallel
 -- (c:_listdirs pipelines them over the connection), so a tree costs a few round trips per
 -- level, not per directory. Each call plans first (what to create, what to copy), changing
 -- nothing, then acts; `sftplua run --dry-run` prints the plan instead.
+-- A name as printed in plans and logs: as it is, unless it holds a space, a quote, a backslash
+-- or a control byte; then in double quotes with those escaped (\n, \r, \t, \", \\, \xHH), so a
+-- name can never forge a line or blur where one name ends.
+function sftp._shown(name)
+  if name ~= "" and not name:find('[%c%s"\\]') then return name end
+  return '"' .. name:gsub('[%c"\\]', function(ch)
+    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\"}
+    return esc[ch] or ("\\x%02x"):format(ch:byte())
+  end) .. '"'
+end
+local shown = sftp._shown
+
 local function show_plan(plan)
   for _, level in ipairs(plan.mkdirs) do
-    for _, d in ipairs(level) do io.write(("dry run: would mkdir %s\n"):format(d)) end
+    for _, d in ipairs(level) do io.write(("dry run: would mkdir %s\n"):format(shown(d))) end
   end
   for _, j in ipairs(plan.jobs) do
-    if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(j.remote, j["local"]))
-    else io.write(("dry run: would put %s %s\n"):format(j["local"], j.remote)) end
+    if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(shown(j.remote), shown(j["local"])))
+    else io.write(("dry run: would put %s %s\n"):format(shown(j["local"]), shown(j.remote))) end
   end
 end
 
@@ -164,7 +176,9 @@ local function plan_download(c, root, ldir, recursive, pm, fname)
       if not listings[i] then error(errs[i], 0) end
       for _, e in ipairs(listings[i]) do
         local name = e.filename
-        if not unsafe_name(name) then
+        -- sftplua's own temp files (an upload in progress, an interrupted one) are not part of
+        -- the tree, as for mirrors: copying one would also collide with the temp name of its file.
+        if not unsafe_name(name) and not sftp.is_temp_name(name) then
           local rp, lp = join(rd, name), join(ld, name)
           local t = e.type
           local known = e
@@ -207,7 +221,7 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   end
   local plan = plan_download(c, root, ldir, recursive, opts.preserve_mtime and true or false, fname)
   if sftp.dry_run then
-    if not fs.stat(ldir) then io.write(("dry run: would mkdir %s\n"):format(ldir)) end
+    if not fs.stat(ldir) then io.write(("dry run: would mkdir %s\n"):format(shown(ldir))) end
     return show_plan(plan)
   end
   local_makedirs(ldir)
@@ -244,6 +258,7 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
       for _, e in ipairs(fs.ls(ld)) do
         local lp, rp = join(ld, e.filename), join(rd, e.filename)
         local t = e.type
+        if sftp.is_temp_name(e.filename) then t = nil end   -- sftplua's own temp files: not the tree's
         if t == "link" then
           local ok, target = pcall(fs.realpath, lp)
           local a = ok and within(root, target) and fs.stat(lp)
@@ -259,7 +274,10 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
                              dst_mode = f and f.st_mode, dst_uid = f and f.st_uid, dst_gid = f and f.st_gid}
         elseif t == "dir" and recursive then
           if d == nil then mk[#mk + 1] = rp; fresh[rp] = true
-          elseif d.type ~= "dir" and not c:isdir(rp) then
+          elseif d.type == "link" then
+            -- Never through a link: it could lead anywhere on the server.
+            sftp.error("FileExists", fname .. ": " .. rp .. " is a symlink where the tree has a directory (a tree copy never writes through links)", rp)
+          elseif d.type ~= "dir" then
             sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp)
           end
           nextlevel[#nextlevel + 1] = {lp, rp}
@@ -282,7 +300,7 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
   if sftp.dry_run then
     if not c:exists(rdir) then
-      io.write(("dry run: would makedirs %s\n"):format(rdir))
+      io.write(("dry run: would makedirs %s\n"):format(shown(rdir)))
       -- Nothing of the target exists yet: every local directory and file would be new.
       local plan = {mkdirs = {}, jobs = {}}
       local function walk(ld, rd, depth)

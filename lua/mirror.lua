@@ -300,7 +300,7 @@ local function same(o, s, t, pair)
 end
 
 local function fmt_action(a)
-  return ("%-6s %s%s"):format(a.op, a.path, a.size and (" (" .. a.size .. " bytes)") or "")
+  return ("%-6s %s%s"):format(a.op, sftp._shown(a.path), a.size and (" (" .. a.size .. " bytes)") or "")
 end
 
 --- Shared by both directions. `side` has: src_list, dst_list, src_abs(rel), dst_abs(rel),

@@ -155,7 +155,7 @@ local function guard_mutations()
         local shown = {}
         for i = 1, args.n do
           local a = args[i]
-          if type(a) == "string" then shown[#shown + 1] = a
+          if type(a) == "string" then shown[#shown + 1] = sftp._shown(a)
           elseif type(a) ~= "table" and type(a) ~= "function" then shown[#shown + 1] = tostring(a) end
         end
         io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
@@ -169,8 +169,8 @@ local function guard_mutations()
   local transfer = M._transfer
   M._transfer = function(c, jobs)
     for _, j in ipairs(jobs) do
-      if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(j.remote, j["local"]))
-      else io.write(("dry run: would put %s %s\n"):format(j["local"], j.remote)) end
+      if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(sftp._shown(j.remote), sftp._shown(j["local"])))
+      else io.write(("dry run: would put %s %s\n"):format(sftp._shown(j["local"]), sftp._shown(j.remote))) end
     end
   end
   local open = transfer and M.open

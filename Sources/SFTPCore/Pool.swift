@@ -26,6 +26,8 @@ public struct TransferJob {
     /// Uploads: nil (default) writes in place when the directory refuses the temp name and the
     /// target is writable; true makes that an error; false is the same as nil.
     public var atomic: Bool?
+    /// Uploads: write the target itself (set after a refused rename, not by callers).
+    public var inPlace = false
 
     public init(_ direction: Direction, remote: String, local: String, preserveMtime: Bool = true,
                 confirm: Bool = true, targetChecked: Bool = false, sourceAttributes: FileAttributes? = nil,

@@ -564,7 +564,10 @@ public final class SFTP {
             }
         }
         var r = try call(FXP.RENAME) { $0.string(src); $0.string(dst) }
-        if overwrite, case .status(let code, _) = r, code != FX.OK, let existing = try statIfExists(dst, followLinks: false), !existing.isDir {
+        // The fallback replaces a file by a file only: a directory is never removed, and never
+        // put where a file was (posix-rename refuses both too).
+        if overwrite, case .status(let code, _) = r, code != FX.OK, let existing = try statIfExists(dst, followLinks: false), !existing.isDir,
+           let source = try statIfExists(src, followLinks: false), !source.isDir {
             try unlink(dst)
             r = try call(FXP.RENAME) { $0.string(src); $0.string(dst) }
         }

@@ -34,6 +34,7 @@ public struct SSHError: Error, CustomStringConvertible, Equatable {
 
     /// A local (errno) failure about `path`.
     public static func local(_ err: Int32 = errno, _ what: String, path: String) -> SSHError {
+        if path.utf8.contains(0) { return SSHError(.argument, "\(what) \(path): bad path (it contains a NUL byte)", path: path) }
         let text = String(cString: strerror(err))
         let kind: Kind
         switch err {

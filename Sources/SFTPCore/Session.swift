@@ -400,6 +400,16 @@ extension Session {
         libssh2_session_set_blocking(s, 1)
         rc = libssh2_channel_close(ch)
         if rc == 0 { libssh2_channel_wait_closed(ch) }
+        // A command killed by a signal has no exit status: 128 + the signal's number, as shells say.
+        var sig: UnsafeMutablePointer<CChar>?
+        var sigLen = 0
+        if libssh2_channel_get_exit_signal(ch, &sig, &sigLen, nil, nil, nil, nil) == 0, let sig {
+            defer { libssh2_free(s, sig) }
+            let name = String(cString: sig)
+            let numbers = ["HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "ABRT": 6, "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11,
+                           "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15]
+            return (out, err, Int32(128 + (numbers[name] ?? 0)))
+        }
         return (out, err, libssh2_channel_get_exit_status(ch))
     }
 

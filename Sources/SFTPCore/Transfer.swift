@@ -231,6 +231,18 @@ public enum Transfer {
     /// the next upload of the same unchanged file to the same place resumes there.
     @discardableResult
     public static func upload(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
+        do { return try uploadOnce(channels, job, progress: progress) } catch let refused as RenameRefused {
+            channels.main.session.log("put \(job.remote): the directory lets us write the file but not replace it; writing it in place")
+            var j = job
+            j.inPlace = true
+            do { return try uploadOnce(channels, j, progress: progress) } catch is RenameRefused { throw refused.error }
+        }
+    }
+
+    /// A refused rename where the target stays: `upload` writes the file in place instead.
+    struct RenameRefused: Error { let error: SSHError }
+
+    static func uploadOnce(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
         let sftp = channels.main
         let job = try resolved(sftp, job)
         let (local, remote, preserveMtime) = (job.local, job.remote, job.preserveMtime)
@@ -448,7 +460,13 @@ public enum Transfer {
         var resuming = false
         var inPlace = false
         var file: SFTPFile?
-        if resume, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
+        if job.inPlace {
+            // The rename was refused before (a sticky directory): the file itself, in place.
+            file = try sftp.open(remote, flags: [.write, .truncate])
+            inPlace = true
+            temp = remote
+        }
+        if resume, !inPlace, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
             file = try? sftp.open(temp, flags: .write)
             resuming = file != nil
         }
@@ -511,8 +529,12 @@ public enum Transfer {
         }
         if inPlace {
             // The same file, so its mode and owner are kept; times where the server allows.
-            if let (atime, m) = mtime, (try? sftp.setstat(remote, FileAttributes(atime: atime, mtime: m))) != nil {
-                attrs.atime = atime; attrs.mtime = m
+            if let (atime, m) = mtime {
+                if (try? sftp.setstat(remote, FileAttributes(atime: atime, mtime: m))) != nil {
+                    attrs.atime = atime; attrs.mtime = m
+                } else {
+                    sftp.session.log("put \(remote): written in place; the server does not let us set its times (not our file)")
+                }
             }
             renamed = true
             after()
@@ -535,6 +557,14 @@ public enum Transfer {
         }
         do {
             try sftp.rename(temp, remote, overwrite: true)
+        } catch let e as SSHError where e.kind != .connection && e.kind != .timeout && e.kind != .interrupted
+                    && (try? sftp.statIfExists(remote, followLinks: false)) ?? nil != nil {
+            // The target is still there, untouched: the temp file goes. A directory that lets us
+            // write the file but not replace it (a sticky one) gets the file written in place.
+            if e.kind == .permissionDenied, job.atomic != true, job.existing?.kind == .file, !job.inPlace {
+                throw RenameRefused(error: e)
+            }
+            throw e
         } catch {
             // The target may already be gone (an overwrite unlinks it first): the complete temp
             // file is then the only copy, so it stays.

@@ -16,7 +16,7 @@ enum Batch {
         c.method("_reconnect") { conn, _ in try conn.reconnect(); return 0 }
         c.method("sha256") { conn, l in
             // c:sha256(path): the SHA-256 of a remote file (hex), computed by reading it.
-            l.push(try SHA256Digest.remote(try conn.channel(), conn.remote(try l.checkString(2, method: true))))
+            l.push(try SHA256Digest.remote(try conn.channel(), try conn.remote(try l.checkString(2, method: true))))
             return 1
         }
         c.method("_listdirs") { conn, l in
@@ -31,7 +31,7 @@ enum Batch {
                 l.getIndex(2, i + 1)
                 defer { l.pop() }
                 guard let s = l.string(-1) else { throw LuaArgumentError("bad directory #\(i + 1) to '_listdirs' (string expected)") }
-                paths.append(conn.remote(s))
+                paths.append(try conn.remote(s))
             }
             let sftp = try conn.channel()
             var listings = [Result<[NameEntry], SSHError>?](repeating: nil, count: n)
@@ -84,7 +84,7 @@ enum Batch {
                 l.getIndex(2, i + 1)
                 defer { l.pop() }
                 guard let s = l.string(-1) else { throw LuaArgumentError("bad directory #\(i + 1) to '_mkdirs' (string expected)") }
-                paths.append(conn.remote(s))
+                paths.append(try conn.remote(s))
             }
             var results = [SSHError?](repeating: nil, count: paths.count)
             var done = 0
@@ -123,7 +123,7 @@ enum Batch {
                 }
                 let op = try o.string("op")
                 guard op == "get" || op == "put" else { throw LuaArgumentError("bad job #\(i) to '_transfer' (op must be get or put)") }
-                jobs.append(TransferJob(op == "get" ? .download : .upload, remote: conn.remote(remote), local: local,
+                jobs.append(TransferJob(op == "get" ? .download : .upload, remote: try conn.remote(remote), local: local,
                                         preserveMtime: try o.bool("preserve_mtime") ?? true,
                                         confirm: try o.bool("confirm") ?? true,
                                         targetChecked: try o.bool("checked") ?? false, sourceAttributes: known))

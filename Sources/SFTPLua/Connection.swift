@@ -62,8 +62,10 @@ final class Connection {
         return sftp
     }
 
-    /// Resolves a remote path against the cwd set by chdir/cd.
-    func remote(_ path: String) -> String {
+    /// Resolves a remote path against the cwd set by chdir/cd. A NUL byte cannot be in a path
+    /// (servers end the session on one): ArgumentError.
+    func remote(_ path: String) throws -> String {
+        if path.utf8.contains(0) { throw SSHError(.argument, "bad path (it contains a NUL byte)", path: path) }
         guard let cwd, !path.hasPrefix("/") else { return path }
         if path.isEmpty || path == "." { return cwd }
         return cwd.hasSuffix("/") ? cwd + path : cwd + "/" + path

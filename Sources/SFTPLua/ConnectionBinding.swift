@@ -72,7 +72,7 @@ enum ConnectionBinding {
 
     static func defineListing(_ c: LuaClass<Connection>) {
         c.method("listdir") { conn, l in
-            let path = conn.remote(try l.optString(2, method: true) ?? ".")
+            let path = try conn.remote(try l.optString(2, method: true) ?? ".")
             // Names as the server sent them, sorted by bytes; no text decoding, no ls -l lines.
             let names = try conn.channel().listEntries(path, longnames: false).map(\.name)
                 .sorted { $0.lexicographicallyPrecedes($1) }
@@ -84,7 +84,7 @@ enum ConnectionBinding {
             return 1
         }
         c.method("listdir_attr") { conn, l in
-            let path = conn.remote(try l.optString(2, method: true) ?? ".")
+            let path = try conn.remote(try l.optString(2, method: true) ?? ".")
             let entries = try conn.channel().listEntries(path).sorted { $0.name.lexicographicallyPrecedes($1.name) }
             l.newTable(narr: Int32(clamping: entries.count))
             for (i, e) in entries.enumerated() {
@@ -94,12 +94,12 @@ enum ConnectionBinding {
             return 1
         }
         c.method("stat") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             AttributeTable.push(l, try conn.channel().stat(path))
             return 1
         }
         c.method("lstat") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             AttributeTable.push(l, try conn.channel().stat(path, followLinks: false))
             return 1
         }
@@ -107,7 +107,7 @@ enum ConnectionBinding {
 
     static func defineTransfers(_ c: LuaClass<Connection>) {
         c.method("get") { conn, l in
-            let remote = conn.remote(try l.checkString(2, method: true))
+            let remote = try conn.remote(try l.checkString(2, method: true))
             let given = try l.optString(3, method: true)
             let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel", "fsync"], function: "get", method: true)
             // No local path, or "" (pysftp's `if not localpath`): the remote basename; a path
@@ -135,7 +135,7 @@ enum ConnectionBinding {
             let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync", "atomic"], function: "put", method: true)
             var target = given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(local)
             if target.hasSuffix("/") { target += Paths.basename(local) }   // into that directory
-            let remote = conn.remote(target)
+            let remote = try conn.remote(target)
             let size = Transfer.localSize(local) ?? 0
             let streams = try parallel(o, size: size)
             let big = size >= Transfer.rangeThreshold
@@ -145,10 +145,15 @@ enum ConnectionBinding {
             var job = TransferJob(.upload, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   confirm: try o.bool("confirm") ?? true, targetChecked: false, fsync: try o.bool("fsync") ?? false)
             job.atomic = try o.bool("atomic")
-            let attrs = try Executor.one(try conn.channel(), job, extra: extra,
+            var attrs = try Executor.one(try conn.channel(), job, extra: extra,
                                          progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
             conn.note("put \(local) -> \(remote)")
+            // The new file's attributes as the server has them (pysftp's put returns its stat).
+            if job.confirm, var full = try? conn.channel().stat(remote) {
+                full.inplace = attrs.inplace
+                attrs = full
+            }
             AttributeTable.push(l, attrs)
             return 1
         }

@@ -15,7 +15,7 @@ extension ConnectionBinding {
     static func defineFileOps(_ c: LuaClass<Connection>) {
         func probe(_ name: String, follow: Bool, _ test: @escaping (FileAttributes) -> Bool) {
             c.method(name) { conn, l in
-                let path = conn.remote(try l.checkString(2, method: true))
+                let path = try conn.remote(try l.checkString(2, method: true))
                 // Any refusal from the server means "no" (as pysftp's): some servers answer a
                 // bare FAILURE for a path under a file. Only a lost connection raises.
                 do {
@@ -32,7 +32,7 @@ extension ConnectionBinding {
         probe("isfile", follow: true) { $0.kind == .file }
 
         c.method("mkdir") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let mode = try pysftpMode(l, 3)
             let sftp = try conn.channel()
             // Some servers answer OK to MKDIR of an existing directory: look first.
@@ -43,7 +43,7 @@ extension ConnectionBinding {
             return 0
         }
         c.method("makedirs") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let mode = try pysftpMode(l, 3)
             let sftp = try conn.channel()
             // A bare FAILURE (some servers' answer for a path under a file) means: walk the
@@ -67,10 +67,10 @@ extension ConnectionBinding {
             return 0
         }
         c.method("rmdir") { conn, l in
-            try conn.channel().rmdir(conn.remote(try l.checkString(2, method: true))); return 0
+            try conn.channel().rmdir(try conn.remote(try l.checkString(2, method: true))); return 0
         }
         let remove: LuaClass<Connection>.Method = { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let sftp = try conn.channel()
             do { try sftp.unlink(path) } catch var e as SSHError where e.kind == .io {
                 if let a = try sftp.statIfExists(path, followLinks: false), a.isDir { e.message = "cannot remove \(path): is a directory (use rmdir)" }
@@ -81,14 +81,14 @@ extension ConnectionBinding {
         c.method("remove", remove)
         c.method("unlink", remove)
         c.method("rename") { conn, l in
-            let src = conn.remote(try l.checkString(2, method: true))
-            let dst = conn.remote(try l.checkString(3, method: true))
+            let src = try conn.remote(try l.checkString(2, method: true))
+            let dst = try conn.remote(try l.checkString(3, method: true))
             let o = try LuaOptions(l, 4, allowed: ["overwrite"], function: "rename", method: true)
             try conn.channel().rename(src, dst, overwrite: try o.bool("overwrite") ?? false, checked: true)
             return 0
         }
         c.method("chmod") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let mode = UInt32(try pysftpMode(l, 3))
             let sftp = try conn.channel()
             try sftp.setstat(path, FileAttributes(mode: mode))
@@ -99,7 +99,7 @@ extension ConnectionBinding {
             return 0
         }
         c.method("chown") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let uid = try l.optInteger(3, method: true), gid = try l.optInteger(4, method: true)
             let sftp = try conn.channel()
             let cur = try sftp.stat(path)
@@ -110,27 +110,27 @@ extension ConnectionBinding {
         }
         c.method("symlink") { conn, l in
             let target = try l.checkString(2, method: true)
-            let link = conn.remote(try l.checkString(3, method: true))
+            let link = try conn.remote(try l.checkString(3, method: true))
             try conn.channel().symlink(target: target, linkpath: link)
             return 0
         }
         c.method("link") { conn, l in
             // c:link(target, linkpath): a hard link (hardlink@openssh.com).
-            let target = conn.remote(try l.checkString(2, method: true))
-            let link = conn.remote(try l.checkString(3, method: true))
+            let target = try conn.remote(try l.checkString(2, method: true))
+            let link = try conn.remote(try l.checkString(3, method: true))
             try conn.channel().hardlink(target: target, linkpath: link)
             return 0
         }
         c.method("copy") { conn, l in
             // c:copy(src, dst): server-side (copy-data) where offered, else streamed; atomic.
-            let src = conn.remote(try l.checkString(2, method: true))
-            let dst = conn.remote(try l.checkString(3, method: true))
+            let src = try conn.remote(try l.checkString(2, method: true))
+            let dst = try conn.remote(try l.checkString(3, method: true))
             AttributeTable.push(l, try Transfer.remoteCopy(try conn.channel(), from: src, to: dst))
             conn.note("copy \(src) -> \(dst)")
             return 1
         }
         c.method("statvfs") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let fields = try conn.channel().statvfs(path)
             l.newTable(nrec: Int32(fields.count))
             for (k, v) in fields { l.set(-1, k, Int64(truncatingIfNeeded: v)) }
@@ -142,7 +142,7 @@ extension ConnectionBinding {
             for (k, v) in ext { l.set(-1, k, v) }
         }
         c.method("readlink") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let sftp = try conn.channel()
             var target = try sftp.readlink(path)
             if !target.hasPrefix("/") {
@@ -154,11 +154,11 @@ extension ConnectionBinding {
             return 1
         }
         c.method("normalize") { conn, l in
-            l.push(try conn.channel().realpath(conn.remote(try l.checkString(2, method: true))))
+            l.push(try conn.channel().realpath(try conn.remote(try l.checkString(2, method: true))))
             return 1
         }
         c.method("truncate") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let size = try l.checkInteger(3, method: true)
             guard size >= 0 else { throw l.argError(3, "size must not be negative", method: true) }
             let sftp = try conn.channel()
@@ -174,7 +174,7 @@ extension ConnectionBinding {
         let chdir: LuaClass<Connection>.Method = { conn, l in
             guard let p = try l.optString(2, method: true) else { conn.cwd = nil; return 0 }
             let sftp = try conn.channel()
-            let path = try sftp.realpath(conn.remote(p))
+            let path = try sftp.realpath(try conn.remote(p))
             let a = try sftp.stat(path)
             guard a.isDir else { throw SSHError(.io, "cannot change directory to \(path): not a directory", path: path) }
             conn.cwd = path
@@ -183,7 +183,7 @@ extension ConnectionBinding {
         c.method("chdir", chdir)
         c.method("cwd", chdir)
         c.method("getcwd") { conn, l in l.push(conn.cwd); return 1 }
-        c.getter("pwd") { conn, l in l.push(try conn.channel().realpath(conn.remote("."))) }
+        c.getter("pwd") { conn, l in l.push(try conn.channel().realpath(try conn.remote("."))) }
         c.getter("active_ciphers") { conn, l in
             l.push(strings: conn.session.activeCiphers)
         }
@@ -193,6 +193,7 @@ extension ConnectionBinding {
         }
         c.method("execute") { conn, l in
             let cmd = try l.checkString(2, method: true)
+            if cmd.utf8.contains(0) { throw SSHError(.argument, "bad command (it contains a NUL byte)") }
             if conn.closed { throw SSHError(.connection, "the connection is closed") }
             let (out, err, status) = try conn.session.exec(cmd)
             conn.note("execute (exit \(status))")
@@ -212,7 +213,7 @@ extension ConnectionBinding {
             return 3
         }
         c.method("read") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let f = try conn.channel().open(path, flags: .read)
             defer { try? f.close() }
             var data: [UInt8] = []
@@ -221,7 +222,7 @@ extension ConnectionBinding {
             return 1
         }
         c.method("write") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             guard l.isString(3) else { throw l.typeError(3, expected: "string", method: true) }
             let count = l.rawLength(3)
             var off = 0

@@ -23,15 +23,22 @@ enum LocalFS {
                                               atime: UInt64(max(0, st.st_atim.tv_sec)), mtime: UInt64(max(0, st.st_mtim.tv_sec))))
     }
 
+    /// A local path from Lua: a NUL byte would make the kernel see another (shorter) path.
+    static func checkPath(_ l: Lua, _ i: Int32) throws -> String {
+        let p = try l.checkString(i)
+        if p.utf8.contains(0) { throw SSHError(.argument, "bad path (it contains a NUL byte)", path: p) }
+        return p
+    }
+
     static func install(_ l: Lua, module m: Int32) {
         l.newTable()
         let t = l.absIndex(-1)
         l.setFunction(t, "sha256") { l in
-            l.push(try SHA256Digest.file(try l.checkString(1)))
+            l.push(try SHA256Digest.file(try checkPath(l, 1)))
             return 1
         }
         l.setFunction(t, "ls") { l in
-            let path = try l.checkString(1)
+            let path = try checkPath(l, 1)
             guard let d = ByteString.withCString(path, { opendir($0) }) else { throw SSHError.local(errno, "cannot list", path: path) }
             defer { closedir(d) }
             var names: [[UInt8]] = []
@@ -59,7 +66,7 @@ enum LocalFS {
         }
         for (name, follow) in [("stat", true), ("lstat", false)] {
             l.setFunction(t, name) { l in
-                let path = try l.checkString(1)
+                let path = try checkPath(l, 1)
                 guard let st = LocalPath.info(path, follow: follow) else {
                     if errno == ENOENT || errno == ENOTDIR { l.pushNil(); return 1 }
                     throw SSHError.local(errno, "cannot stat", path: path)
@@ -69,13 +76,13 @@ enum LocalFS {
             }
         }
         l.setFunction(t, "mkdir") { l in
-            let path = try l.checkString(1)
+            let path = try checkPath(l, 1)
             let mode = try pysftpMode(l, 2, method: false)
             if ByteString.withCString(path, { mkdir($0, mode_t(mode)) }) != 0 { throw SSHError.local(errno, "cannot create directory", path: path) }
             return 0
         }
         l.setFunction(t, "chdir") { l in
-            let path = try l.checkString(1)
+            let path = try checkPath(l, 1)
             if ByteString.withCString(path, { chdir($0) }) != 0 { throw SSHError.local(errno, "cannot change directory to", path: path) }
             return 0
         }
@@ -86,14 +93,14 @@ enum LocalFS {
             return 1
         }
         l.setFunction(t, "realpath") { l in
-            let path = try l.checkString(1)
+            let path = try checkPath(l, 1)
             guard let r = ByteString.withCString(path, { realpath($0, nil) }) else { throw SSHError.local(errno, "cannot resolve", path: path) }
             defer { free(r) }
             l.push(bytes: Array(UnsafeBufferPointer(start: r, count: strlen(r))).map { UInt8(bitPattern: $0) })
             return 1
         }
         l.setFunction(t, "utime") { l in
-            let path = try l.checkString(1)
+            let path = try checkPath(l, 1)
             let at = try l.checkInteger(2), mt = try l.checkInteger(3)
             var times = [timespec(tv_sec: Int(at), tv_nsec: 0), timespec(tv_sec: Int(mt), tv_nsec: 0)]
             if ByteString.withCString(path, { utimensat(AT_FDCWD, $0, &times, 0) }) != 0 { throw SSHError.local(errno, "cannot set times of", path: path) }

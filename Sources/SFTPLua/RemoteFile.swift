@@ -191,7 +191,7 @@ extension ConnectionBinding {
 
     static func defineFileObjects(_ c: LuaClass<Connection>) {
         c.method("open") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let mode = try l.optString(3, method: true) ?? "r"
             let bufsize = try l.optInteger(4, method: true) ?? -1
             let m = mode.replacingOccurrences(of: "b", with: "")
@@ -219,7 +219,7 @@ extension ConnectionBinding {
             return 1
         }
         c.method("getfo") { conn, l in
-            let path = conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2, method: true))
             let fileIdx: Int32 = 3
             guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file", method: true) }
             let o = try LuaOptions(l, 4, allowed: ["callback"], function: "getfo", method: true)
@@ -247,7 +247,7 @@ extension ConnectionBinding {
             guard let given = try l.optString(3, method: true) else {
                 throw l.argError(3, "remote path expected (a file object has no name)", method: true)
             }
-            let path = conn.remote(given)
+            let path = try conn.remote(given)
             let o = try LuaOptions(l, 4, allowed: ["file_size", "callback", "confirm"], function: "putfo", method: true)
             let size = try o.integer("file_size") ?? 0
             let cb = progress(l, try o.function("callback"))

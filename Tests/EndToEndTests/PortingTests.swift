@@ -219,6 +219,22 @@ struct PortingTests {
         #expect(r.stdout == "false\tPermissionDenied\told drop\ntrue\t8\tnew drop\nfalse\tPermissionDenied\n")
         #expect(r.stderr.contains("in place"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["drop"])
+        // A sticky world-writable directory (like /tmp): the temp name can be made but not
+        // renamed over another user's file: written in place, no temp left; atomic refuses.
+        let sticky = try server.makeRemoteDir()
+        chmod(sticky, 0o1777)
+        try "x".write(toFile: sticky + "/f", atomically: true, encoding: .utf8)
+        chmod(sticky + "/f", 0o666)
+        let r3 = try runProcess(sftpluaBinary, ["-e", """
+        local c <close> = sftp.connect{host = '127.0.0.1', port = \(server.port), username = '\(user)', password = '\(server.password)', known_hosts = '\(server.knownHosts)'}
+        local ok, e = pcall(c.put, c, "f", "\(sticky)/f", {atomic = true})
+        print(ok, e.kind, c:read("\(sticky)/f"))
+        local a = c:put("f", "\(sticky)/f")
+        print(a.inplace, c:read("\(sticky)/f"))
+        """], env: ["HOME": server.home], cwd: local)
+        #expect(r3.status == 0, "\(r3.stderr)")
+        #expect(r3.stdout == "false\tPermissionDenied\tx\ntrue\tnew drop\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sticky) == ["f"])
         // The same account in a directory of its own: put keeps the mode it had set (0600).
         let own = try server.makeRemoteDir()
         let uid = try #require(getpwnam(user)).pointee.pw_uid
