@@ -47,8 +47,15 @@ public final class LuaClass<T: AnyObject> {
                 try g(obj, l)
                 return 1
             }
-            l.pushNil()
-            return 1
+            // An unknown name is an error that says what was meant (as pysftp's AttributeError),
+            // not a nil that fails later as "attempt to call a nil value".
+            var known = Array(getters.keys)
+            l.getRegistry(cname + ".methods")
+            l.forEach(-1) { if let k = l.string(-2), !k.hasPrefix("_") { known.append(k) } }
+            l.pop()
+            var m = "\(cname) has no method or field '\(key)'"
+            if let near = closest(to: key, in: known) { m += " (did you mean '\(near)'?)" }
+            throw LuaArgumentError(m, argument: key)
         }
         lua.setFunction(mt, "__newindex") { l in
             let key = l.string(2) ?? l.describe(2)

@@ -100,6 +100,20 @@ struct PortingTests {
         #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")
     }
 
+    /// An unknown method or field is an ArgumentError that says what was meant (issue 17), not a
+    /// nil that fails later as "attempt to call a nil value".
+    @Test func unknownMethodsSayWhatWasMeant() throws {
+        let r = try server.runScript("""
+        local c <close> = sftp.connect\(server.connectLua)
+        local ok, e = pcall(function() return c:lisdir_attr(".") end)
+        print(e.kind, e.message)
+        ok, e = pcall(function() return c.pwdd end)
+        print(e.kind, e.message)
+        """)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "ArgumentError\tsftp.Connection has no method or field 'lisdir_attr' (did you mean 'listdir_attr'?)\nArgumentError\tsftp.Connection has no method or field 'pwdd' (did you mean 'pwd'?)\n")
+    }
+
     @Test func emptyTargetMeansTheBasename() throws {
         let remote = try server.makeRemoteDir()
         let local = try makeTempDir("basename")
