@@ -11,7 +11,9 @@ local function closest_msg(key, allowed, where)
   local names = {}
   for a in pairs(allowed) do names[#names + 1] = a end
   local best = sftp._closest(tostring(key), names)
-  return ("unknown key '%s' in %s%s"):format(tostring(key), where, best and (" (did you mean '%s'?)"):format(best) or "")
+  table.sort(names)
+  return ("unknown key '%s' in %s%s; valid keys: %s"):format(tostring(key), where,
+    best and (" (did you mean '%s'?)"):format(best) or "", table.concat(names, ", "))
 end
 
 -- "${NAME}", "${NAME:-default}" and "$NAME" in a string, from the environment. A variable

@@ -125,6 +125,15 @@ public final class Runner {
         }
     }
 
+    /// The traceback a user reads: sftplua's own frames (`[sftplua recipe.lua]:69`, `[C]`
+    /// calls into it) left out unless -v, so what remains points at the user's code.
+    static func userTraceback(_ t: String) -> String {
+        if Diagnostics.verbose { return t }
+        let lines = t.split(separator: "\n", omittingEmptySubsequences: false)
+        let kept = lines.filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("[sftplua ") }
+        return kept.count == lines.count ? t : kept.joined(separator: "\n") + "\n\t(sftplua's own frames hidden; -v shows them)"
+    }
+
     /// Prints a failure as `FILE:LINE: message` plus a traceback; returns the exit code for it.
     public func report(_ error: Error) -> Exit {
         switch error {
@@ -142,7 +151,7 @@ public final class Runner {
             if whereAt.hasPrefix("[sftplua "), let script = scriptPath { whereAt = script }
             // String errors raised by Lua already carry their position.
             let text = kind == nil && message.hasPrefix(whereAt + ":") ? message : "\(whereAt): \(message)"
-            stderr("\(text)\n\(traceback)\n")
+            stderr("\(text)\n\(Self.userTraceback(traceback))\n")
             return Self.exit(forKind: kind)
         default:
             stderr("sftplua: \(error)\n")

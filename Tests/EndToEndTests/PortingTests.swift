@@ -114,6 +114,19 @@ struct PortingTests {
         #expect(r.stdout == "ArgumentError\tsftp.Connection has no method or field 'lisdir_attr' (did you mean 'listdir_attr'?)\nArgumentError\tsftp.Connection has no method or field 'pwdd' (did you mean 'pwd'?)\n")
     }
 
+    /// An unknown recipe key lists the valid ones; tracebacks leave sftplua's own frames out
+    /// unless -v (issue 17, point 6).
+    @Test func recipeErrorsPointAtTheUser() throws {
+        let dir = try makeTempDir("recipeerr")
+        try "return {connect = {host = \"127.0.0.1\"}, mirorr = {}}\n".write(toFile: dir + "/r.lua", atomically: true, encoding: .utf8)
+        let r = try runProcess(sftpluaBinary, ["run", dir + "/r.lua"], env: ["HOME": server.home])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("unknown key 'mirorr' in the recipe (did you mean 'mirror'?); valid keys: connect, defaults, mirror, name"))
+        #expect(!r.stderr.contains("[sftplua "))
+        let v = try runProcess(sftpluaBinary, ["-v", "run", dir + "/r.lua"], env: ["HOME": server.home])
+        #expect(v.stderr.contains("[sftplua recipe.lua]"))
+    }
+
     @Test func emptyTargetMeansTheBasename() throws {
         let remote = try server.makeRemoteDir()
         let local = try makeTempDir("basename")
