@@ -15,7 +15,8 @@ return {
   mirror = {
     -- Publish: the server's www becomes exactly the local site (extra files there are deleted).
     {up = here .. "/site", to = remote .. "/www", delete = true},
-    -- Back up: fetch what changed, compared by content.
-    {down = remote .. "/www", to = "site-backup", compare = "checksum"},
+    -- Back up: fetch what changed, compared by content, into the directory you run it from
+    -- (a relative local path would be the recipe's own directory's).
+    {down = remote .. "/www", to = sftp.fs.getcwd() .. "/site-backup", compare = "checksum"},
   },
 }

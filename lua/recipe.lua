@@ -102,10 +102,16 @@ function sftp.check_recipe(t)
   return t
 end
 
---- sftp.run_recipe(t [, {connection=c}]) -> array of summaries, one per rule.
+--- sftp.run_recipe(t [, {connection=c, base=dir}]) -> array of summaries, one per rule. Relative
+--- local paths (`to` of a down rule, `up`) are taken against `base`: `sftplua run` passes the
+--- recipe file's directory, so a recipe works from wherever it is run.
 function sftp.run_recipe(t, how)
   sftp.check_recipe(t)
   how = how or {}
+  local function here(p)
+    if how.base and how.base ~= "" and p:sub(1, 1) ~= "/" then return sftp._util.join(how.base, p) end
+    return p
+  end
   local copts = {}
   for k, v in pairs(t.connect) do copts[k] = expand(v, "recipe connect." .. tostring(k)) end
   if type(copts.port) == "string" and tonumber(copts.port) then copts.port = math.tointeger(tonumber(copts.port)) end
@@ -124,8 +130,8 @@ function sftp.run_recipe(t, how)
       for k, v in pairs(t.defaults or {}) do opts[k] = v end
       for k, v in pairs(rule) do if sftp._mirror_keys[k] then opts[k] = v end end
       local rok, res = pcall(function()
-        if rule.down then return c:mirror_down(expand(rule.down, where), expand(rule.to, where), opts) end
-        return c:mirror_up(expand(rule.up, where), expand(rule.to, where), opts)
+        if rule.down then return c:mirror_down(expand(rule.down, where), here(expand(rule.to, where)), opts) end
+        return c:mirror_up(here(expand(rule.up, where)), expand(rule.to, where), opts)
       end)
       if not rok then reraise(res, where) end
       results[i] = res
@@ -192,7 +198,14 @@ function sftp._main(chunk, ...)
   if sftp.dry_run then guard_mutations() end
   local res = table.pack(chunk(...))
   if res.n >= 1 and is_recipe(res[1]) then
-    sftp.run_recipe(res[1])
+    local script = type(arg) == "table" and arg[0]
+    local base = type(script) == "string" and script ~= "-" and script ~= "-e" and script:match("^(.*)/[^/]*$") or nil
+    -- Run from the recipe's own directory, its paths stay as written (and so do plan labels).
+    if base then
+      local ok, real = pcall(sftp.fs.realpath, base)
+      if ok and real == sftp.fs.getcwd() then base = nil end
+    end
+    sftp.run_recipe(res[1], {base = base})
     return
   end
   return table.unpack(res, 1, res.n)

@@ -127,6 +127,26 @@ struct PortingTests {
         #expect(v.stderr.contains("[sftplua recipe.lua]"))
     }
 
+    /// Relative local paths in a declarative recipe are the recipe file's directory's, wherever
+    /// it is run from (issue 17, point 6).
+    @Test func recipePathsAreRelativeToTheRecipe() throws {
+        let remote = try server.makeRemoteDir()
+        let dir = try makeTempDir("recipedir")
+        let elsewhere = try makeTempDir("elsewhere")
+        try FileManager.default.createDirectory(atPath: dir + "/site", withIntermediateDirectories: true)
+        try "hi".write(toFile: dir + "/site/index.html", atomically: true, encoding: .utf8)
+        try "hello".write(toFile: remote + "/r.txt", atomically: true, encoding: .utf8)
+        try """
+        return {connect = {host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"},
+                mirror = {{up = "site", to = "\(remote)/www"}, {down = "\(remote)", to = "back"}}}
+        """.write(toFile: dir + "/r.recipe.lua", atomically: true, encoding: .utf8)
+        let r = try runProcess(sftpluaBinary, ["run", dir + "/r.recipe.lua"], env: ["HOME": server.home], cwd: elsewhere)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.contents(atPath: remote + "/www/index.html") == Data("hi".utf8))
+        #expect(FileManager.default.contents(atPath: dir + "/back/r.txt") == Data("hello".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere).isEmpty)
+    }
+
     @Test func emptyTargetMeansTheBasename() throws {
         let remote = try server.makeRemoteDir()
         let local = try makeTempDir("basename")
