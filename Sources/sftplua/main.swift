@@ -41,12 +41,14 @@ struct SFTPLuaCommand: ParsableCommand {
         sftplua run FILE [ARGS...]   run a recipe (arguments in the global `arg` and in `...`)
         sftplua -e CODE              run a chunk of Lua
         sftplua repl                 interactive Lua with the `sftp` module
+        sftplua ls|get|put|rm|mkdir|copy|mirror ...   quick commands ([user@]host:path places)
         Options of each: -v/--verbose, -q/--quiet, --progress/--no-progress.
 
         \(exitCodesHelp)
         """,
         version: "sftplua \(SFTPModule.version)",
-        subcommands: [Exec.self, Run.self, Repl.self],
+        subcommands: [Exec.self, Run.self, Repl.self, LsCommand.self, GetCommand.self, PutCommand.self, RmCommand.self,
+                      MkdirCommand.self, CopyCommand.self, MirrorCommand.self],
         defaultSubcommand: Exec.self
     )
 
@@ -122,14 +124,22 @@ struct Run: ParsableCommand {
 /// does. Arguments for the script are every other word after the file, and everything after `--`.
 func normalizedArguments(_ argv: [String]) -> [String] {
     var a = Array(argv.dropFirst())
-    let commands: Set = ["run", "repl", "exec", "help"]
+    let commands: Set = ["run", "repl", "exec", "help", "ls", "get", "put", "rm", "mkdir", "copy", "mirror"]
     let global: Set = ["-v", "--verbose", "-q", "--quiet", "--progress", "--no-progress"]
     let runOnly: Set = ["-n", "--dry-run"]
     var leading: [String] = []
     while let f = a.first, global.contains(f) || runOnly.contains(f) { leading.append(f); a.removeFirst() }
     if let first = a.first, !first.hasPrefix("-"), !commands.contains(first) { a.insert("run", at: 0) }
     guard let command = a.first, commands.contains(command) else { return leading + a }
-    guard command == "run" else { return [command] + leading + a.dropFirst() }
+    guard command == "run" else {
+        // A quick command's own flags may come anywhere; sftplua's are taken out of its words.
+        if command != "help" && command != "repl" && command != "exec" {
+            let rest = a.dropFirst()
+            let mine = rest.filter { global.contains($0) || (command == "mirror" && runOnly.contains($0)) }
+            return [command] + leading + mine + rest.filter { !mine.contains($0) }
+        }
+        return [command] + leading + a.dropFirst()
+    }
     var flags = leading, file: String?, args: [String] = [], passthrough = false
     for x in a.dropFirst() {
         if passthrough {

@@ -68,6 +68,40 @@ struct CLITests {
         #expect(!bad.stderr.contains("sftplua exec"))
     }
 
+    /// Quick commands without Lua (issue 17, point 2), with an ssh_config alias as the host.
+    @Test func quickCommands() throws {
+        let home = try freshHome(server)
+        try "Host box\n  HostName 127.0.0.1\n  Port \(server.port)\n  User \(server.user)\n".write(toFile: home + "/.ssh/config", atomically: true, encoding: .utf8)
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("quick")
+        try FileManager.default.createDirectory(atPath: work + "/site/sub", withIntermediateDirectories: true)
+        try "a".write(toFile: work + "/site/a", atomically: true, encoding: .utf8)
+        try "b".write(toFile: work + "/site/sub/b", atomically: true, encoding: .utf8)
+        func q(_ args: [String]) throws -> ProcessResult {
+            let r = try runProcess(sftpluaBinary, args, env: ["HOME": home], cwd: work)
+            #expect(r.status == 0, "\(args): \(r.stderr)")
+            return r
+        }
+        _ = try q(["put", "site/a", "box:\(remote)/"])
+        #expect(try q(["ls", "box:\(remote)"]).stdout.hasSuffix(" a\n"))
+        _ = try q(["put", "site", "box:\(remote)/"])
+        _ = try q(["get", "box:\(remote)/site", "got"])
+        #expect(FileManager.default.contents(atPath: work + "/got/sub/b") == Data("b".utf8))
+        let dry = try q(["mirror", "site", "box:\(remote)/m", "--dry-run"])
+        #expect(dry.stdout.contains("(dry run: nothing changed)"))
+        #expect(!FileManager.default.fileExists(atPath: remote + "/m"))
+        #expect(try q(["mirror", "site", "box:\(remote)/m", "--exclude", "sub/"]).stdout.contains("mirror: 1 copied"))
+        #expect(!FileManager.default.fileExists(atPath: remote + "/m/sub"))
+        _ = try q(["rm", "box:\(remote)/a"])
+        _ = try q(["mkdir", "box:\(remote)/new/deep"])
+        _ = try q(["copy", "box:\(remote)/m/a", "c.txt"])
+        #expect(FileManager.default.contents(atPath: work + "/c.txt") == Data("a".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote).sorted() == ["m", "new", "site"])
+        let bad = try runProcess(sftpluaBinary, ["mirror", "site", "box:\(remote)/m", "--bogus"], env: ["HOME": home], cwd: work)
+        #expect(bad.status != 0 && bad.stderr.contains("unknown option --bogus"))
+        #expect(try q(["mirror", "--help"]).stdout.contains("EXAMPLES:"))
+    }
+
     @Test func dashEAndStdin() throws {
         let r = try sftplua(["-e", "x = 20", "-e", "print(x + 22, sftp ~= nil)"])
         #expect(r.stdout == "42\ttrue\n")
