@@ -100,6 +100,11 @@ struct CLITests {
         let bad = try runProcess(sftpluaBinary, ["mirror", "site", "box:\(remote)/m", "--bogus"], env: ["HOME": home], cwd: work)
         #expect(bad.status != 0 && bad.stderr.contains("unknown option --bogus"))
         #expect(try q(["mirror", "--help"]).stdout.contains("EXAMPLES:"))
+        // Completions come from the same definitions as --help, every command included.
+        for shell in ["bash", "zsh", "fish"] {
+            let c = try q(["--generate-completion-script", shell])
+            #expect(c.stdout.contains("mirror") && c.stdout.contains("repl") && c.stdout.contains("dry-run"), "\(shell)")
+        }
     }
 
     @Test func dashEAndStdin() throws {
