@@ -107,6 +107,16 @@ end
 --- recipe file's directory, so a recipe works from wherever it is run.
 function sftp.run_recipe(t, how)
   sftp.check_recipe(t)
+  -- Each rule prints its own line below: no second summary from the mirror.
+  local had = sftp._no_summary
+  sftp._no_summary = true
+  local ok, res = pcall(sftp._run_recipe, t, how)
+  sftp._no_summary = had
+  if not ok then error(res, 0) end
+  return res
+end
+
+function sftp._run_recipe(t, how)
   how = how or {}
   local function here(p)
     if how.base and how.base ~= "" and p:sub(1, 1) ~= "/" then return sftp._util.join(how.base, p) end

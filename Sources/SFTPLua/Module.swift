@@ -51,6 +51,11 @@ public enum SFTPModule {
             }
             return 0
         }
+        l.setFunction(m, "_isatty") { l in
+            // sftp._isatty(fd): is that descriptor a terminal (summaries show there)?
+            l.push(isatty(Int32(try l.checkInteger(1))) != 0)
+            return 1
+        }
         l.setFunction(m, "_bwlimit") { l in
             // sftp._bwlimit(value | nil) -> bytes per second: sets (or clears) the rate cap of
             // the transfers that follow; value is a number of bytes/s or "10M", "512K", "1G".

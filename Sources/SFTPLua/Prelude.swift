@@ -119,10 +119,17 @@ end
 
 -- Runs file jobs through the batch engine (several in flight); the first failure is raised
 -- once the jobs in flight have finished. `each(job, attrs)` runs as each one completes.
+-- Counters of the outermost transfer call, for its summary line (see sftp._transfer_call).
+local current_stats
+
 local function run_jobs(c, jobs, parallel, each)
   if #jobs == 0 then return end
   c:_transfer(jobs, parallel, function(i, attrs, err)
     if err then error(err, 0) end
+    if current_stats then
+      current_stats.copied = current_stats.copied + 1
+      current_stats.bytes = current_stats.bytes + ((attrs and attrs.st_size) or jobs[i].size or 0)
+    end
     if each then each(jobs[i], attrs) end
   end)
 end
@@ -458,7 +465,37 @@ end
 -- large file resumes from its journal. `bwlimit` caps the bytes per second of the whole call.
 local TRANSIENT = {ConnectionError = true, Timeout = true}
 
+-- The summary line of a tree copy, a mirror or a push (as lftp's mirror totals): on a terminal
+-- (stderr) or with -v; not with -q, and not where the caller prints its own (recipes, quick mirror).
+local SUMMARIZED = {get_r = true, get_d = true, put_r = true, put_d = true, mirror_down = true, mirror_up = true, push = true}
+local function summary(fname, result, stats, seconds)
+  if sftp.quiet or sftp._no_summary or not SUMMARIZED[fname] then return end
+  if not (sftp.verbose or sftp._isatty(2)) then return end
+  local s = {copied = stats.copied, updated = 0, deleted = 0, unchanged = 0, bytes = stats.bytes}
+  if type(result) == "table" and result.copied then
+    s = {copied = result.copied, updated = result.updated, deleted = result.deleted, unchanged = result.skipped, bytes = result.bytes}
+  elseif type(result) == "table" and result.uploaded then
+    s.copied, s.bytes = result.uploaded, result.bytes
+  end
+  local rate = seconds > 0 and s.bytes / seconds or 0
+  io.stderr:write(("sftplua: %s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes in %.2f s (%.1f MiB/s)\n"):format(
+    fname, s.copied, s.updated, s.deleted, s.unchanged, s.bytes, seconds, rate / 1048576))
+end
+
 function sftp._transfer_call(c, fname, opts, body)
+  -- The outermost call counts and summarises (a mirror runs a batch inside).
+  if current_stats then return sftp._transfer_call_inner(c, fname, opts, body) end
+  current_stats = {copied = 0, bytes = 0}
+  local t0 = sftp.now()
+  local res = table.pack(pcall(sftp._transfer_call_inner, c, fname, opts, body))
+  local stats = current_stats
+  current_stats = nil
+  if not res[1] then error(res[2], 0) end
+  summary(fname, res[2], stats, sftp.now() - t0)
+  return table.unpack(res, 2, res.n)
+end
+
+function sftp._transfer_call_inner(c, fname, opts, body)
   local retries, bwlimit = 3, nil
   if type(opts) == "table" and (opts.retries ~= nil or opts.bwlimit ~= nil) then
     if opts.retries ~= nil and (math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 100) then
@@ -1206,6 +1243,16 @@ end
 --- recipe file's directory, so a recipe works from wherever it is run.
 function sftp.run_recipe(t, how)
   sftp.check_recipe(t)
+  -- Each rule prints its own line below: no second summary from the mirror.
+  local had = sftp._no_summary
+  sftp._no_summary = true
+  local ok, res = pcall(sftp._run_recipe, t, how)
+  sftp._no_summary = had
+  if not ok then error(res, 0) end
+  return res
+end
+
+function sftp._run_recipe(t, how)
   how = how or {}
   local function here(p)
     if how.base and how.base ~= "" and p:sub(1, 1) ~= "/" then return sftp._util.join(how.base, p) end

@@ -127,6 +127,7 @@ enum Quick {
         end
       else
         local r
+        sftp._no_summary = true   -- this command prints its own summary line
         if rs then r = conn(rs):mirror_down(rs.path, dst, opts) else r = conn(rd):mirror_up(src, rd.path, opts) end
         if not sftp.quiet then
           print(("%s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes%s"):format(op, r.copied, r.updated, r.deleted,

@@ -100,6 +100,10 @@ struct CLITests {
         let bad = try runProcess(sftpluaBinary, ["mirror", "site", "box:\(remote)/m", "--bogus"], env: ["HOME": home], cwd: work)
         #expect(bad.status != 0 && bad.stderr.contains("unknown option --bogus"))
         #expect(try q(["mirror", "--help"]).stdout.contains("EXAMPLES:"))
+        // Tree copies, mirrors and push end with a summary line under -v (or on a terminal).
+        let v = try q(["-v", "get", "box:\(remote)/site", "got2"])
+        #expect(v.stderr.contains("sftplua: get_r: 2 copied, 0 updated, 0 deleted, 0 unchanged, 2 bytes in"), "\(v.stderr)")
+        #expect(try q(["get", "box:\(remote)/site", "got3"]).stderr.isEmpty)
         // Completions come from the same definitions as --help, every command included.
         for shell in ["bash", "zsh", "fish"] {
             let c = try q(["--generate-completion-script", shell])
