@@ -407,7 +407,10 @@ local function mirror(c, o, side, label)
     end
     result.deleted = #deletes
     result.dry_run = true
-    if sftp.dry_run then
+    if sftp.json then
+      for _, a in ipairs(actions) do sftp._emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
+      for _, w in ipairs(warnings) do sftp._emit({event = "warning", call = label, message = w}) end
+    elseif sftp.dry_run then
       io.write(("%s: plan (dry run), %d action(s)\n"):format(label, #actions))
       for _, a in ipairs(actions) do io.write("  ", fmt_action(a), "\n") end
       for _, w in ipairs(warnings) do io.write("  warning: ", w, "\n") end
@@ -419,6 +422,7 @@ local function mirror(c, o, side, label)
   side.dst_makedirs()
   local function done(a)
     sftp._note(("%s: %s %s"):format(label, a.op, a.path))
+    sftp._emit({event = "action", call = label, op = a.op, path = a.path, size = a.size})
     if o.on_action then o.on_action({op = a.op, path = a.path, size = a.size}) end
   end
   -- Directories a level at a time (parents first): a remote level goes out at once.

@@ -176,7 +176,13 @@ local function guard_mutations()
           if type(a) == "string" then shown[#shown + 1] = sftp._shown(a)
           elseif type(a) ~= "table" and type(a) ~= "function" then shown[#shown + 1] = tostring(a) end
         end
-        io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
+        if sftp.json then
+          local raw = {}
+          for i = 1, args.n do if type(args[i]) == "string" then raw[#raw + 1] = args[i] end end
+          sftp._emit({event = "plan", call = name, args = raw})
+        else
+          io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
+        end
         if name == "execute" then return {}, 0 end
         if name == "put" then return {} end
         return nil

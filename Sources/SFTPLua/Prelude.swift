@@ -119,6 +119,53 @@ end
 
 -- Runs file jobs through the batch engine (several in flight); the first failure is raised
 -- once the jobs in flight have finished. `each(job, attrs)` runs as each one completes.
+-- --json: one object per line on stdout. Strings are the names' bytes: valid UTF-8 as it is,
+-- each byte that is not part of valid UTF-8 as \u00XX, and control characters escaped.
+local function json_string(s)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local b = s:byte(i)
+    local len = b < 0x80 and 1 or (b >= 0xC2 and b <= 0xDF) and 2 or (b >= 0xE0 and b <= 0xEF) and 3 or (b >= 0xF0 and b <= 0xF4) and 4 or 0
+    local ch = len > 0 and s:sub(i, i + len - 1) or nil
+    if len > 1 and (#ch < len or not utf8.len(ch)) then ch, len = nil, 0 end
+    if len == 1 then
+      if b == 34 then out[#out + 1] = '\\"' elseif b == 92 then out[#out + 1] = "\\\\"
+      elseif b < 32 or b == 127 then out[#out + 1] = ("\\u%04x"):format(b)
+      else out[#out + 1] = ch end
+      i = i + 1
+    elseif len > 1 then out[#out + 1] = ch; i = i + len
+    else out[#out + 1] = ("\\u%04x"):format(b); i = i + 1 end
+  end
+  return '"' .. table.concat(out) .. '"'
+end
+
+local function json_value(v)
+  local t = type(v)
+  if t == "string" then return json_string(v)
+  elseif t == "number" then return math.type(v) == "integer" and tostring(v) or ("%.6g"):format(v)
+  elseif t == "boolean" then return tostring(v)
+  elseif t == "table" then
+    if #v > 0 or next(v) == nil then
+      local parts = {}
+      for _, x in ipairs(v) do parts[#parts + 1] = json_value(x) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do parts[#parts + 1] = json_string(k) .. ":" .. json_value(v[k]) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  return "null"
+end
+sftp._json_value = json_value
+
+--- sftp._emit(t): with --json, one JSON object on a line of stdout.
+function sftp._emit(t)
+  if sftp.json then io.write(json_value(t), "\n"); io.flush() end
+end
+
 -- Counters of the outermost transfer call, for its summary line (see sftp._transfer_call).
 local current_stats
 
@@ -129,6 +176,10 @@ local function run_jobs(c, jobs, parallel, each)
     if current_stats then
       current_stats.copied = current_stats.copied + 1
       current_stats.bytes = current_stats.bytes + ((attrs and attrs.st_size) or jobs[i].size or 0)
+    end
+    if sftp.json then
+      sftp._emit({event = "action", op = jobs[i].op, remote = jobs[i].remote, ["local"] = jobs[i]["local"],
+                  size = attrs and attrs.st_size or jobs[i].size})
     end
     if each then each(jobs[i], attrs) end
   end)
@@ -163,6 +214,13 @@ end
 local shown = sftp._shown
 
 local function show_plan(plan)
+  if sftp.json then
+    for _, level in ipairs(plan.mkdirs) do
+      for _, d in ipairs(level) do sftp._emit({event = "plan", op = "mkdir", path = d}) end
+    end
+    for _, j in ipairs(plan.jobs) do sftp._emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = j.size}) end
+    return
+  end
   for _, level in ipairs(plan.mkdirs) do
     for _, d in ipairs(level) do io.write(("dry run: would mkdir %s\n"):format(shown(d))) end
   end
@@ -469,14 +527,20 @@ local TRANSIENT = {ConnectionError = true, Timeout = true}
 -- (stderr) or with -v; not with -q, and not where the caller prints its own (recipes, quick mirror).
 local SUMMARIZED = {get_r = true, get_d = true, put_r = true, put_d = true, mirror_down = true, mirror_up = true, push = true}
 local function summary(fname, result, stats, seconds)
-  if sftp.quiet or sftp._no_summary or not SUMMARIZED[fname] then return end
-  if not (sftp.verbose or sftp._isatty(2)) then return end
+  if not SUMMARIZED[fname] then return end
   local s = {copied = stats.copied, updated = 0, deleted = 0, unchanged = 0, bytes = stats.bytes}
   if type(result) == "table" and result.copied then
     s = {copied = result.copied, updated = result.updated, deleted = result.deleted, unchanged = result.skipped, bytes = result.bytes}
   elseif type(result) == "table" and result.uploaded then
     s.copied, s.bytes = result.uploaded, result.bytes
   end
+  if sftp.json then
+    sftp._emit({event = "summary", call = fname, copied = s.copied, updated = s.updated, deleted = s.deleted,
+                unchanged = s.unchanged, bytes = s.bytes, seconds = seconds, dry_run = type(result) == "table" and result.dry_run or nil})
+    return
+  end
+  if sftp.quiet or sftp._no_summary then return end
+  if not (sftp.verbose or sftp._isatty(2)) then return end
   local rate = seconds > 0 and s.bytes / seconds or 0
   io.stderr:write(("sftplua: %s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes in %.2f s (%.1f MiB/s)\n"):format(
     fname, s.copied, s.updated, s.deleted, s.unchanged, s.bytes, seconds, rate / 1048576))
@@ -957,7 +1021,10 @@ local function mirror(c, o, side, label)
     end
     result.deleted = #deletes
     result.dry_run = true
-    if sftp.dry_run then
+    if sftp.json then
+      for _, a in ipairs(actions) do sftp._emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
+      for _, w in ipairs(warnings) do sftp._emit({event = "warning", call = label, message = w}) end
+    elseif sftp.dry_run then
       io.write(("%s: plan (dry run), %d action(s)\n"):format(label, #actions))
       for _, a in ipairs(actions) do io.write("  ", fmt_action(a), "\n") end
       for _, w in ipairs(warnings) do io.write("  warning: ", w, "\n") end
@@ -969,6 +1036,7 @@ local function mirror(c, o, side, label)
   side.dst_makedirs()
   local function done(a)
     sftp._note(("%s: %s %s"):format(label, a.op, a.path))
+    sftp._emit({event = "action", call = label, op = a.op, path = a.path, size = a.size})
     if o.on_action then o.on_action({op = a.op, path = a.path, size = a.size}) end
   end
   -- Directories a level at a time (parents first): a remote level goes out at once.
@@ -1312,7 +1380,13 @@ local function guard_mutations()
           if type(a) == "string" then shown[#shown + 1] = sftp._shown(a)
           elseif type(a) ~= "table" and type(a) ~= "function" then shown[#shown + 1] = tostring(a) end
         end
-        io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
+        if sftp.json then
+          local raw = {}
+          for i = 1, args.n do if type(args[i]) == "string" then raw[#raw + 1] = args[i] end end
+          sftp._emit({event = "plan", call = name, args = raw})
+        else
+          io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
+        end
         if name == "execute" then return {}, 0 end
         if name == "put" then return {} end
         return nil

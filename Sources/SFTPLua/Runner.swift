@@ -41,6 +41,14 @@ public final class Runner {
         l.pop()
     }
 
+    /// `--json`: plans, actions and summaries as JSON lines on stdout (`sftp.json`).
+    public func setJSON(_ on: Bool) {
+        let l = state.lua
+        l.getGlobal("sftp")
+        l.set(-1, "json", on)
+        l.pop()
+    }
+
     /// Tab completion for the REPL: what `sftp._complete(word, line)` offers.
     public func completions(for word: String, line: String) -> [String] {
         let l = state.lua

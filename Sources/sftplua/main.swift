@@ -27,9 +27,13 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .customLong("no-progress"), help: "Never show progress bars (default: shown on a terminal).")
     var noProgress = false
 
+    @Flag(help: "Print plans (dry run), actions and summaries as JSON lines on stdout, one object per line.")
+    var json = false
+
     func apply(to runner: Runner) {
         runner.setOutput(verbose: verbose && !quiet, quiet: quiet,
-                         progress: noProgress ? .off : progress ? .on : .auto)
+                         progress: json ? .off : noProgress ? .off : progress ? .on : .auto)
+        runner.setJSON(json)
     }
 }
 
@@ -125,7 +129,7 @@ struct Run: ParsableCommand {
 func normalizedArguments(_ argv: [String]) -> [String] {
     var a = Array(argv.dropFirst())
     let commands: Set = ["run", "repl", "exec", "help", "ls", "get", "put", "rm", "mkdir", "copy", "mirror"]
-    let global: Set = ["-v", "--verbose", "-q", "--quiet", "--progress", "--no-progress"]
+    let global: Set = ["-v", "--verbose", "-q", "--quiet", "--progress", "--no-progress", "--json"]
     let runOnly: Set = ["-n", "--dry-run"]
     var leading: [String] = []
     while let f = a.first, global.contains(f) || runOnly.contains(f) { leading.append(f); a.removeFirst() }

@@ -111,6 +111,36 @@ struct CLITests {
         }
     }
 
+    /// --json (issue 17, point 4): plans, actions and summaries as JSON lines, one object each,
+    /// names as their bytes (invalid UTF-8 as \u00XX).
+    @Test func jsonLines() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("json")
+        try FileManager.default.createDirectory(atPath: remote + "/src", withIntermediateDirectories: true)
+        try "ab".write(toFile: remote + "/src/a", atomically: true, encoding: .utf8)
+        FileManager.default.createFile(atPath: remote + "/src/b\u{7f}", contents: Data("c".utf8))
+        let script = work + "/j.lua"
+        try """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"}
+        c:mirror_down("\(remote)/src", "m")
+        c:put("m/a", "\(remote)/up")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let dry = try runProcess(sftpluaBinary, ["run", script, "-n", "--json"], env: ["HOME": server.home], cwd: work)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let lines = dry.stdout.split(separator: "\n").map(String.init)
+        let label = "mirror_down \(remote)/src -> m"
+        #expect(lines.count == 4)
+        #expect(lines.first == #"{"call":"\#(label)","event":"plan","op":"copy","path":"a","size":2}"#)
+        #expect(lines.dropFirst().first == #"{"call":"\#(label)","event":"plan","op":"copy","path":"b\u007f","size":1}"#)
+        #expect(lines.last == #"{"args":["m/a","\#(remote)/up"],"call":"put","event":"plan"}"#)
+        #expect(lines.count == 4 && lines[2].hasPrefix(#"{"bytes":3,"call":"mirror_down","copied":2,"deleted":0,"dry_run":true,"event":"summary""#))
+        for line in lines { #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "\(line)") }
+        let real = try runProcess(sftpluaBinary, ["--json", "run", script], env: ["HOME": server.home], cwd: work)
+        #expect(real.status == 0, "\(real.stderr)")
+        #expect(real.stdout.contains(#""event":"action","op":"copy","path":"a","size":2}"#))
+        #expect(real.stdout.contains(#""event":"summary""#))
+    }
+
     @Test func dashEAndStdin() throws {
         let r = try sftplua(["-e", "x = 20", "-e", "print(x + 22, sftp ~= nil)"])
         #expect(r.stdout == "42\ttrue\n")
