@@ -11,7 +11,15 @@ function sftp.pretty(value, indent)
   indent = indent or "  "
   local seen = {}
   local function render(v, depth)
-    if type(v) == "string" then return string.format("%q", v) end
+    if type(v) == "string" then
+      -- Text with line breaks (and no other control bytes) reads best as it is: a long string.
+      if v:find("\n") and not v:find("[%z\1-\9\11-\31\127]") then
+        local eq = ""
+        while v:find("]" .. eq .. "]", 1, true) do eq = eq .. "=" end
+        return "[" .. eq .. "[\n" .. v .. "]" .. eq .. "]"
+      end
+      return string.format("%q", v)
+    end
     if type(v) ~= "table" then return tostring(v) end
     local mt = getmetatable(v)
     if mt and mt.__tostring then return tostring(v) end
@@ -101,6 +109,53 @@ function sftp._complete(word, line)
   end
   table.sort(out)
   return out
+end
+
+-- REPL help ----------------------------------------------------------------------------------
+
+--- help([fn | "name"]): without an argument, what there is; with a function of the library (or
+--- its name), its section of the reference (docs/reference.md).
+function sftp.help(what)
+  local ref = sftp._reference or ""
+  if what == nil then
+    local names = {}
+    for k, v in pairs(sftp._connection_methods) do
+      if type(k) == "string" and k:sub(1, 1) ~= "_" and type(v) == "function" then names[#names + 1] = k end
+    end
+    table.sort(names)
+    io.write("Connection methods (c:NAME(...)); help(c.NAME) shows one:\n  ", table.concat(names, " "), "\n",
+      "Module: sftp.connect, sftp.syncagent, sftp.run_recipe, sftp.walktree, sftp.fs, sftp.pretty, ...\n",
+      "REPL: ls([path]) lists c's directory like ls -l; the full reference is docs/reference.md.\n")
+    return
+  end
+  local name = what
+  if type(what) == "function" then
+    name = nil
+    for k, v in pairs(sftp._connection_methods) do if v == what then name = k end end
+    for k, v in pairs(sftp) do if v == what and not name then name = "sftp." .. k end end
+    if not name then io.write("no reference for this function\n"); return end
+  end
+  name = tostring(name)
+  local heads = name:find("^sftp%.") and {"`" .. name .. "(", "`" .. name .. "`", "`" .. name .. ","}
+    or {"`c:" .. name .. "(", "`c:" .. name .. "`", "`c." .. name .. "`"}
+  local lines, from = {}, nil
+  for line in (ref .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  for i, line in ipairs(lines) do
+    if line:sub(1, 5) == "#### " then
+      for _, h in ipairs(heads) do if line:find(h, 1, true) then from = i; break end end
+      if from then break end
+    end
+  end
+  if from then
+    local out = {lines[from]:sub(6)}
+    for i = from + 1, #lines do
+      if lines[i]:sub(1, 1) == "#" then break end
+      out[#out + 1] = lines[i]
+    end
+    io.write(table.concat(out, "\n"), "\n")
+    return
+  end
+  io.write("no reference for ", name, "\n")
 end
 
 --- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).

@@ -93,6 +93,10 @@ public enum SFTPModule {
         l.pushValue(m); l.setGlobal("sftp")
         sl_requiref(l.L, "sftp", m)
         l.pop()
+        // The reference text (help() in the REPL).
+        state.lua.getGlobal("sftp")
+        state.lua.set(-1, "_reference", Prelude.reference)
+        state.lua.pop()
         // The Lua side of the library.
         for (name, code) in Prelude.chunks {
             try state.load(code, name: "=[sftplua \(name)]")

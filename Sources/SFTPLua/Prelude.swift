@@ -1445,7 +1445,15 @@ function sftp.pretty(value, indent)
   indent = indent or "  "
   local seen = {}
   local function render(v, depth)
-    if type(v) == "string" then return string.format("%q", v) end
+    if type(v) == "string" then
+      -- Text with line breaks (and no other control bytes) reads best as it is: a long string.
+      if v:find("\n") and not v:find("[%z\1-\9\11-\31\127]") then
+        local eq = ""
+        while v:find("]" .. eq .. "]", 1, true) do eq = eq .. "=" end
+        return "[" .. eq .. "[\n" .. v .. "]" .. eq .. "]"
+      end
+      return string.format("%q", v)
+    end
     if type(v) ~= "table" then return tostring(v) end
     local mt = getmetatable(v)
     if mt and mt.__tostring then return tostring(v) end
@@ -1535,6 +1543,53 @@ function sftp._complete(word, line)
   end
   table.sort(out)
   return out
+end
+
+-- REPL help ----------------------------------------------------------------------------------
+
+--- help([fn | "name"]): without an argument, what there is; with a function of the library (or
+--- its name), its section of the reference (docs/reference.md).
+function sftp.help(what)
+  local ref = sftp._reference or ""
+  if what == nil then
+    local names = {}
+    for k, v in pairs(sftp._connection_methods) do
+      if type(k) == "string" and k:sub(1, 1) ~= "_" and type(v) == "function" then names[#names + 1] = k end
+    end
+    table.sort(names)
+    io.write("Connection methods (c:NAME(...)); help(c.NAME) shows one:\n  ", table.concat(names, " "), "\n",
+      "Module: sftp.connect, sftp.syncagent, sftp.run_recipe, sftp.walktree, sftp.fs, sftp.pretty, ...\n",
+      "REPL: ls([path]) lists c's directory like ls -l; the full reference is docs/reference.md.\n")
+    return
+  end
+  local name = what
+  if type(what) == "function" then
+    name = nil
+    for k, v in pairs(sftp._connection_methods) do if v == what then name = k end end
+    for k, v in pairs(sftp) do if v == what and not name then name = "sftp." .. k end end
+    if not name then io.write("no reference for this function\n"); return end
+  end
+  name = tostring(name)
+  local heads = name:find("^sftp%.") and {"`" .. name .. "(", "`" .. name .. "`", "`" .. name .. ","}
+    or {"`c:" .. name .. "(", "`c:" .. name .. "`", "`c." .. name .. "`"}
+  local lines, from = {}, nil
+  for line in (ref .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  for i, line in ipairs(lines) do
+    if line:sub(1, 5) == "#### " then
+      for _, h in ipairs(heads) do if line:find(h, 1, true) then from = i; break end end
+      if from then break end
+    end
+  end
+  if from then
+    local out = {lines[from]:sub(6)}
+    for i = from + 1, #lines do
+      if lines[i]:sub(1, 1) == "#" then break end
+      out[#out + 1] = lines[i]
+    end
+    io.write(table.concat(out, "\n"), "\n")
+    return
+  end
+  io.write("no reference for ", name, "\n")
 end
 
 --- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).
@@ -2182,4 +2237,1003 @@ function M.watch(c, dir, opts, callback)
 end
 """#######),
     ]
+    /// docs/reference.md, for the REPL's help().
+    static let reference = #######"""
+# sftplua Lua API reference
+
+What each function takes, what it returns, which error kinds it raises, and one example. The
+contract is [lua-api.md](lua-api.md); [api.md](api.md) records implementation choices. This page
+describes what the binary does today. Parts of the contract that are not built yet are listed in
+[Not built yet](#not-built-yet).
+
+**Conventions**
+
+- Call methods with `:` (`c:get(...)`). Python keyword arguments become one trailing options
+  table (`{preserve_mtime = true}`). An unknown option key raises `ArgumentError`, and the message
+  suggests the closest valid key when one is close.
+- Modes are pysftp's: the decimal digits of the octal mode. `755` means `0o755`. A number with a
+  digit 8 or 9, or above `7777`, raises `ArgumentError`. Note that `420` (`0o644` in decimal) is
+  read as `0o420`.
+- A relative remote path is resolved against the directory set by `c:chdir`. Before any
+  `chdir`, it is resolved against the server's starting directory (usually the login home).
+  Local paths are resolved against the process's working directory.
+- Every Connection method can also raise `ArgumentError` (a wrong argument type), `ConnectionError`
+  (the connection is closed or dropped) and `Timeout` (a wait ran past `c.timeout`). The entries
+  below list only the other kinds.
+- `callback(done, total)` receives the bytes transferred so far and the total. It is called once
+  with `(0, total)` before the first block and again after every block (1 MiB). An error raised in
+  a callback stops the transfer and reaches the caller unchanged.
+
+**Examples** assume `local c <close> = sftp.connect{...}` and a remote working directory
+`/home/etl` that holds `in/a.csv` (`"id,v\n1,2\n"`, 9 bytes), `in/b.csv`, `in/old/c.csv`,
+`notes.txt` (`"one\ntwo\n"`) and `latest.csv`, a symlink to `in/a.csv`. The local working
+directory holds `report.csv` and `outbox/` (`r1.csv`, `sub/r2.csv`). `-->` shows what is printed.
+
+## Loading
+
+`sftp` is a global in `sftplua run FILE`, `sftplua -e CODE` and the REPL. `require("sftp")` returns
+the same table.
+
+```lua
+local sftp = require("sftp"); print(sftp._VERSION)   --> sftplua 0.1.0
+```
+
+## Error objects
+
+Every failure raises an error object (`error(obj)`). An error object is a table with these fields:
+
+| field | |
+|---|---|
+| `kind` | one of the kinds below (the keys of `sftp.kinds`) |
+| `message` | readable text, usually including the path |
+| `path` | the remote or local path concerned, when there is one |
+| `code` | the SFTP status code (e.g. `2` = no such file) or the `errno`, when there is one |
+| `argument` | on some `ArgumentError`s from option tables: the offending key |
+
+`tostring(err)` gives `"<kind>: <message>"`. Catch errors with `pcall` and test `e.kind`. A value
+raised by your own callback (a string, or any table) reaches the caller unchanged.
+
+| kind | raised when |
+|---|---|
+| `ConnectionError` | host cannot be resolved or reached, connection refused or dropped, handshake failed, connection already closed |
+| `HostKeyError` | unknown host key under `host_key = "strict"`, or a key that differs from the one in known_hosts |
+| `CredentialError` | no usable credential; key file missing or unreadable; encrypted key without passphrase or with a wrong one |
+| `AuthenticationError` | the server rejected every credential offered |
+| `FileNotFound` | the path (or a parent) does not exist, remote or local |
+| `PermissionDenied` | the server or the local OS refused |
+| `FileExists` | `mkdir`, `symlink`, `rename`, `open(…, "wx")` onto an existing path; a file where a directory is needed |
+| `IOError` | any other remote failure (e.g. `rmdir` of a non-empty directory, `remove` of a directory) |
+| `OSError` | any other local failure (e.g. uploading a directory with `put`) |
+| `Timeout` | connecting, or any one wait for the server, took longer than `timeout` |
+| `ArgumentError` | wrong argument type or value, unknown option key |
+
+```lua
+local ok, e = pcall(c.stat, c, "in/missing.csv")
+print(e.kind, e.code, e.path)  --> FileNotFound  2  /home/etl/in/missing.csv
+print(tostring(e))             --> FileNotFound: stat /home/etl/in/missing.csv: no such file
+```
+
+### Exit codes of `sftplua run` (and `-e`, standard input)
+
+An uncaught error prints `FILE:LINE: <kind>: <message>` and a traceback to stderr; the traceback
+leaves sftplua's own frames (`[sftplua recipe.lua]:63`) out unless `-v`, so it points at your
+code. An unknown key in a recipe is named with the closest valid one and the list of valid keys. The exit code
+depends on the error's `kind`:
+
+| code | meaning |
+|---|---|
+| 0 | success |
+| 1 | the script failed: uncaught error of any other kind, a plain `error("...")`, a syntax error |
+| 2 | usage error: unknown option, missing or unreadable script file |
+| 3 | `ConnectionError` or `Timeout` |
+| 4 | `AuthenticationError` or `CredentialError` |
+| 5 | `HostKeyError` |
+
+## sftp.connect
+
+`sftp.connect(opts)` or `sftp.connect(host, opts)` → Connection. The connection is logged in and
+its SFTP session is open. `~` in paths is `$HOME`.
+
+| option | default | |
+|---|---|---|
+| `host` | required | host name or IP (`ArgumentError` if missing or empty; giving it in both forms is also an `ArgumentError`) |
+| `port` | `22` | 1–65535 |
+| `username` | `$USER` | |
+| `private_key` | — | path to a key file (ed25519, ECDSA, RSA; OpenSSH format, passphrase-protected allowed). libssh2 1.10 signs RSA only with SHA-1 `ssh-rsa`, which OpenSSH 8.8+ refuses by default: prefer ed25519 |
+| `private_key_pass` | — | passphrase of `private_key` |
+| `password` | — | tried as password, then keyboard-interactive |
+| `known_hosts` | `~/.ssh/known_hosts` | plain, `[host]:port`, wildcard, hashed and `@revoked` entries |
+| `host_key` | `"accept-new"` | `"accept-new"`: record unknown hosts (printing ssh's `Warning: Permanently added '[host]:port' (ED25519) to the list of known hosts.` on stderr, not with `-q`), refuse changed keys; `"strict"`: refuse unknown hosts too; `"off"`: check nothing |
+| `timeout` | `nil` (none) | seconds any one wait for the server may last (positive number) |
+| `ciphers` | `aes128-ctr` first, then libssh2's list | array in preference order (a single string is accepted); unsupported names raise `ArgumentError` listing the supported ones |
+| `compression` | `false` | |
+| `log` | `false` | `true`: a new `$TMPDIR/sftplua-XXXXXX.log`; a path: append there. Never contains passwords or passphrases |
+
+Without `private_key` and `password`, sftplua tries ssh-agent (`SSH_AUTH_SOCK`), then
+`~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+
+**`~/.ssh/config`.** When `$HOME/.ssh/config` exists, `host` is looked up the way OpenSSH does
+it, by asking the installed `ssh -F $HOME/.ssh/config -G host`. That covers `Host` patterns and
+wildcards, `Match`, and `Include`. sftplua takes what the config sets (compared with
+`ssh -F /dev/null -G`): `HostName`, `Port`, `User` and `IdentityFile` (the first readable one).
+Options given to `sftp.connect` win: an explicit `port`, `username`, `private_key` or `password`
+is used as given. `~` and relative paths in the answer (and relative `Include` paths) are taken
+against `$HOME`, not the passwd home. `Include` takes every form OpenSSH does: quoted paths (with
+spaces), unquoted, `~/...`, relative (to `~/.ssh`), `Include=...`, several patterns on one line,
+and a trailing comment. With `-v`, a line says what the config supplied.
+```lua
+-- ~/.ssh/config:  Host backup / HostName 10.0.0.5 / User etl / Port 2222 / IdentityFile ~/.ssh/etl_key
+local c <close> = sftp.connect{host = "backup"}
+```
+Errors: `ArgumentError`, `ConnectionError`, `Timeout`, `HostKeyError`, `CredentialError`,
+`AuthenticationError`.
+A connection is closed by `c:close()`, at the end of a `<close>` variable's scope, or when it is
+garbage-collected.
+
+```lua
+local c <close> = sftp.connect{host = "sftp.example.com", username = "etl", private_key = "~/.ssh/id_ed25519"}
+local k <close> = sftp.connect{host = "sftp.example.com", private_key = "~/keys/etl", private_key_pass = "phrase"}
+local p <close> = sftp.connect{host = "sftp.example.com", username = "etl", password = "s3cret", timeout = 10}
+```
+
+## Connection fields
+
+| field | access | value |
+|---|---|---|
+| `c.pwd` | read | absolute remote working directory (the server's normalization of `"."`) |
+| `c.timeout` | read/write | seconds or `nil`. Setting a value that is not a positive number raises `ArgumentError` |
+| `c.logfile` | read | log path, or `false` |
+| `c.active_ciphers` | read | `{client_to_server, server_to_client}` cipher names |
+| `c.security_options` | read | what libssh2 supports: `{ciphers=, digests=, kex=, key_types=, compression=}`, each an array |
+| `c.closed` | read | `true` after `close` |
+| `c.host`, `c.port`, `c.username` | read | as connected |
+| `c.auth_method` | read | e.g. `"publickey (/home/me/.ssh/id_ed25519)"`, `"password"`, `"publickey (ssh-agent: …)"` |
+| `c.host_key` | read | `{type = "ssh-ed25519", fingerprint = "SHA256:…"}` |
+| `c.extensions` | read | the SFTP extensions the server announced, `{[name] = version}`, e.g. `c.extensions["posix-rename@openssh.com"] == "1"` |
+
+Assigning any other field raises `ArgumentError` (a misspelt name gets a "did you mean"). Reading
+`c.pwd` on a closed connection raises `ConnectionError`. `tostring(c)` gives
+`sftp.Connection(user@host:port)`, with `, closed` added once the connection is closed.
+
+```lua
+c.timeout = 30; print(c.timeout, c.logfile, c.active_ciphers[1])  --> 30.0  false  aes128-ctr
+print(c.host_key.type, c.auth_method)   --> ssh-ed25519  publickey (/home/me/.ssh/id_ed25519)
+print(#c.security_options.kex > 0, c.pwd)   --> true  /home/etl
+```
+
+## Connection methods
+
+### Listing and attributes
+
+An **attribute table** has `st_size`, `st_uid`, `st_gid`, `st_mode` (full mode, type bits
+included), `st_atime`, `st_mtime` (each `nil` when the server omits it), and `type`: `"file"`,
+`"dir"`, `"link"` or `"other"`. Listings add `filename` and `longname` (the server's `ls -l` line).
+
+#### `c:listdir([path="."])` → array of names
+The names are sorted, without `.` and `..`. Errors: `FileNotFound` (the path is
+missing, or it is not a directory, which OpenSSH also reports as "no such file"), `PermissionDenied`.
+```lua
+print(table.concat(c:listdir("in"), " "))   --> a.csv b.csv old
+```
+
+#### `c:listdir_attr([path="."])` → array of attribute tables
+Sorted by `filename`. Same errors as `listdir`.
+```lua
+for _, e in ipairs(c:listdir_attr("in")) do print(e.filename, e.type, e.st_size) end
+```
+
+#### `c:stat(path)`, `c:lstat(path)` → attribute table
+`stat` follows symlinks and `lstat` does not. Errors: `FileNotFound`, `PermissionDenied`.
+```lua
+print(c:stat("in/a.csv").st_size, c:lstat("latest.csv").type, c:stat("latest.csv").type)  --> 9  link  file
+```
+
+#### `c:exists(path)`, `c:lexists(path)`, `c:isdir(path)`, `c:isfile(path)` → boolean
+A path the server cannot stat gives `false` and never raises: missing, under a file (some servers
+answer a bare FAILURE there), or refused (`PermissionDenied`), as pysftp's `exists` does. `exists`,
+`isdir` and `isfile` follow symlinks. `lexists` is `true` for a dangling symlink. Only a lost
+connection (`ConnectionError`, `Timeout`) raises.
+```lua
+print(c:exists("in/a.csv"), c:exists("nope"), c:isdir("in"), c:isfile("in"), c:lexists("latest.csv"))  --> true false true false true
+```
+
+### Creating, removing, changing
+
+#### `c:mkdir(path [, mode=777])`
+Returns nothing. The server applies its umask, so `777` usually gives `755`. Errors:
+`FileExists`, `FileNotFound` (the parent is missing), `PermissionDenied`, `ArgumentError` (mode).
+```lua
+c:mkdir("archive", 750)
+```
+
+#### `c:makedirs(path [, mode=777])`
+Creates `path` and any missing parents with `mode`. Returns nothing, also when `path` is already a
+directory. Errors: `FileExists` (a file is in the way), `PermissionDenied`.
+```lua
+c:makedirs("archive/2024/q1"); c:makedirs("archive/2024/q1")   -- the second call does nothing
+```
+
+#### `c:rmdir(path)`
+Removes an empty directory and returns nothing. Errors: `IOError` (not empty), `FileNotFound`
+(missing, or a file), `PermissionDenied`.
+```lua
+c:mkdir("tmp"); c:rmdir("tmp")
+```
+
+#### `c:remove(path)`, `c:unlink(path)`
+Removes a file or a symlink and returns nothing. Errors: `FileNotFound`, `IOError` (a directory: the
+message says to use `rmdir`), `PermissionDenied`.
+```lua
+c:remove("in/b.csv"); c:unlink("latest.csv")
+```
+
+#### `c:rename(src, dst [, {overwrite=false}])`
+Renames or moves a file or directory and returns nothing. It never overwrites, whatever the
+server's RENAME does; with `overwrite = true` an existing file at `dst` is replaced (atomically
+with `posix-rename@openssh.com` where offered, else removed just before). (Uploads, which do
+replace their target, use `posix-rename@openssh.com` where the server offers it, so the target
+is never missing). Errors:
+`FileExists` (`dst` exists), `FileNotFound` (`src` missing: `e.path` is `src`; or `dst`'s directory
+missing), `PermissionDenied`.
+```lua
+c:rename("in/a.csv", "in/a.done")
+```
+
+#### `c:chmod(path [, mode=777])`
+Returns nothing. The mode is read back: a server that answers OK and changes nothing gives an
+`IOError` that says so. Errors: `FileNotFound`, `PermissionDenied`, `ArgumentError` (mode), `IOError`.
+```lua
+c:chmod("in/a.csv", 640); print(sftp.st_mode_to_int(c:stat("in/a.csv").st_mode))   --> 640
+```
+
+#### `c:chown(path, uid, gid)`
+Returns nothing. A `nil` uid or gid keeps the current value; with both `nil` the call only
+checks that the path exists. Errors: `FileNotFound`, `PermissionDenied` (only root may give files away on most servers).
+```lua
+c:chown("in/a.csv", nil, 100)   -- group only
+```
+
+#### `c:truncate(path, size)` → new size
+Sets the file's size (it can also grow the file) and returns the size the server confirms (read
+back: a server that ignored it gives an `IOError`). Errors: `FileNotFound`, `PermissionDenied`,
+`ArgumentError` (a negative size), `IOError`.
+```lua
+print(c:truncate("notes.txt", 3), c:read("notes.txt"))   --> 3  one
+```
+
+### Links and paths
+
+#### `c:link(target, linkpath)`
+Makes `linkpath` another name (a hard link) of the file `target` (`hardlink@openssh.com`) and
+returns nothing. Errors: `FileExists` (`linkpath` exists), `FileNotFound` (`target` missing:
+`e.path` is `target`), `PermissionDenied`, `IOError` (the server does not offer the extension: the
+message names it).
+```lua
+c:link("in/a.csv", "archive/a.csv")
+```
+
+#### `c:copy(src, dst)` → attribute table
+Copies a remote file to a remote path on the same server and returns the new file's attributes.
+The server copies the bytes itself (`copy-data`) where it offers that; otherwise they stream
+through sftplua (reads and writes pipelined). The copy is written to a hidden temp name beside
+`dst` and renamed into place, like `put`: a new file gets `src`'s permission bits, an existing
+one keeps its mode and owner (as `cp` and `put` do). Errors:
+`FileNotFound` (`src` missing), `IOError` (`src` or `dst` is a directory), `PermissionDenied`.
+```lua
+print(c:copy("in/a.csv", "archive/a.csv").st_size)   --> 9
+```
+
+#### `c:statvfs(path)` → table
+The numbers of the file system holding `path` (`statvfs@openssh.com`): `f_bsize`, `f_frsize`,
+`f_blocks`, `f_bfree`, `f_bavail`, `f_files`, `f_ffree`, `f_favail`, `f_fsid`, `f_flag`,
+`f_namemax`. Errors: `FileNotFound`, `IOError` (the server does not offer the extension).
+```lua
+local v = c:statvfs("in"); print(v.f_bavail * v.f_frsize // 2^20, "MiB free")
+```
+
+#### `c:symlink(target, linkpath)`
+Creates `linkpath` pointing to `target` and returns nothing. `target` is stored exactly as given:
+a relative target is relative to the link's directory and is not resolved against the cwd.
+Errors: `FileExists`, `FileNotFound` (`linkpath`'s directory is missing), `PermissionDenied`.
+```lua
+c:symlink("a.csv", "in/current")
+```
+
+#### `c:readlink(path)` → absolute path
+The link's target. A relative target is made absolute against the link's directory. Errors:
+`FileNotFound`, `IOError` (not a symlink).
+```lua
+print(c:readlink("latest.csv"))   --> /home/etl/in/a.csv
+```
+
+#### `c:normalize(path)` → absolute path
+The server's canonical form of `path`: `.`, `..` and symlinks are resolved. The last component may
+be missing. Errors: `FileNotFound` (a parent is missing).
+```lua
+print(c:normalize("in/old/.."))   --> /home/etl/in
+```
+
+### Working directory
+
+#### `c:chdir(path)`, `c:cwd(path)`
+Sets the remote working directory to the normalized absolute `path`, against which relative paths
+are resolved. Returns nothing. `c:chdir(nil)` clears it. Errors: `FileNotFound`, `IOError` (not a
+directory).
+```lua
+c:chdir("in"); print(c:exists("a.csv"))   --> true
+c:cwd("old"); print(c:getcwd())           --> /home/etl/in/old
+```
+
+#### `c:getcwd()` → path or `nil`
+The directory set by `chdir`, `cwd` or `cd`. It is `nil` if none was set: use `c.pwd` for the
+server's view.
+```lua
+print(c:getcwd())   --> /home/etl
+```
+
+#### `c:cd(path [, fn])` → fn's results
+Calls `fn()` with the working directory at `path` (`nil`: unchanged). Afterwards, also when `fn`
+raises, it restores the previous directory, then returns `fn`'s results or re-raises its error
+unchanged. Without `fn` it changes the working directory and keeps it, as pysftp's `cd` outside a
+`with` block (the same as `chdir`). Errors: those of `chdir`, and `ArgumentError` when `fn` is
+neither nil nor a function.
+```lua
+local n = c:cd("in", function() return #c:listdir() end); print(n, c:getcwd())   --> 3  /home/etl
+```
+
+### Transfers
+
+Downloads are written to a hidden temporary file beside the target and then renamed into place.
+Uploads go to `.NAME.sftplua.part` on the server and are then renamed over the target. A
+failed transfer leaves an existing target untouched. A file of 8 MiB or more whose transfer is cut
+(`ConnectionError`, `Timeout`, Ctrl-C) keeps its temp file and a journal, and the next transfer of
+the same unchanged file resumes where it stopped (see [reliability.md](reliability.md)). `put` gives the remote file the local file's
+permission bits. `get` creates files with `0666 & ~umask`. Every transfer runs through one
+executor that keeps many requests in flight (see [api.md](api.md), "The SFTP engine").
+
+Every transfer call (`get`, `put`, `get_d`, `get_r`, `put_d`, `put_r`, `mirror_down`,
+`mirror_up`, `agent:push`) also takes:
+- `retries` (3): a dropped connection or a `Timeout` is retried that many times, 0.5 s, 1 s, 2 s
+  ... (at most 8 s) apart, on a new connection (`c` reconnects with its settings). Each retry plans
+  again: a mirror or `push` continues with what is left, and a large file resumes from its
+  journal. `0` lets the first failure through. Other errors are never retried.
+- `bwlimit` (none): the most bytes per second the call moves, over all its connections, as a
+  number or a string with a binary suffix like rclone's: `"10M"` (10 MiB/s), `"512K"`, `"1G"`.
+  Anything else is an `ArgumentError`. Under `-v` the limit is named, and so is each retry.
+```lua
+c:mirror_up("site", "www", {retries = 5, bwlimit = "2M"})
+```
+
+#### `c:get(remote [, localpath [, {callback=, preserve_mtime=false, parallel=, fsync=false}]])`
+Downloads a file and returns nothing. A file of 64 MiB or more is split into ranges fetched over
+`parallel` connections at once (by default 2, and 4 from 256 MiB; the extra connections are
+opened with the same settings, join when connected, and are closed afterwards; `parallel = 1`
+keeps to the one connection; `SFTPLUA_STREAMS` sets one number for all). Without `localpath`, the file goes to the remote basename in
+the local cwd. `preserve_mtime` copies the remote mtime and atime to the local file. `fsync`
+flushes the local file to disk before it takes its name. Errors:
+`FileNotFound` (remote missing, or local directory missing), `IOError` (remote is a directory),
+`OSError` (`localpath` is a directory), `PermissionDenied`.
+```lua
+c:get("in/a.csv", "a.csv", {preserve_mtime = true, callback = function(d, t) print(d, t) end})
+```
+
+#### `c:put(localpath [, remote [, {callback=, confirm=true, preserve_mtime=false, parallel=, fsync=false, atomic=nil}]])` → attribute table
+Uploads a file and returns the attributes of the new remote file. `parallel` splits a file of
+64 MiB or more over that many connections, as for `get`. Without `remote`, the file goes
+to the local basename in the remote cwd. `confirm` checks the uploaded size before the rename
+(`IOError` on a mismatch). `fsync` makes the server flush the file to disk before it takes its
+name (`fsync@openssh.com`; an `IOError` naming the extension where the server lacks it, and the
+target is left as it was). Replacing an existing file is atomic where the server offers
+`posix-rename@openssh.com`. A file that is already there keeps what users set up: its mode, and
+its owner and group where the server lets them be set (root, or a group you belong to); a new
+file gets the local file's permission bits. A symlink at `remote` stays a symlink: the file it
+names (following links, a dangling one included) gets the content, through a temp name beside
+that file. **Drop folders:** when the directory refuses the temp name (`PermissionDenied`) but the
+file there may be written, the file is written in place, `-v` says so, and the result has
+`inplace = true`; that write is not atomic (a failure leaves a partial file). With
+`atomic = true` the refusal stands instead and nothing changes. The same goes for a directory that
+lets you make the temp name but not replace the file (a sticky one, like `/tmp`, holding another
+user's file): the temp goes and the file is written in place. With `preserve_mtime`, times are set
+where the server allows (on your own files); `-v` says when it does not. A hard link at `remote` is replaced
+by a new file (the other names keep the old content): atomic replacement cannot keep one. Errors:
+`FileNotFound` (local file or remote directory missing), `OSError` (`localpath` is a directory),
+`IOError` (`remote` is a directory), `PermissionDenied`. A `remote` ending in `/` is a directory
+to put the file in (as `sftp` and `cp` do); so is a `localpath` ending in `/` for `get`.
+```lua
+print(c:put("report.csv", "in/report.csv").st_size)   --> 9
+local a = c:put("order.csv", "dropbox/incoming.csv"); if a.inplace then print("written in place") end
+```
+
+#### `c:get_d(rdir, ldir [, {preserve_mtime=, parallel=1}])`, `c:get_r(rdir, ldir [, {preserve_mtime=, parallel=1}])`
+Copy the **contents** of `rdir` into `ldir`, creating `ldir` and its parents. The tree is listed
+a level at a time (all directories of a level at once), then up to 64 files are in flight at
+once over the one connection. `parallel` opens that many connections in all
+(`sftp.default_parallel`, 1, when not given); the result is the same whatever it is. The first failed file raises its error once the
+files in flight have finished. `get_d` copies one
+level of files, and `get_r` recurses (empty directories included). Returns nothing. A remote symlink
+is followed only when it resolves to a file inside `rdir`, and other symlinks are skipped. A local
+symlink in the target is never written through. An entry whose local counterpart is of the other
+type (a file against a directory) is skipped. Errors: `FileNotFound` (`rdir` missing), `IOError`
+(`rdir` is not a directory), `FileExists` (`ldir` or one of its parents is a file), plus those of
+`get`.
+```lua
+c:get_d("in", "flat")        -- flat/a.csv, flat/b.csv
+c:get_r("in", "mirror/in")   -- mirror/in/a.csv, mirror/in/b.csv, mirror/in/old/c.csv
+```
+
+#### `c:put_d(ldir, rdir [, {confirm=, preserve_mtime=, parallel=1}])`, `c:put_r(ldir, rdir [, {confirm=, preserve_mtime=, parallel=1}])`
+The upload mirror of `get_d` and `get_r` (with the same `parallel`): they copy the contents of `ldir` into `rdir`, creating
+`rdir` with `makedirs`. Local symlinks are followed only when they resolve to a file inside `ldir`.
+Returns nothing. Errors: `FileNotFound` (`ldir` missing), `OSError` (`ldir` is not a directory),
+`FileExists` (a remote file where a directory is needed), plus those of `put`.
+```lua
+c:put_d("outbox", "drop")            -- drop/r1.csv
+c:put_r("outbox", "backup/outbox")   -- backup/outbox/r1.csv, backup/outbox/sub/r2.csv
+```
+
+### Streams and whole files
+
+#### `c:getfo(remote, file [, {callback=}])` → bytes written
+Writes the remote file into `file`, which can be anything with a `write` method: a Lua file opened
+with `"wb"`, or a table. Errors: `FileNotFound`, `PermissionDenied`, `OSError` (`file:write`
+returned nil), `ArgumentError` (`file` has no `write`).
+```lua
+local f = assert(io.open("a.csv", "wb")); print(c:getfo("in/a.csv", f)); f:close()   --> 9
+```
+
+#### `c:putfo(file, remote [, {file_size=0, callback=, confirm=true}])` → attribute table
+Uploads what `file:read(n)` returns until it returns nil or `""`. `remote` is required, because a
+file object has no name (`ArgumentError`, as pysftp's `TypeError`). `file_size` is only used as
+the callback's total. Errors: as `put`.
+```lua
+local f = assert(io.open("report.csv", "rb")); c:putfo(f, "in/r.csv"); f:close()
+```
+
+#### `c:read(remote)` → string
+The whole file, as bytes. Errors: `FileNotFound`, `PermissionDenied`, `IOError` (a directory).
+```lua
+print(#c:read("notes.txt"))   --> 8
+```
+
+#### `c:write(remote, data)` → bytes written
+Replaces (or creates) the remote file with the string `data`, as an atomic upload. Errors:
+`FileNotFound` (the directory is missing), `IOError` (`remote` is a directory), `PermissionDenied`,
+`ArgumentError` (`data` is not a string).
+```lua
+print(c:write("in/status.txt", "done\n"))   --> 5
+```
+
+#### `c:open(remote [, mode="r" [, bufsize=-1]])` → remote file
+The modes are `"r"`, `"r+"`, `"w"`, `"w+"`, `"a"` and `"a+"`, each optionally with `b`, which is
+ignored (files are always binary). `"x"` (as Python's) creates a new file for writing, and adding
+`x` to a `w` or `a` mode (e.g. `"wx"`) does the same: both fail with `FileExists` if the path exists. `bufsize` is the read-ahead size in bytes (default 256 KiB). Errors: `FileNotFound`,
+`FileExists` (`x`), `PermissionDenied`, `ArgumentError` (an unknown mode).
+```lua
+local f <close> = c:open("notes.txt"); print(f:read("l"))   --> one
+```
+
+A **remote file** `f` has these methods. Using it after `close` raises `IOError: attempt to use a
+closed file`.
+
+| method | |
+|---|---|
+| `f:read(...)` | formats as `io.read`: a count `n`, `"a"`, `"l"` (default), `"L"`, `"n"`; a `*` prefix is allowed. Returns `nil` at end of file (`"a"` gives `""`), and stops at the first format that fails |
+| `f:write(...)` | strings or numbers, written at the current position; returns `f` |
+| `f:seek([whence="cur" [, offset=0]])` | `"set"`, `"cur"` or `"end"`; returns the new position. A bad `whence` or a position before 0 raises `ArgumentError` |
+| `f:lines(...)` | iterator over `f:read(...)` (default `"l"`) |
+| `f:stat()` | attribute table of the open file |
+| `f:close()` | idempotent; also called at the end of a `<close>` scope |
+
+```lua
+for line in c:open("notes.txt"):lines() do print(line) end
+local g = c:open("log.txt", "a"); g:write("run ", 42, "\n"):write("ok\n"); g:close()
+local h <close> = c:open("notes.txt"); h:seek("set", 4); print(h:read("a"), h:seek(), h:stat().st_size)  --> two\n  8  8
+```
+
+### Walking, commands, closing
+
+#### `c:walktree(path, fcb, dcb, ucb [, recurse=true])`
+Walks `path` depth first, with the entries of each directory sorted by name. Each callback gets
+the path (`path .. "/" .. name`), and any of them may be `nil`. `dcb(dir)` is called before the
+walk descends into `dir`. A symlink to a file goes to `fcb`. A symlink to a directory goes to
+`dcb` but is not descended. Dangling links and special files go to `ucb`. Returns nothing.
+Errors: `FileNotFound`, `PermissionDenied`, `ArgumentError`. A callback's error passes through
+unchanged.
+```lua
+c:walktree("in", function(p) print("file", p) end, function(p) print("dir", p) end)
+```
+
+#### `c:execute(command)` → stdout lines, exit status, stderr lines
+Runs `command` through the server's shell. It ignores `chdir`, as pysftp does. Returns the
+standard output as lines (what pysftp returns), then the exit status, then the standard error as
+lines, each stream whole and apart, whatever order the command wrote them in. Lines keep their
+`"\n"`; a last line without one stays as it is (`printf x` gives `{"x"}`). A non-zero status does
+not raise. Up to 512 MiB of output. Errors: `ConnectionError`, `Timeout` (with `timeout`: the
+command said nothing for that long), `IOError` (the server runs no commands: SFTP-only servers
+refuse `exec`; the message says so).
+```lua
+local lines, status, errs = c:execute("uname -s; ls /nope"); print(lines[1], status, errs[1])
+--> Linux\n  2  ls: cannot access '/nope': No such file or directory\n
+```
+
+#### `c:close()`
+Closes the SFTP session and the connection, and returns nothing. Calling it again does nothing.
+After it, `c.closed` is `true` and methods raise `ConnectionError`.
+```lua
+c:close(); c:close(); print(c.closed)   --> true
+```
+
+## Module functions
+
+#### `sftp.cd(localpath, fn)` → fn's results
+The local twin of `c:cd`: it runs `fn` with the process's working directory at `localpath` (`nil`:
+unchanged), restores the directory afterwards, also on error, and re-raises errors unchanged.
+Errors: `FileNotFound`, `PermissionDenied`, `ArgumentError`.
+```lua
+sftp.cd("outbox", function() c:put("r1.csv", "in/r1.csv") end)
+```
+
+#### `sftp.walktree(localpath, fcb, dcb, ucb [, recurse=true])`
+The local twin of `c:walktree`, with the same order and the same symlink rules. Errors:
+`FileNotFound`, `PermissionDenied`, `OSError`, `ArgumentError`.
+```lua
+sftp.walktree("outbox", function(p) print(p) end)   --> outbox/r1.csv, then outbox/sub/r2.csv
+```
+
+#### `sftp.path_advance(path [, sep="/"])`, `sftp.path_retreat(path [, sep="/"])` → iterator
+Iterate over the prefixes of `path`, from the first up or from the whole path down, exactly as
+pysftp's do (its `os.path.join` logic on `sep`): a leading `sep` is kept, `path_advance("/")` gives
+`"/"`, `path_advance("a/")` gives `"a"`, `"a/"`, and `path_retreat("a//b")` gives `"a/b"`, `"a/"`,
+`"a"`. An empty path gives nothing (pysftp raises `IndexError`). Errors: `ArgumentError`.
+```lua
+for p in sftp.path_advance("/a/b/c") do io.write(p, " ") end   --> /a /a/b /a/b/c
+for p in sftp.path_retreat("a/b/c") do io.write(p, " ") end    --> a/b/c a/b a
+```
+
+#### `sftp.reparent(newparent, oldpath)` → string
+Joins `oldpath` under `newparent`. An absolute `oldpath` becomes `./oldpath`, as in pysftp.
+Errors: `ArgumentError`.
+```lua
+print(sftp.reparent("/backup", "/var/log"), sftp.reparent("backup", "var/log"))   --> /backup/./var/log  backup/var/log
+```
+
+#### `sftp.st_mode_to_int(mode)` → integer
+The last three octal digits of the permission bits, written as a decimal number. The
+setuid/setgid/sticky digit is dropped, as in pysftp. Errors: `ArgumentError`.
+```lua
+print(sftp.st_mode_to_int(33188), sftp.st_mode_to_int(c:stat("in").st_mode))   --> 644  755
+```
+
+#### `sftp.WTCallbacks()` → collector
+A table with the lists `flist`, `dlist` and `ulist`, and the callbacks `file_cb`, `dir_cb` and
+`unk_cb`, which append to them. The callbacks are closures: pass them with `.`, not `:`.
+```lua
+local w = sftp.WTCallbacks(); c:walktree("in", w.file_cb, w.dir_cb, w.unk_cb); print(#w.flist, w.dlist[1])  --> 3  in/old
+```
+
+#### `sftp.pretty(value [, indent="  "])` → string
+Renders any value readably, with table keys sorted, nested tables shown and cycles marked
+`<cycle>`. The REPL prints results with it.
+```lua
+print(sftp.pretty({1, "two", x = {y = true}}))   --> { 1, "two", x = { y = true } }
+```
+
+#### `sftp.error(kind [, message=kind [, path]])`
+Raises an error object (with the usual metatable) from Lua. Any string is accepted as `kind`, and
+the exit code follows it.
+```lua
+if c:stat("in/a.csv").st_size == 0 then sftp.error("IOError", "empty upload", "in/a.csv") end
+```
+
+#### `sftp.kinds`
+A table mapping each error kind to itself, e.g. `sftp.kinds.FileNotFound == "FileNotFound"`.
+```lua
+local ok, e = pcall(c.remove, c, "nope"); print(e.kind == sftp.kinds.FileNotFound)   --> true
+```
+
+#### `sftp.fs` (local file system)
+These helpers exist because Lua's `io` has no directories. Failures raise `FileNotFound`,
+`PermissionDenied`, `FileExists` or `OSError`, with `code` set to the `errno`.
+
+| function | returns |
+|---|---|
+| `sftp.fs.ls(path)` | array of attribute tables with `filename`, sorted, from `lstat` |
+| `sftp.fs.stat(path)`, `sftp.fs.lstat(path)` | attribute table, or `nil` when the path is missing |
+| `sftp.fs.mkdir(path [, mode=777])` | nothing (`FileExists` if present); pysftp-style mode, minus umask |
+| `sftp.fs.makedirs(path)` | nothing; creates parents, silent if it exists, `FileExists` if a file is in the way |
+| `sftp.fs.chdir(path)`, `sftp.fs.getcwd()` | nothing / the current directory |
+| `sftp.fs.realpath(path)` | absolute path with symlinks resolved |
+| `sftp.fs.utime(path, atime, mtime)` | nothing; sets the times in seconds |
+
+```lua
+sftp.fs.makedirs("mirror/2024"); print(sftp.fs.stat("mirror/2024").type, sftp.fs.stat("nope"))   --> dir  nil
+```
+
+Also: `sftp._VERSION` (`"sftplua 0.1.0"`).
+
+## SyncAgent (sftpsyncer)
+
+#### `sftp.syncagent(opts)` → agent
+A local cache of a remote directory plus an upload queue. `opts`: `local_root` (required; created
+when missing), `remote_root` (default `"."`, the login directory), and either `connection = c` (an
+open Connection, which the agent uses and never closes) or the connection settings: `host`,
+`hostport` or `port` (a number or a numeric string), `username`, `priv_key` or `private_key`,
+`password`, and every other `sftp.connect` option. `parallel` (default 4) is the number of files
+in flight during `push`. The agent connects lazily, only when a download, a check or a push needs
+the server, so reading cached files works offline. A dropped connection is reopened on the next
+call. `agent:close()` (or `<close>`) closes a connection the agent opened itself.
+Every `path` is relative to the roots. An absolute path, a `..` component, an empty path or a NUL
+raises `ArgumentError`. The agent keeps two hidden files in `local_root`: `.sftplua-queue` (the
+journal of the queue) and `.sftplua-cache` (what each cached file was on the server). Both are
+rewritten atomically.
+```lua
+local agent <close> = sftp.syncagent{host = "files.example.com", hostport = "1222", username = "me",
+  priv_key = "~/.ssh/id_ed25519", local_root = "/tmp/cache", remote_root = "/upload_target"}
+```
+
+#### `agent:open(path [, mode="r" [, {max_age=}]])` → Lua `io` file
+Returns the local copy. When it is missing, the file is downloaded from `remote_root` into the
+cache first, creating directories. The download is atomic (a temp file, then a rename) and keeps
+the server's mtime. Missing on both sides: `FileNotFound`. The server cannot be reached when a
+download is needed: `ConnectionError`. Modes are `io.open`'s. `"w"`/`"w+"` create the local file
+and download nothing. `max_age` (seconds) re-checks the server for a cached file last checked
+longer ago than that (the mtime of the local file when it was never checked). When the server's
+copy changed (size or mtime), it is downloaded again. When the server cannot be reached, the
+cached copy is used. A cached copy with local changes is never replaced by `max_age`.
+```lua
+local f = agent:open("reports/today.csv"); print(f:read("l")); f:close()
+```
+
+#### `agent.upload_queue:add(path)`, `#agent.upload_queue`, `:list()`, `:remove(path)`, `:clear()`
+`add` queues a file of the cache. A missing local file raises `FileNotFound`, and a directory
+raises `ArgumentError`. Adding a path twice keeps one entry. `list` returns the paths in the order
+they were added. `remove` returns `true` when the path was queued. Every change is written to the
+journal at once, so a new agent on the same `local_root` (after a crash, say) sees the same queue.
+
+#### `agent:push()` → `{uploaded=, bytes=, skipped=}`
+Uploads every queued file to the same relative path under `remote_root`. It creates remote
+directories and overwrites what is there. Each file goes to a hidden temporary name and is renamed
+into place, so a reader never sees half a file. Each file leaves the queue, and the journal, as
+soon as its upload completes. If the connection drops part way, the error (`ConnectionError`)
+propagates, what was uploaded is out of the queue, and the rest stays queued for the next `push`.
+A queued file that was deleted locally since is dropped from the queue and named in `skipped`.
+
+#### `agent:refresh(path [, {force=}])` → boolean
+Downloads the file again when the server's copy changed in size or mtime since the cache last
+agreed with it (or the cached one is missing). Returns `true` when it downloaded. `FileNotFound`
+when the file is not on the server. A cached copy with local changes raises `IOError` (the agent
+never replaces them behind your back) unless `force = true`. A copy has local changes when it is
+queued, differs from what was last fetched or pushed, or was not fetched through the agent.
+
+#### `agent:status()` → `{cached=, queued=, modified=, stale=, remote_missing=}`
+`cached`: every file in the cache (sorted). `queued`: the queue. `modified`: the cached files with
+local changes (see `refresh`). `stale`: the cached files whose server copy changed in size or
+mtime since the cache last agreed with it. `remote_missing`: the cached files the server does not have.
+The server is asked with one listing per directory. When it cannot be reached, `stale` and
+`remote_missing` are `nil` and `offline` holds the error message.
+
+## Mirroring
+
+#### `c:mirror_down(remote_dir, local_dir [, opts])`, `c:mirror_up(local_dir, remote_dir [, opts])` → summary
+These make the target a copy of the source, the way `lftp mirror`, `rclone sync`/`copy` and WinSCP
+`synchronize` do. They plan first, from one listing of each side, and then act: directories
+(parents first), then files (up to `parallel` in flight), then deletes. Deletes run only after
+every copy has succeeded. The target root (and its parents) is created when missing.
+
+| option | default | meaning |
+|---|---|---|
+| `delete` | `false` | remove what the target has and the source does not (never excluded or filtered paths) |
+| `exclude` | none | array of globs; matching paths are skipped on both sides (and never deleted) |
+| `include` | none | array of globs; only matching **files** are copied; directories are still descended |
+| `filter` | none | `function(entry) -> bool`, called for files and directories; a false result skips a file or prunes a directory |
+| `compare` | `"size+mtime"` | `"size"`, or `"checksum"` (SHA-256 of both sides, only for files of equal size) |
+| `dry_run` | `false` | return the plan and change nothing |
+| `preserve_mtime` | `true` | give copies the source's mtime (that is what makes `size+mtime` exact) |
+| `parallel` | 4 | files in flight (extra connections); the result is the same as with 1 |
+| `on_action` | none | `function(action)`, called as each action completes |
+
+The summary is `{copied=, updated=, deleted=, skipped=, bytes=, actions={{op=, path=, size=}...},
+warnings={...}}`. `op` is `"copy"` (the target had no such file), `"update"`, `"delete"` or
+`"mkdir"`. `skipped` counts the source files that were already up to date. `bytes` is the bytes
+copied. `actions` is in plan order: mkdirs, then files sorted by path, then deletes (children
+before parents). A dry run returns the same plan, with the counts it would reach and
+`dry_run = true`. Paths are relative to the roots, `/`-separated, with no `./`.
+```lua
+local r = c:mirror_up("site", "/var/www/site", {delete = true, exclude = {"*.tmp", ".git/"},
+  on_action = function(a) print(a.op, a.path) end})
+print(r.copied, r.updated, r.deleted, r.skipped, r.bytes)
+local plan = c:mirror_down("/data/in", "in", {dry_run = true})
+for _, a in ipairs(plan.actions) do print(a.op, a.path, a.size) end
+```
+
+**Globs** are matched as in `.gitignore`, against the path relative to the root. `*` matches
+within one path segment, `?` matches one character, `[abc]`/`[a-z]`/`[!a]` match a class, and
+`\x` matches x literally. A pattern without `/` matches a name at any depth (`*.log`). A pattern
+with `/` matches the whole relative path (`src/*.c`, `/build`: a leading `/` anchors). `**`
+matches zero or more directories (`src/**/*.lua`, `logs/**`). A trailing `/` matches directories
+only (`cache/`). `exclude` wins over `include`. `sftp.glob.match(pattern, path [, is_dir])`
+tries one.
+
+**filter** gets the listing entry: `path` (relative), `filename`, `type`, `st_size`, `st_mtime`,
+`st_mode`, and so on. It runs on source entries and on target entries (a target entry it rejects is
+never deleted). Only a true result keeps an entry, so return a value for directories too.
+```lua
+-- only files older than an hour, and only complete ones (a sibling "NAME.done" exists)
+filter = function(e) return e.type == "dir" or (os.time() - e.st_mtime > 3600 and done[e.filename .. ".done"]) end
+```
+
+**Comparing.** With `size+mtime`, a file is up to date when the size and mtime (whole seconds)
+are equal. With `preserve_mtime = false`, copies get a new mtime, so a target at least as new as
+its source counts as up to date. `checksum` hashes only files of equal size. It runs
+`sha256sum` on the server through `execute`, in batches, and when the server has no shell or no
+`sha256sum`, it reads the remote file and hashes it locally (`c:sha256(path)`). Local files are
+hashed with `sftp.fs.sha256(path)`.
+
+**Safety.** Symlinks in the source are not followed: they are skipped and named in `warnings`. A
+name with `/`, NUL, `.` or `..` from a listing is skipped with a warning. A local symlink in the
+target is never written through. A directory where the source has a file (or a file where it has a
+directory) is left alone with a warning. Every file is written to a temp name and renamed into
+place, with its mtime set before the rename. A failed listing raises before anything is deleted.
+A failed copy raises once the copies in flight have finished, and deletes do not run then.
+
+Errors: `FileNotFound` (the source root is missing), `IOError`/`OSError` (the source root is not a
+directory), `FileExists` (the target root is a file), `ArgumentError` (bad options, with the
+closest name for an unknown one), and those of `get`/`put`. An error raised in `filter` or
+`on_action` passes through unchanged.
+
+## Declarative recipes
+
+A file run by `sftplua run` may return a table instead of acting:
+```lua
+return {
+  name = "site",                                       -- optional
+  connect = {host = "${SFTP_HOST}", port = "${SFTP_PORT:-22}", username = "${SFTP_USER:-deploy}"},
+  defaults = {exclude = {"*.tmp"}},                    -- mirror options for every rule
+  mirror = {
+    {up = "public", to = "/var/www/site", delete = true},
+    {down = "/var/log/site", to = "logs", include = {"*.gz"}},
+  },
+}
+```
+The runner checks the whole recipe first: an unknown key anywhere (with the closest valid key),
+a wrong type, a rule without `to` or with both or neither of `down`/`up`, or a bad mirror option
+raises `ArgumentError` naming the rule, before anything connects. Then it connects with `connect`
+(every `sftp.connect` option) and applies the rules in order. After each rule it prints one line
+(`rule #1 (up public -> /var/www/site): 3 copied, 1 updated, 0 deleted, 120 unchanged, 5120 bytes`)
+plus its warnings. An error stops the run, and its message names the rule
+(`recipe rule #2 (down /var/log/site -> logs): ...`). Exit codes are those of any script.
+
+In `connect` values and in rule paths, `${NAME}`, `${NAME:-default}` and `$NAME` are taken from the
+environment, so the same recipe runs in CI and on a laptop. An unset variable without a default
+raises `ArgumentError` naming it. The recipe is Lua, so `os.getenv` and `arg` work too.
+
+**Relative local paths** (`up` of an up rule, `to` of a down rule) are taken against the recipe
+file's directory, not the directory you run it from, so `sftplua run /etc/sync/site.lua` does the
+same from anywhere. (Remote paths are the server's: relative ones start at the login directory.)
+For a path of the caller's, write it out: `to = sftp.fs.getcwd() .. "/backup"`.
+`sftp.run_recipe(t [, {connection = c, quiet = true, base = dir}])` applies a recipe table from any
+script (relative local paths against `base` when given) and returns the summaries. `sftp.check_recipe(t)` only validates it. `sftp.expand_env(s)` expands a
+string.
+
+#### `sftplua run --dry-run FILE [ARGS]`
+Prints the plan of every mirror (of a recipe, or each `mirror_*` call of an imperative script), one
+line per action (`copy   a/b.txt (120 bytes)`), and changes nothing. In an imperative script,
+calls that would change something through sftplua (`put`, `get`, `mkdir`, `remove`, `rename`,
+`execute`, writes, ...) print `dry run: would ...` and do nothing. `sftp.dry_run` is `true`.
+A source directory that an earlier rule would have created is planned as empty, with a warning.
+
+## Watching
+
+#### `c:watch(remote_dir, opts, callback)` → number of events
+Polls `remote_dir` and calls `callback(event)` for each change, with
+`event = {type = "created"|"modified"|"deleted", path =, attr =}`. `path` is relative to
+`remote_dir`, and `attr` is the new attribute table (`nil` for deletions). The first poll only
+takes a snapshot, so what is already there is not reported. Files are `modified` when their size
+or mtime changed. Directories are reported when created or deleted. A directory's own mtime moves
+with its entries, so a changed directory is not itself an event. A path that changes type is
+reported as deleted, then created. Events of one poll come in path order. `opts` may be left out:
+`c:watch(dir, callback)`.
+
+| option | default | meaning |
+|---|---|---|
+| `interval` | 2 | seconds between polls (fractions allowed; 0 polls back to back) |
+| `recursive` | `true` | watch subdirectories too |
+| `exclude` | none | globs as for mirroring; excluded directories are not descended |
+| `settle` | none | report a file only once its size and mtime held still this many seconds |
+| `duration` | forever | stop after this many seconds |
+| `events` | no limit | stop after this many events |
+| `max_backoff` | 30 | longest wait, in seconds, between reconnect attempts |
+| `relist` | `"always"` | `"changed"`: stat each directory and list only those whose mtime moved |
+| `on_poll` | none | `function(stats)` after each poll: `{polls=, listed=, stated=, files=, reconnects=}`; `false` stops |
+
+The watch ends when `duration` has passed, after `events` events, when `callback` or `on_poll`
+returns `false`, or on Ctrl-C in `sftplua run` (the watch returns its count and the script goes
+on). An error raised by the callback passes through unchanged.
+
+**A dropped connection does not end the watch.** A poll that fails with `ConnectionError` or
+`Timeout` closes the connection and reopens it with the same settings, waiting 0.5 s, then 1, 2,
+4 ... up to `max_backoff` between attempts, for as long as `duration` allows. The snapshot is kept,
+so the first poll after the reconnect reports exactly what changed meanwhile, with no event lost or
+repeated. Authentication and host-key failures are not retried: they raise. If `remote_dir` itself
+disappears, everything in it is reported deleted.
+
+**Settle, and half-written files.** SFTP cannot tell whether a writer still has a file open. With
+`settle = s`, a new or changed file is held back until two polls at least `s` seconds apart see the
+same size and mtime. A file still being uploaded keeps changing and is not reported until the
+writer has stopped for `s` seconds, so a callback that downloads it gets the whole file. Choose
+`s` longer than the longest pause of your slowest writer. Writers that upload to a temporary name
+and rename (as sftplua does, `.NAME.sftplua.part`) are safe without settle: exclude `.*` or
+`*.part` and react to the final name.
+
+**Cost.** Each poll lists each directory once (one listing per directory). With
+`relist = "changed"`, each poll stats every directory instead and lists again only those whose
+mtime moved. A listing is reused only when it was made more than a second after the directory's
+mtime, to allow for clock skew. The catch: a file rewritten in place (same name, no entry
+added or removed) does not move its directory's mtime. Such a change is seen only when something
+else in that directory changes, so `"changed"` suits inboxes where files arrive and leave, and
+`"always"` (the default) sees everything. `bench/watch` measures both on a tree of 10,000 files in
+100 directories: see [performance.md](performance.md).
+```lua
+c:watch("/inbox", {interval = 1, settle = 3, exclude = {".*"}}, function(ev)
+  if ev.type == "created" and ev.attr.type == "file" then c:get("/inbox/" .. ev.path, "in/" .. ev.path) end
+end)
+```
+
+#### `sftp.sleep(seconds)`, `sftp.now()`
+`sleep` waits (Ctrl-C ends it with an `Interrupted` error). `now` is the time in seconds since the
+epoch, with fractions.
+
+### Ctrl-C
+In `sftplua run`, `-e` and the REPL, Ctrl-C raises an error of kind `Interrupted` in the running
+Lua code or transfer, instead of killing the process. A transfer stops between blocks; its temp file is removed, except for a file of 8 MiB or more, whose temp file and journal stay so that the next transfer resumes. The
+connection stays usable. Uncaught, it ends the script with exit code 130. `c:watch`
+catches it and returns.
+
+## The command line
+
+`sftplua run FILE [ARGS]` (or `sftplua FILE [ARGS]`, as `lua FILE` does), `sftplua -e CODE`,
+`sftplua repl [--connect [USER@]HOST[:PORT]]`, and bare `sftplua` (the REPL on a terminal, else
+standard input as a script). sftplua's own flags are never taken for the script's and never
+dropped: they work before the command (`sftplua -v run f.lua`) or anywhere after the script
+(`sftplua run f.lua --dry-run`). Every other word after the script is an argument for it, and so is
+everything after `--` (`sftplua run f.lua -- --dry-run` hands `--dry-run` to the script). `run`
+takes `-n`/`--dry-run`. Every command takes:
+- `-v`/`--verbose`: each step on stderr, as `sftplua: ...` lines: connect, host key, the auth
+  method, what `~/.ssh/config` supplied, each transfer, and each mirror action. Passwords and
+  passphrases never appear (they are never formatted into any message).
+- `-q`/`--quiet`: only errors (no recipe summaries, no progress bars). `sftp.quiet` is `true`.
+- `--json`: plans (dry run), actions and summaries as JSON lines on stdout, one object per line
+  (bars off), for scripts and CI logs:
+  - `{"event":"plan","call":"mirror_down R -> L","op":"copy","path":"a","size":2}` (a mirror's plan;
+    `op` as in `actions`), `{"event":"plan","op":"get","remote":...,"local":...,"size":...}` (a tree
+    copy's), `{"event":"plan","call":"put","args":[...]}` (another call under `--dry-run`);
+  - `{"event":"action",...}` as each file or mirror action completes (the same fields);
+  - `{"event":"summary","call":"get_r","copied":,"updated":,"deleted":,"unchanged":,"bytes":,"seconds":[,"dry_run":true]}`
+    when a tree copy, a mirror or a push ends; `{"event":"warning","call":...,"message":...}`.
+  Keys are sorted. Names are their bytes: valid UTF-8 as it is, each other byte as `\u00XX`, control
+  characters escaped.
+- A tree copy (`get_r`, `get_d`, `put_r`, `put_d`), a mirror or `agent:push` ends with a summary
+  line on stderr when stderr is a terminal or with `-v` (never with `-q`), as lftp's mirror totals:
+  `sftplua: get_r: 500 copied, 0 updated, 0 deleted, 0 unchanged, 2048000 bytes in 1.27 s (1.5 MiB/s)`.
+  Recipes and `sftplua mirror` print their own line instead.
+- `--progress` / `--no-progress`: a one-line bar on stderr for transfers that run longer than a
+  second, with bytes, rate, ETA and, for recursive and mirror transfers, files done of the total.
+  The default shows it only when stderr is a terminal, so nothing is drawn on a pipe.
+
+### Quick commands
+
+For a one-off transfer there is no Lua to write; each command runs on the same engine as recipes,
+with the same exit codes, `-v`/`-q` and `retries`. A remote place is `[user@]host:path` (the host
+may be an ssh_config alias, which is how a port or a key is given); anything else is local.
+
+| command | does |
+|---|---|
+| `sftplua ls PLACE...` | lists like `ls -l` (the server's long names) |
+| `sftplua get PLACE [LOCAL]` | a file, or a directory whole (as `scp -r`); into `LOCAL` when it is a directory (default `.`) |
+| `sftplua put LOCAL... PLACE` | files or directories; into `PLACE` when it ends in `/`, is a directory, or several are given |
+| `sftplua rm PLACE...`, `sftplua mkdir PLACE...` | removes files; makes directories with their parents |
+| `sftplua copy SRC DST [--parallel N]` | one side remote: a file, or a directory's contents into `DST` |
+| `sftplua mirror SRC DST [--delete] [--exclude GLOB]... [--include GLOB]... [--checksum] [--parallel N] [-n/--dry-run]` | `mirror_down` or `mirror_up`, by which side is remote; prints one summary line |
+
+`sftplua help COMMAND` shows examples.
+
+### Completions and the man page
+
+`scripts/install-completions` installs bash, zsh and fish completions and the man page
+(`sftplua.1`) for the current user, all generated from the same definitions as `--help`:
+`sftplua --generate-completion-script bash|zsh|fish` prints a completion script, and
+`swift package plugin generate-manual` writes `sftplua.1`.
+
+### The REPL
+
+`help()` lists what there is; `help(c.get)` (or `help("get")`, `help(sftp.walktree)`) prints that
+call's section of this reference. `ls([path])` lists a directory of `c` like `ls -l`. The banner
+says what `c` is when `--connect` made it. A string with line breaks prints as a long string
+(`[[...]]`), readable as it is.
+Line editing and history through libedit. History is saved to `~/.sftplua_history` after each
+entry (`$SFTPLUA_HISTORY` names another file; the last 1000 entries are kept). An unfinished
+chunk continues on the next line with a `>>` prompt, as in `lua`. An expression prints its values,
+with tables and attribute tables pretty-printed (`sftp.pretty`). Tab completes global names and
+keywords, fields of tables (`sftp.fs.g<Tab>`), and the methods and fields of a Connection
+(`c:li<Tab>`, `c.ho<Tab>`) or remote file. Ctrl-C interrupts the running statement or transfer
+and the REPL goes on. At the prompt, Ctrl-C drops the line being typed. Ctrl-D exits. An error
+prints and the session goes on. `--connect` binds the connection to the global `c`. It takes
+`user@host:port` or an alias from `~/.ssh/config`.
+
+## Not built yet
+
+Everything in the contract is built, its last section ("Additions") included.
+
+`f:write` on a file opened with `"r"` raises `IOError`.
+
+## Porting: pysftp → sftplua
+
+| pysftp | sftplua |
+|---|---|
+| `import pysftp` | nothing to do: `sftp` is a global (or `local sftp = require("sftp")`) |
+| `sftp = pysftp.Connection(host, username=u, private_key=k)` | `local c = sftp.connect{host = h, username = u, private_key = k}` |
+| `Connection(host, password=p, port=2222, private_key_pass=pp, ciphers=[...], log=True)` | same keys in the table: `{host = h, password = p, port = 2222, private_key_pass = pp, ciphers = {...}, log = true}` |
+| `with pysftp.Connection(...) as sftp:` | `local c <close> = sftp.connect{...}` |
+| `cnopts = pysftp.CnOpts(); cnopts.hostkeys = None` | `host_key = "off"` |
+| `CnOpts(knownhosts="file")` (refuses unknown hosts) | `known_hosts = "file", host_key = "strict"` (the default `"accept-new"` records unknown hosts) |
+| `cnopts.compression = True` | `compression = true` |
+| `sftp.timeout = 5`, `sftp.pwd`, `sftp.logfile` | `c.timeout = 5`, `c.pwd`, `c.logfile` |
+| `sftp.active_ciphers` (tuple), `sftp.security_options.kex` | `c.active_ciphers` (array `{local, remote}`), `c.security_options.kex` |
+| `sftp.sftp_client` | no equivalent (there is no paramiko) |
+| `sftp.listdir(p)`, `sftp.listdir_attr(p)` | `c:listdir(p)`, `c:listdir_attr(p)`, with `e.type` in place of `stat.S_ISDIR(e.st_mode)` |
+| `sftp.stat(p).st_size`, `sftp.lstat(p)` | `c:stat(p).st_size`, `c:lstat(p)` |
+| `sftp.exists(p)`, `lexists`, `isdir`, `isfile` | `c:exists(p)` etc. |
+| `sftp.mkdir(p, mode=755)`, `sftp.makedirs(p, mode=700)` | `c:mkdir(p, 755)`, `c:makedirs(p, 700)`: the same decimal-digit modes. Not `0o755`: an octal value like `tonumber("755", 8)` is misread |
+| `sftp.chmod(p, 644)`, `sftp.chown(p, gid=100)` | `c:chmod(p, 644)`, `c:chown(p, nil, 100)` |
+| `sftp.rename(a, b)` | `c:rename(a, b)`, which raises `FileExists` if `b` exists |
+| `sftp.remove(p)`, `unlink`, `rmdir`, `symlink(src, dst)`, `readlink`, `normalize`, `truncate` | `c:remove(p)` etc., same arguments |
+| `sftp.chdir(p)`, `sftp.cwd(p)`, `sftp.getcwd()` | `c:chdir(p)`, `c:cwd(p)`, `c:getcwd()` |
+| `with sftp.cd('x'): ...` | `c:cd("x", function() ... end)` |
+| `with pysftp.cd('local'): ...` | `sftp.cd("local", function() ... end)` |
+| `sftp.get(r, l, callback=cb, preserve_mtime=True)` | `c:get(r, l, {callback = cb, preserve_mtime = true})` |
+| `sftp.put(l, r, confirm=False)` | `c:put(l, r, {confirm = false})` |
+| `def cb(done, total):` | `function(done, total) ... end` |
+| `sftp.get_d(r, l)`, `sftp.put_d(l, r)`, `sftp.put_r(l, r)` | `c:get_d(r, l)`, `c:put_d(l, r)`, `c:put_r(l, r)` |
+| `sftp.get_r("/a/b", "x")` gives `x/a/b/…` | `c:get_r("/a/b", "x")` gives `x/…` (contents only, mirroring `put_r`); write `c:get_r("/a/b", "x/a/b")` for pysftp's layout |
+| `sftp.getfo(r, flo)`, `sftp.putfo(flo, r, file_size=n)` | `c:getfo(r, io.open(l, "wb"))`, `c:putfo(io.open(l, "rb"), r, {file_size = n})` |
+| `BytesIO` + `getfo` / `putfo` | `c:read(r)` / `c:write(r, s)` |
+| `with sftp.open(r, 'r') as f: f.read()` | `local f <close> = c:open(r); f:read("a")` |
+| `for line in f:`, `f.readline()`, `f.seek(n)`, `f.tell()` | `for line in f:lines() do`, `f:read("L")`, `f:seek("set", n)`, `f:seek()` |
+| `sftp.walktree(p, fcb, dcb, ucb, recurse=False)` | `c:walktree(p, fcb, dcb, ucb, false)` |
+| `wt = pysftp.WTCallbacks(); sftp.walktree(p, wt.file_cb, wt.dir_cb, wt.unk_cb)` | `local w = sftp.WTCallbacks(); c:walktree(p, w.file_cb, w.dir_cb, w.unk_cb)` |
+| `pysftp.walktree(localpath, ...)` | `sftp.walktree(localpath, ...)` |
+| `sftp.execute(cmd)` (list of byte lines) | `c:execute(cmd)` (array of stdout lines, plus the exit status and the stderr lines) |
+| `sftp.get(r, "")`, `sftp.put(l, "")` (basename) | the same: `""` or no target means the basename |
+| names are decoded as UTF-8 (paramiko) | names are bytes: a name that is not UTF-8 arrives and leaves exactly as the server or the disk has it; listings sort by bytes (code-point order for UTF-8, as pysftp's) |
+| `put` writes the target in place | `put` writes a temp name and renames it over the target (atomic; posix-rename where offered), keeping the target's mode, owner and symlink; in a drop folder (no new names allowed) it writes in place as pysftp does, unless `atomic = true`. A hard link at the target is replaced, not written through |
+| `get` over an existing local file keeps its mode (it writes in place) | the same (through a temp file): an existing file keeps its mode, a new one gets `0666 & ~umask`. A local symlink at the target is replaced by the file (pysftp writes through it) |
+| paths with a NUL byte | an `ArgumentError` (a server ends the session on one; the kernel would see a shorter path) |
+| `for p in pysftp.path_advance(x):`, `path_retreat` | `for p in sftp.path_advance(x) do`, `sftp.path_retreat` |
+| `pysftp.reparent(a, b)`, `pysftp.st_mode_to_int(m)` | `sftp.reparent(a, b)`, `sftp.st_mode_to_int(m)` |
+| `sftp.close()` | `c:close()` (or let `<close>` do it) |
+| `try: ... except IOError as e: if e.errno == errno.ENOENT` | `local ok, e = pcall(f, ...); if not ok and e.kind == "FileNotFound"` |
+| `except IOError as e: if e.errno == errno.EACCES` | `e.kind == "PermissionDenied"` |
+| `except IOError` (any remote failure) | `e.kind` is one of `FileNotFound`, `PermissionDenied`, `FileExists`, `IOError` |
+| `except OSError` | `OSError` (and `FileNotFound`, `PermissionDenied` for local paths) |
+| `except pysftp.ConnectionException` | `e.kind == "ConnectionError"` |
+| `except pysftp.CredentialException`, `paramiko.PasswordRequiredException` | `CredentialError` |
+| `except paramiko.AuthenticationException` | `AuthenticationError` |
+| `except paramiko.SSHException` ("No hostkey for host …") | `HostKeyError` |
+| `except socket.timeout` | `Timeout` |
+| `except TypeError`, `ValueError` | `ArgumentError` |
+| `str(e)`, `e.message` | `tostring(e)` (`"<kind>: <message>"`), `e.message` |
+
+### sftpsyncer → sftplua
+
+| sftpsyncer | sftplua |
+|---|---|
+| `syncagent(host=, hostport="1222", username=, priv_key=, local_root=, remote_root=)` | `sftp.syncagent{host=, hostport="1222", username=, priv_key=, local_root=, remote_root=}` |
+| `sagent.upload_queue.add("a.txt")` | `agent.upload_queue:add("a.txt")` |
+| `sagent.push()` | `agent:push()` (returns `{uploaded=, bytes=, skipped=}`) |
+| `fh = sagent.open("a.txt")` | `local fh = agent:open("a.txt")` (a Lua `io` file) |
+| `except sftpsyncer.exceptions.FileNotFound` | `err.kind == "FileNotFound"` |
+| `except sftpsyncer.exceptions.ConnectionError` | `err.kind == "ConnectionError"` |
+
+The queue survives a crash (sftpsyncer's lived in memory), and uploads are atomic.
+"""#######
 }

@@ -68,6 +68,14 @@ struct Repl: ParsableCommand {
             let st = runner.runString(connectChunk(target), name: "=connect")
             if st != .ok { return st.rawValue }
         }
+        // REPL helpers: help() and an ls -l view of the connection's directories.
+        _ = runner.runString("""
+        help = sftp.help
+        function ls(path)
+          if type(c) ~= "userdata" then error("ls: no connection: start with --connect, or c = sftp.connect{...}", 2) end
+          for _, e in ipairs(c:listdir_attr(path or ".")) do print(e.longname ~= "" and e.longname or e.filename) end
+        end
+        """, name: "=repl")
         let tty = isatty(0) != 0 && isatty(1) != 0
         let input: (String) -> String?
         let remember: (String) -> Void
@@ -91,7 +99,10 @@ struct Repl: ParsableCommand {
                 return String(cString: p)
             }
             remember = { line in sl_edit_remember(line, history, 1000) }
-            print("sftplua \(SFTPModule.version) (Lua 5.4); Ctrl-D to exit, Ctrl-C to interrupt")
+            print("sftplua \(SFTPModule.version) (Lua 5.4); Ctrl-D to exit, Ctrl-C to interrupt; help() for what there is")
+            if connect != nil {
+                _ = runner.runString("print(('c is your connection, %s; ls() lists its directory, help(c.get) shows a method'):format(tostring(c)))", name: "=banner")
+            }
         } else {
             input = { _ in readLine(strippingNewline: true) }
             remember = { _ in }

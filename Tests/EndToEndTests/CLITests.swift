@@ -141,6 +141,20 @@ struct CLITests {
         #expect(real.stdout.contains(#""event":"summary""#))
     }
 
+    /// The REPL's help(), ls() and readable multi-line strings (issue 17, point 7).
+    @Test func replHelpAndLs() throws {
+        let remote = try server.makeRemoteDir()
+        try "x".write(toFile: remote + "/visible.txt", atomically: true, encoding: .utf8)
+        let r = try sftplua(["repl", "--connect", "\(server.user)@127.0.0.1:\(server.port)"],
+                            stdin: "help(c.get)\nls(\"\(remote)\")\n\"two\\nlines\"\nhelp()\n")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("`c:get(remote [, localpath"))
+        #expect(r.stdout.contains("Downloads a file and returns nothing."))
+        #expect(r.stdout.contains(" visible.txt\n"))
+        #expect(r.stdout.contains("[[\ntwo\nlines]]"))
+        #expect(r.stdout.contains("Connection methods (c:NAME(...))"))
+    }
+
     @Test func dashEAndStdin() throws {
         let r = try sftplua(["-e", "x = 20", "-e", "print(x + 22, sftp ~= nil)"])
         #expect(r.stdout == "42\ttrue\n")
