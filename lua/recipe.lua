@@ -189,6 +189,16 @@ local function guard_mutations()
       end
     end
   end
+  -- Local changes a script makes through sftp.fs: said, not done.
+  for _, name in ipairs({"mkdir", "makedirs", "utime"}) do
+    local fs = sftp.fs
+    if fs[name] then
+      fs[name] = function(path)
+        if sftp.json then sftp._emit({event = "plan", call = "fs." .. name, args = {path}})
+        else io.write(("dry run: would %s %s\n"):format("fs." .. name, sftp._shown(tostring(path)))) end
+      end
+    end
+  end
   -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
   local transfer = M._transfer
   M._transfer = function(c, jobs)

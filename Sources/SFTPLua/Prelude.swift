@@ -1393,6 +1393,16 @@ local function guard_mutations()
       end
     end
   end
+  -- Local changes a script makes through sftp.fs: said, not done.
+  for _, name in ipairs({"mkdir", "makedirs", "utime"}) do
+    local fs = sftp.fs
+    if fs[name] then
+      fs[name] = function(path)
+        if sftp.json then sftp._emit({event = "plan", call = "fs." .. name, args = {path}})
+        else io.write(("dry run: would %s %s\n"):format("fs." .. name, sftp._shown(tostring(path)))) end
+      end
+    end
+  end
   -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
   local transfer = M._transfer
   M._transfer = function(c, jobs)
@@ -3019,7 +3029,7 @@ string.
 Prints the plan of every mirror (of a recipe, or each `mirror_*` call of an imperative script), one
 line per action (`copy   a/b.txt (120 bytes)`), and changes nothing. In an imperative script,
 calls that would change something through sftplua (`put`, `get`, `mkdir`, `remove`, `rename`,
-`execute`, writes, ...) print `dry run: would ...` and do nothing. `sftp.dry_run` is `true`.
+`execute`, writes, ..., and the local `sftp.fs.mkdir`, `makedirs`, `utime`) print `dry run: would ...` and do nothing. `sftp.dry_run` is `true`.
 A source directory that an earlier rule would have created is planned as empty, with a warning.
 
 ## Watching

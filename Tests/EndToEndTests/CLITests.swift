@@ -56,6 +56,12 @@ struct CLITests {
             #expect(r.status == 0, "\(args): \(r.stderr)")
             #expect(r.stdout == want + "\n", "\(args)")
         }
+        // sftp.fs changes are said, not done, in a dry run.
+        let fsScript = dir + "/fs.lua"
+        try "sftp.fs.mkdir(\"\(dir)/made\")\n".write(toFile: fsScript, atomically: true, encoding: .utf8)
+        let fsDry = try sftplua(["run", fsScript, "-n"])
+        #expect(fsDry.stdout == "dry run: would fs.mkdir \(dir)/made\n")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/made"))
         // A dry run never touches anything, wherever its flag is.
         for args in [["run", script, "--dry-run"], [script, "-n"], ["-n", "run", script]] {
             try? FileManager.default.removeItem(atPath: dir + "/touched")
