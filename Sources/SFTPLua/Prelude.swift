@@ -2372,7 +2372,7 @@ against `$HOME`, not the passwd home. `Include` takes every form OpenSSH does: q
 spaces), unquoted, `~/...`, relative (to `~/.ssh`), `Include=...`, several patterns on one line,
 and a trailing comment. With `-v`, a line says what the config supplied.
 ```lua
--- ~/.ssh/config:  Host backup / HostName 10.0.0.5 / User etl / Port 2222 / IdentityFile ~/.ssh/etl_key
+-- ~/.ssh/config:  Host backup / HostName files.example.com / User etl / Port 2222 / IdentityFile ~/.ssh/etl_key
 local c <close> = sftp.connect{host = "backup"}
 ```
 Errors: `ArgumentError`, `ConnectionError`, `Timeout`, `HostKeyError`, `CredentialError`,

@@ -157,8 +157,9 @@ struct SSHConfigTests {
 struct OutputTests {
     let server = TestServer.shared
 
-    @Test func verboseLogsActionsAndNeverSecrets() throws {
-        guard let user = server.passwordUser else { return }
+    @Test(.enabled(if: TestServer.shared.passwordUser != nil, "needs the password account that scripts/setup creates as root"))
+    func verboseLogsActionsAndNeverSecrets() throws {
+        let user = try #require(server.passwordUser)
         let work = try makeTempDir("verbose")
         try "abc".write(toFile: work + "/f.txt", atomically: true, encoding: .utf8)
         let remote = try server.makeRemoteDir()

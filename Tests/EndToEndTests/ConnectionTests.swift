@@ -144,8 +144,9 @@ struct ConnectionTests {
         #expect(r.stdout == "true\n", "\(r.stderr)")
     }
 
-    @Test func passwordAuthentication() throws {
-        guard let user = server.passwordUser else { return } // the account exists when scripts/setup ran as root
+    @Test(.enabled(if: TestServer.shared.passwordUser != nil, "needs the password account that scripts/setup creates as root"))
+    func passwordAuthentication() throws {
+        let user = try #require(server.passwordUser)
         let r = try server.runScript("""
         local c = sftp.connect{host = '127.0.0.1', port = \(server.port), username = '\(user)', password = '\(server.password)'}
         print(c.auth_method, c.username)

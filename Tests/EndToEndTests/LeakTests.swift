@@ -15,8 +15,7 @@ struct LeakTests {
                                cwd: work, timeout: 300)
         #expect(r.status == 0, "\(r.stderr)")
         let v = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\t").compactMap { Int($0) }
-        #expect(v.count == 5, "\(r.stdout)")
-        guard v.count == 5 else { return }
+        try #require(v.count == 5, "\(r.stdout)")
         #expect(v[0] == 0, "file descriptors grew by \(v[0])")
         #expect(v[1] == 0 && v[2] == 0 && v[3] == 0, "live sessions/channels/files: \(v[1]) \(v[2]) \(v[3])")
         if ProcessInfo.processInfo.environment["SFTPLUA_ASAN"] == nil {   // ASan's quarantine keeps freed memory

@@ -232,8 +232,9 @@ extension PysftpAPITests {
     }
 
     /// PermissionDenied needs an unprivileged login: the password account scripts/setup creates.
-    @Test func permissionDeniedForAnUnprivilegedUser() throws {
-        guard let user = server.passwordUser else { return }
+    @Test(.enabled(if: TestServer.shared.passwordUser != nil, "needs the password account that scripts/setup creates as root"))
+    func permissionDeniedForAnUnprivilegedUser() throws {
+        let user = try #require(server.passwordUser)
         let dir = try server.makeRemoteDir()
         chmod(dir, 0o755)
         try "secret".write(toFile: dir + "/locked", atomically: true, encoding: .utf8)

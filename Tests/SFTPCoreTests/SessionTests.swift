@@ -100,8 +100,9 @@ struct SessionTests {
         }
     }
 
-    @Test func passwordLogin() throws {
-        guard let user = server.passwordUser else { return } // needs scripts/setup as root
+    @Test(.enabled(if: TestServer.shared.passwordUser != nil, "needs the password account that scripts/setup creates as root"))
+    func passwordLogin() throws {
+        let user = try #require(server.passwordUser)
         let s = try Session(options { $0.username = user; $0.password = server.password })
         #expect(s.authMethod == "password")
         expectKind(.authentication) { _ = try Session(options { $0.username = user; $0.password = "nope" }) }
