@@ -256,7 +256,9 @@ public enum Transfer {
         let mtime: (UInt64, UInt64)? = preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil
         let mode = Int32(st.st_mode & 0o777)
         guard st.st_mode & S_IFMT == S_IFREG, size >= resumeThreshold else {
-            return try upload(sftp, job, size: size, plan: UploadPlan(mode: mode, mtime: mtime), progress: progress) { buf, count in
+            var small = UploadPlan(mode: mode, mtime: mtime)
+            small.retryInPlace = true
+            return try upload(sftp, job, size: size, plan: small, progress: progress) { buf, count in
                 while true {
                     let n = Foundation.read(fd, buf, count)
                     if n < 0 && errno == EINTR { continue }
@@ -272,8 +274,9 @@ public enum Transfer {
         // The temp name carries the source's identity, so another file's upload to the same
         // target never writes into what this one would resume.
         let key = shortHash("\(size):\(identity.0):\(identity.1)").prefix(10)
-        let plan = UploadPlan(mode: mode, mtime: mtime, resume: resume != nil, keepOnDrop: true, tempKey: String(key),
+        var plan = UploadPlan(mode: mode, mtime: mtime, resume: resume != nil, keepOnDrop: true, tempKey: String(key),
                               minResumeSize: resume.map { $0.ranges.map { $0[2] }.max() ?? 0 } ?? 0)
+        plan.retryInPlace = true
         return try uploadAtomically(sftp, job, plan) { first, temp, resuming in
             let journal: JournalFile
             if resuming, let resume {
@@ -428,6 +431,9 @@ public enum Transfer {
         public var keepOnDrop = false
         public var tempKey: String?
         public var minResumeSize: UInt64 = 0
+        /// The caller can send the file again in place (it has the local file, not a one-shot
+        /// stream): a refused rename over a file that stays becomes `RenameRefused`.
+        var retryInPlace = false
         public init(mode: Int32 = 0o644, mtime: (UInt64, UInt64)? = nil, resume: Bool = false, keepOnDrop: Bool = false,
                     tempKey: String? = nil, minResumeSize: UInt64 = 0) {
             self.mode = mode; self.mtime = mtime; self.resume = resume; self.keepOnDrop = keepOnDrop
@@ -561,7 +567,7 @@ public enum Transfer {
                     && (try? sftp.statIfExists(remote, followLinks: false)) ?? nil != nil {
             // The target is still there, untouched: the temp file goes. A directory that lets us
             // write the file but not replace it (a sticky one) gets the file written in place.
-            if e.kind == .permissionDenied, job.atomic != true, job.existing?.kind == .file, !job.inPlace {
+            if plan.retryInPlace, e.kind == .permissionDenied, job.atomic != true, job.existing?.kind == .file, !job.inPlace {
                 throw RenameRefused(error: e)
             }
             throw e

@@ -276,11 +276,14 @@ struct PortingTests {
         local c <close> = sftp.connect{host = '127.0.0.1', port = \(server.port), username = '\(user)', password = '\(server.password)', known_hosts = '\(server.knownHosts)'}
         local ok, e = pcall(c.put, c, "f", "\(sticky)/f", {atomic = true})
         print(ok, e.kind, c:read("\(sticky)/f"))
+        -- A one-shot stream cannot be sent again in place: the refusal stands, as a contract kind.
+        ok, e = pcall(c.write, c, "\(sticky)/f", "streamed")
+        print(ok, e.kind, c:read("\(sticky)/f"))
         local a = c:put("f", "\(sticky)/f")
         print(a.inplace, c:read("\(sticky)/f"))
         """], env: ["HOME": server.home], cwd: local)
         #expect(r3.status == 0, "\(r3.stderr)")
-        #expect(r3.stdout == "false\tPermissionDenied\tx\ntrue\tnew drop\n")
+        #expect(r3.stdout == "false\tPermissionDenied\tx\nfalse\tPermissionDenied\tx\ntrue\tnew drop\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: sticky) == ["f"])
         // The same account in a directory of its own: put keeps the mode it had set (0600).
         let own = try server.makeRemoteDir()
