@@ -419,6 +419,13 @@ public final class SFTP {
         return a
     }
 
+    /// stat that answers nil for any path the server refuses to stat (missing, under a file:
+    /// some servers answer a bare FAILURE there, not allowed); only a lost connection raises.
+    public func statIfPresent(_ path: String, followLinks: Bool = true) throws -> FileAttributes? {
+        do { return try statIfExists(path, followLinks: followLinks) } catch let e as SSHError
+            where e.code != nil && (e.kind == .io || e.kind == .permissionDenied) { return nil }
+    }
+
     /// stat that answers nil for a missing path instead of raising.
     public func statIfExists(_ path: String, followLinks: Bool = true) throws -> FileAttributes? {
         do { return try stat(path, followLinks: followLinks) } catch let e as SSHError where e.kind == .fileNotFound { return nil }
@@ -432,13 +439,7 @@ public final class SFTP {
 
     /// Lists one directory ("." and ".." left out).
     public func list(_ path: String) throws -> [DirEntry] {
-        var result: Result<[NameEntry], SSHError>?
-        listAsync(path) { result = $0 }
-        try wait { result != nil }
-        switch result! {
-        case .success(let entries): return entries.map(DirEntry.init)
-        case .failure(let e): throw e
-        }
+        try listEntries(path).map(DirEntry.init)
     }
 
     /// Lists one directory as the server's entries (names as bytes), in the server's order;

@@ -18,11 +18,7 @@ extension ConnectionBinding {
                 let path = try conn.remote(try l.checkString(2, method: true))
                 // Any refusal from the server means "no" (as pysftp's): some servers answer a
                 // bare FAILURE for a path under a file. Only a lost connection raises.
-                do {
-                    l.push(try conn.channel().statIfExists(path, followLinks: follow).map(test) ?? false)
-                } catch let e as SSHError where e.code != nil && [.io, .permissionDenied, .fileNotFound].contains(e.kind) {
-                    l.push(false)
-                }
+                l.push(try conn.channel().statIfPresent(path, followLinks: follow).map(test) ?? false)
                 return 1
             }
         }
@@ -36,9 +32,7 @@ extension ConnectionBinding {
             let mode = try pysftpMode(l, 3)
             let sftp = try conn.channel()
             // Some servers answer OK to MKDIR of an existing directory: look first.
-            let there: FileAttributes?
-            do { there = try sftp.statIfExists(path, followLinks: false) } catch let e as SSHError where e.kind == .io && e.code != nil { there = nil }
-            if there != nil { throw SSHError(.fileExists, "cannot create directory \(path): it exists", path: path) }
+            if try sftp.statIfPresent(path, followLinks: false) != nil { throw SSHError(.fileExists, "cannot create directory \(path): it exists", path: path) }
             try sftp.mkdir(path, mode: mode)
             return 0
         }
@@ -48,9 +42,7 @@ extension ConnectionBinding {
             let sftp = try conn.channel()
             // A bare FAILURE (some servers' answer for a path under a file) means: walk the
             // prefixes, which finds the file in the way.
-            let whole: FileAttributes?
-            do { whole = try sftp.statIfExists(path) } catch let e as SSHError where e.kind == .io && e.code != nil { whole = nil }
-            if let a = whole {
+            if let a = try sftp.statIfPresent(path) {
                 if a.isDir { return 0 }
                 throw SSHError(.fileExists, "cannot create directory \(path): a file is in the way", path: path)
             }
