@@ -504,14 +504,6 @@ function sftp._remotefile_methods.lines(f, ...)
   return function() return f:read(table.unpack(formats, 1, formats.n)) end
 end
 
---- sftp.is_temp_name(name): is it one of sftplua's temp files (".NAME.sftplua.part", or the
---- resume journal beside it)? (Plain Lua: mirrors ask it for every name they list.)
-function sftp.is_temp_name(name)
-  if name:byte(1) ~= 46 then return false end
-  return name:sub(-13) == ".sftplua.part" or name:sub(-18) == ".sftplua.part.json"
-    or (name:sub(1, 9) == ".sftplua-" and (name:sub(-5) == ".part" or name:sub(-10) == ".part.json"))
-end
-
 -- retries and bwlimit (the contract's last section) for every transfer call: get, put, get_d,
 -- get_r, put_d, put_r, the mirrors and agent:push. A transient failure (ConnectionError,
 -- Timeout) is retried `retries` times (3), 0.5 s, 1 s, 2 s ... (at most 8 s) apart, on a new

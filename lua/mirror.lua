@@ -5,120 +5,9 @@ local U = sftp._util
 local M = sftp._connection_methods
 local fs = sftp.fs
 
--- Globs ---------------------------------------------------------------------------------------
+-- Globs (SFTPCore's Glob: .gitignore-style, on bytes) -------------------------------------------
 
--- Matches glob `p` against string `s`: `*` and `?` stay within one path segment, `[...]` is a
--- class (`!` or `^` negates), `**/` is zero or more directories, `**` elsewhere anything, `\x`
--- a literal x. Backtracking is bounded by memoizing (pattern position, string position).
-local function glob_match(p, s)
-  local memo = {}
-  local function m(pi, si)
-    local key = pi * 65536 + si
-    local known = memo[key]
-    if known ~= nil then return known end
-    local r
-    if pi > #p then
-      r = si > #s
-    else
-      local c = p:sub(pi, pi)
-      if c == "*" then
-        if p:sub(pi + 1, pi + 1) == "*" then
-          local rest = pi + 2
-          if p:sub(rest, rest) == "/" then
-            r = m(rest + 1, si)
-            for k = si, #s do
-              if r then break end
-              if s:sub(k, k) == "/" then r = m(rest + 1, k + 1) end
-            end
-          else
-            r = false
-            for k = si, #s + 1 do if m(rest, k) then r = true; break end end
-          end
-        else
-          r = false
-          for k = si, #s + 1 do
-            if m(pi + 1, k) then r = true; break end
-            if k <= #s and s:sub(k, k) == "/" then break end
-          end
-        end
-      elseif si > #s then
-        r = false
-      elseif c == "?" then
-        r = s:sub(si, si) ~= "/" and m(pi + 1, si + 1)
-      elseif c == "[" then
-        local close = p:find("]", pi + 2, true)
-        if not close then
-          r = s:sub(si, si) == "[" and m(pi + 1, si + 1)
-        else
-          local body = p:sub(pi + 1, close - 1)
-          local neg = false
-          if body:sub(1, 1) == "!" or body:sub(1, 1) == "^" then neg = true; body = body:sub(2) end
-          local ch = s:sub(si, si)
-          local hit = false
-          local i = 1
-          while i <= #body do
-            local a = body:sub(i, i)
-            if body:sub(i + 1, i + 1) == "-" and i + 2 <= #body then
-              if ch >= a and ch <= body:sub(i + 2, i + 2) then hit = true end
-              i = i + 3
-            else
-              if ch == a then hit = true end
-              i = i + 1
-            end
-          end
-          r = ch ~= "/" and (hit ~= neg) and m(close + 1, si + 1)
-        end
-      elseif c == "\\" and pi < #p then
-        r = s:sub(si, si) == p:sub(pi + 1, pi + 1) and m(pi + 2, si + 1)
-      else
-        r = s:sub(si, si) == c and m(pi + 1, si + 1)
-      end
-    end
-    memo[key] = r
-    return r
-  end
-  return m(1, 1)
-end
-
--- A list of .gitignore-style patterns, compiled: {pat=, dir_only=, text=}.
-local function compile_globs(list, key, fname)
-  if list == nil then return nil end
-  if type(list) == "string" then list = {list} end
-  if type(list) ~= "table" then
-    sftp.error("ArgumentError", ("bad option '%s' to '%s' (array of glob strings expected, got %s)"):format(key, fname, type(list)))
-  end
-  local out = {}
-  for k, pat in pairs(list) do
-    if math.type(k) ~= "integer" or type(pat) ~= "string" or pat == "" then
-      sftp.error("ArgumentError", ("bad option '%s' to '%s' (array of non-empty glob strings expected)"):format(key, fname))
-    end
-  end
-  for _, text in ipairs(list) do
-    local pat, dir_only = text, false
-    if pat:sub(-1) == "/" then dir_only = true; pat = pat:gsub("/+$", "") end
-    local anchored = pat:find("/", 1, true) ~= nil
-    pat = pat:gsub("^/+", "")
-    if not anchored then pat = "**/" .. pat end
-    out[#out + 1] = {pat = pat, dir_only = dir_only, text = text}
-  end
-  return out
-end
-
-local function glob_any(globs, rel, is_dir)
-  if not globs then return false end
-  for _, g in ipairs(globs) do
-    if (is_dir or not g.dir_only) and glob_match(g.pat, rel) then return true end
-  end
-  return false
-end
-
-sftp.glob = {
-  --- sftp.glob.match(pattern, path [, is_dir]): does a .gitignore-style pattern match the path?
-  match = function(pattern, path, is_dir)
-    U.check(pattern, 1, "glob.match", "string"); U.check(path, 2, "glob.match", "string")
-    return glob_any(compile_globs({pattern}, "pattern", "glob.match"), path, is_dir and true or false)
-  end,
-}
+local compile_globs = sftp._compile_globs
 
 -- Options ---------------------------------------------------------------------------------------
 
@@ -156,94 +45,6 @@ local function mirror_opts(opts, fname)
 end
 
 sftp._mirror_opts = mirror_opts
-
--- Listing ---------------------------------------------------------------------------------------
-
--- Walks one side. `list_many({abs, ...})` gives each directory's entries (filename, type, st_*).
--- Returns `entries` (rel -> entry, entry.path = rel), `order` (rels, directories before their
--- contents) and `protected` (rels rejected by exclude/include/filter: never deleted, not descended).
-local function scan(list_many, root, o, warnings, side, source_rejected)
-  local entries, order, protected, temps = {}, {}, {}, {}
-  local function rejected(e, rel, is_dir)
-    if glob_any(o.exclude, rel, is_dir) then return true end
-    if o.filter and (e.type == "file" or e.type == "dir") and not o.filter(e) then return true end
-    if not is_dir and o.include and not glob_any(o.include, rel, false) then return true end
-    return false
-  end
-  -- A level at a time: `list_many` lists every directory of a level at once (remote ones
-  -- pipelined over the connection), so a tree costs a few round trips per level.
-  local level = {{root, "", 0}}
-  while #level > 0 do
-    local dirs = {}
-    for i, d in ipairs(level) do dirs[i] = d[1] end
-    local listings = list_many(dirs)
-    local nextlevel = {}
-    for i, d in ipairs(level) do
-      local abs, rel_dir, depth = d[1], d[2], d[3]
-      if depth > 256 then sftp.error("IOError", "mirror: directories nested deeper than 256 levels under " .. root, abs) end
-      for _, e in ipairs(listings[i]) do
-        local name = e.filename
-        local rel = rel_dir == "" and name or rel_dir .. "/" .. name
-        if sftp.is_temp_name(name) then
-          -- sftplua's own temp files (an interrupted transfer): not part of either tree.
-          if side == "target" then temps[#temps + 1] = rel end
-          protected[rel] = true
-        elseif U.unsafe_name(name) then
-          warnings[#warnings + 1] = ("%s: unsafe name %q in %s skipped"):format(side, name, abs)
-          protected[rel] = true
-        else
-          e.path = rel
-          local is_dir = e.type == "dir"
-          if (source_rejected and source_rejected[rel]) or rejected(e, rel, is_dir) then
-            protected[rel] = true   -- excluded or filtered (links and special files too): never deleted
-          elseif e.type == "link" then
-            if side == "source" then
-              warnings[#warnings + 1] = "source: symlink " .. rel .. " skipped (links are not followed)"
-              protected[rel] = true   -- what the target has under that name is left alone
-            else
-              entries[rel] = e; order[#order + 1] = rel
-            end
-          elseif is_dir then
-            entries[rel] = e; order[#order + 1] = rel
-            nextlevel[#nextlevel + 1] = {U.join(abs, name), rel, depth + 1}
-          elseif e.type == "file" then
-            entries[rel] = e; order[#order + 1] = rel
-          elseif side == "source" then
-            warnings[#warnings + 1] = ("source: %s %s skipped"):format(e.type, rel)
-            protected[rel] = true
-          else
-            entries[rel] = e; order[#order + 1] = rel
-          end
-        end
-      end
-    end
-    level = nextlevel
-  end
-  -- The order a depth-first walk of sorted listings gives (a directory, then its contents):
-  -- paths compared name by name, which is bytewise with "/" below every byte of a name.
-  local key = {}
-  for _, rel in ipairs(order) do key[rel] = rel:gsub("/", "\0") end
-  table.sort(order, function(a, b) return key[a] < key[b] end)
-  return entries, order, protected, temps
-end
-
-local function parent_of(rel) return rel:match("^(.*)/[^/]*$") end
-
--- Remote directories listed at once (pipelined); the first that cannot be listed raises.
-local function remote_lists(c, dirs)
-  local listings, errs = c:_listdirs(dirs)
-  for i = 1, #dirs do if not listings[i] then error(errs[i], 0) end end
-  return listings
-end
-
--- Local directories, one after another (a local listing costs no round trip).
-local function local_lists(list)
-  return function(dirs)
-    local out = {}
-    for i, d in ipairs(dirs) do out[i] = list(d) end
-    return out
-  end
-end
 
 -- Checksums -------------------------------------------------------------------------------------
 
@@ -290,174 +91,36 @@ end
 
 -- The mirror ------------------------------------------------------------------------------------
 
-local function same(o, s, t, pair)
-  if s.st_size ~= t.st_size then return false end
-  if o.compare == "size" then return true end
-  if o.compare == "checksum" then return pair ~= nil and pair.src == pair.dst end
-  if o.preserve_mtime then return s.st_mtime == t.st_mtime end
-  -- Without preserved mtimes, a target at least as new as the source is taken as current.
-  return (t.st_mtime or 0) >= (s.st_mtime or 0)
-end
-
 local function fmt_action(a)
   return ("%-6s %s%s"):format(a.op, sftp._shown(a.path), a.size and (" (" .. a.size .. " bytes)") or "")
 end
 
---- Shared by both directions. `side` has: src_list, dst_list, src_abs(rel), dst_abs(rel),
---- dst_exists(), dst_makedirs(), dst_mkdirs({abs, ...}) (one level), dst_delete(abs, type), job(rel, s, t), sums(...).
+--- Shared by both directions: SFTPCore's Mirror scans both sides (every directory of a level at
+--- once), plans, and acts (directories a level at a time, files through the executor, then
+--- deletes). `side` has: direction, src_root, dst_root, dst_exists(), dst_makedirs(), sums(rels).
 local function mirror(c, o, side, label)
-  local warnings = {}
-  local result = {copied = 0, updated = 0, deleted = 0, skipped = 0, bytes = 0, actions = {}, warnings = warnings}
-  local src, src_order, src_rejected = scan(side.src_list, side.src_root, o, warnings, "source")
-  local dst, dst_order, dst_protected, dst_temps = {}, {}, {}, {}
-  if side.dst_exists() then
-    dst, dst_order, dst_protected, dst_temps = scan(side.dst_list, side.dst_root, o, warnings, "target", src_rejected)
-  end
-  -- A directory holding something protected (excluded, filtered, unsafe) is never deleted.
-  local keep = {}
-  for rel in pairs(dst_protected) do
-    local p = parent_of(rel)
-    while p and not keep[p] do keep[p] = true; p = parent_of(p) end
-  end
-
-  -- Plan.
-  local mkdirs, files, deletes = {}, {}, {}
-  local blocked = {}          -- source dirs that cannot be made on the target (a file is there)
-  local function is_blocked(rel)
-    local p = parent_of(rel)
-    while p do
-      if blocked[p] then return true end
-      p = parent_of(p)
-    end
-    return false
-  end
-  local needed_dirs = {}      -- with include: only directories that will hold something
-  local conflicts = {}        -- target directories left alone (the source has a file there)
-  local candidates = {}
-  for _, rel in ipairs(src_order) do
-    local s, t = src[rel], dst[rel]
-    if next(blocked) ~= nil and is_blocked(rel) then
-      if s.type == "dir" then blocked[rel] = true end
-    elseif s.type == "dir" then
-      if t and t.type ~= "dir" then
-        blocked[rel] = true
-        warnings[#warnings + 1] = ("target: %s is a %s where the source has a directory; left alone"):format(rel, t.type)
-      elseif not t then
-        mkdirs[#mkdirs + 1] = rel
-      end
-    else
-      if t and t.type == "dir" then
-        warnings[#warnings + 1] = ("target: %s is a directory where the source has a file; left alone"):format(rel)
-        conflicts[rel] = true
-      elseif not t then
-        files[#files + 1] = {op = "copy", path = rel, size = s.st_size}
-      elseif t.type ~= "file" or s.st_size ~= t.st_size then
-        files[#files + 1] = {op = "update", path = rel, size = s.st_size}
-      else
-        candidates[#candidates + 1] = rel
-      end
-    end
-  end
-  if #candidates > 0 then
-    local sums_s, sums_d
-    if o.compare == "checksum" then sums_s, sums_d = side.sums(candidates) end
-    for _, rel in ipairs(candidates) do
-      local pair = sums_s and {src = sums_s[rel], dst = sums_d[rel]}
-      if same(o, src[rel], dst[rel], pair) then
-        result.skipped = result.skipped + 1
-      else
-        files[#files + 1] = {op = "update", path = rel, size = src[rel].st_size}
-      end
-    end
-    table.sort(files, function(a, b) return a.path < b.path end)
-  end
-  if o.include then
-    for _, f in ipairs(files) do
-      local p = parent_of(f.path)
-      while p do needed_dirs[p] = true; p = parent_of(p) end
-    end
-    local keep = {}
-    for _, rel in ipairs(mkdirs) do
-      if needed_dirs[rel] or glob_any(o.include, rel, true) then keep[#keep + 1] = rel end
-    end
-    mkdirs = keep
-  end
-  if o.delete then
-    for i = #dst_order, 1, -1 do
-      local rel = dst_order[i]
-      local under_conflict = false
-      local p = rel
-      while p and not under_conflict do under_conflict = conflicts[p] == true; p = parent_of(p) end
-      if not src[rel] and not keep[rel] and not under_conflict then
-        local t = dst[rel]
-        deletes[#deletes + 1] = {op = "delete", path = rel, size = t.type == "file" and t.st_size or nil, type = t.type}
-      end
-    end
-  end
-
-  local actions = result.actions
-  for _, rel in ipairs(mkdirs) do actions[#actions + 1] = {op = "mkdir", path = rel} end
-  for _, f in ipairs(files) do actions[#actions + 1] = f end
-  for _, d in ipairs(deletes) do actions[#actions + 1] = {op = "delete", path = d.path, size = d.size} end
-
+  local result = c:_mirror{
+    direction = side.direction, source = side.src_root, target = side.dst_root,
+    target_exists = side.dst_exists(), delete = o.delete, compare = o.compare,
+    preserve_mtime = o.preserve_mtime, exclude = o.exclude, include = o.include, filter = o.filter,
+    parallel = o.parallel, dry_run = o.dry_run, make_root = side.dst_makedirs, sums = side.sums,
+    done = function(op, path, size)
+      sftp._note(("%s: %s %s"):format(label, op, path))
+      sftp._emit({event = "action", call = label, op = op, path = path, size = size})
+      if o.on_action then o.on_action({op = op, path = path, size = size}) end
+    end,
+  }
   if o.dry_run then
-    for _, f in ipairs(files) do
-      if f.op == "copy" then result.copied = result.copied + 1 else result.updated = result.updated + 1 end
-      result.bytes = result.bytes + (f.size or 0)
-    end
-    result.deleted = #deletes
     result.dry_run = true
     if sftp.json then
-      for _, a in ipairs(actions) do sftp._emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
-      for _, w in ipairs(warnings) do sftp._emit({event = "warning", call = label, message = w}) end
+      for _, a in ipairs(result.actions) do sftp._emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
+      for _, w in ipairs(result.warnings) do sftp._emit({event = "warning", call = label, message = w}) end
     elseif sftp.dry_run then
-      io.write(("%s: plan (dry run), %d action(s)\n"):format(label, #actions))
-      for _, a in ipairs(actions) do io.write("  ", fmt_action(a), "\n") end
-      for _, w in ipairs(warnings) do io.write("  warning: ", w, "\n") end
+      io.write(("%s: plan (dry run), %d action(s)\n"):format(label, #result.actions))
+      for _, a in ipairs(result.actions) do io.write("  ", fmt_action(a), "\n") end
+      for _, w in ipairs(result.warnings) do io.write("  warning: ", w, "\n") end
     end
-    return result
   end
-
-  -- Act: the target root, directories (parents first), files, then deletes.
-  side.dst_makedirs()
-  local function done(a)
-    sftp._note(("%s: %s %s"):format(label, a.op, a.path))
-    sftp._emit({event = "action", call = label, op = a.op, path = a.path, size = a.size})
-    if o.on_action then o.on_action({op = a.op, path = a.path, size = a.size}) end
-  end
-  -- Directories a level at a time (parents first): a remote level goes out at once.
-  local by_depth, depths = {}, {}
-  for _, rel in ipairs(mkdirs) do
-    local _, d = rel:gsub("/", "")
-    if not by_depth[d] then by_depth[d] = {}; depths[#depths + 1] = d end
-    local level = by_depth[d]
-    level[#level + 1] = rel
-  end
-  table.sort(depths)
-  for _, d in ipairs(depths) do
-    local abs = {}
-    for i, rel in ipairs(by_depth[d]) do abs[i] = side.dst_abs(rel) end
-    side.dst_mkdirs(abs)
-    for _, rel in ipairs(by_depth[d]) do done({op = "mkdir", path = rel}) end
-  end
-  local jobs = {}
-  for i, f in ipairs(files) do jobs[i] = side.job(f.path, src[f.path], dst[f.path], o) end
-  if #jobs > 0 then
-    c:_transfer(jobs, o.parallel, function(i, attrs, err)
-      if err then error(err, 0) end
-      local f = files[i]
-      if f.op == "copy" then result.copied = result.copied + 1 else result.updated = result.updated + 1 end
-      result.bytes = result.bytes + (f.size or (attrs and attrs.st_size) or 0)
-      done(f)
-    end)
-  end
-  for _, d in ipairs(deletes) do
-    side.dst_delete(side.dst_abs(d.path), d.type)
-    result.deleted = result.deleted + 1
-    done(d)
-  end
-  -- Temp files an earlier, interrupted run left (this run resumed or replaced the ones it needed).
-  for _, rel in ipairs(dst_temps) do pcall(side.dst_delete, side.dst_abs(rel), "file") end
   return result
 end
 
@@ -499,26 +162,9 @@ function M.mirror_down(c, rdir, ldir, opts)
   if la and la.type ~= "dir" then sftp.error("FileExists", "mirror_down: " .. ldir .. " exists and is not a directory", ldir) end
   local side = {
     src_root = root, dst_root = ldir,
-    src_list = function(dirs) return remote_lists(c, dirs) end,
-    dst_list = local_lists(fs.ls),
-    dst_abs = function(rel) return U.join(ldir, rel) end,
+    direction = "down",
     dst_exists = function() return fs.stat(ldir) ~= nil end,
     dst_makedirs = function() U.makedirs(ldir) end,
-    dst_mkdirs = function(list)
-      for _, abs in ipairs(list) do
-        local a = fs.lstat(abs)
-        if not a then fs.mkdir(abs, 777)
-        elseif a.type ~= "dir" then sftp.error("FileExists", "mirror_down: " .. abs .. " appeared and is not a directory", abs) end
-      end
-    end,
-    dst_delete = function(abs, t)
-      local ok, err = os.remove(abs)
-      if not ok then sftp.error("OSError", "mirror_down: cannot delete " .. abs .. ": " .. tostring(err), abs) end
-    end,
-    job = function(rel, s, t, o2)
-      return {op = "get", remote = U.join(root, rel), ["local"] = U.join(ldir, rel), preserve_mtime = o2.preserve_mtime,
-              size = s.st_size, mtime = s.st_mtime, atime = s.st_atime}
-    end,
     sums = function(rels)
       local remote, here = both_sums(c, root, ldir, rels)
       return remote, here
@@ -543,9 +189,7 @@ function M.mirror_up(c, ldir, rdir, opts)
   end
   local side = {
     src_root = ldir, dst_root = root,
-    src_list = local_lists(fs.ls),
-    dst_list = function(dirs) return remote_lists(c, dirs) end,
-    dst_abs = function(rel) return U.join(root, rel) end,
+    direction = "up",
     dst_exists = function()
       local ok, a = pcall(c.stat, c, root)
       if not ok then
@@ -556,18 +200,6 @@ function M.mirror_up(c, ldir, rdir, opts)
       return true
     end,
     dst_makedirs = function() c:makedirs(root) end,
-    dst_mkdirs = function(abs) c:_mkdirs(abs, 777) end,
-    dst_delete = function(abs, t)
-      if t == "dir" then c:rmdir(abs) else c:remove(abs) end
-    end,
-    job = function(rel, s, t, o2)
-      -- A file at the target keeps its mode and owner; a link there is replaced, never written
-      -- through (nothing is written outside the target root).
-      local f = t and t.type == "file" and t or nil
-      return {op = "put", ["local"] = U.join(ldir, rel), remote = U.join(root, rel), preserve_mtime = o2.preserve_mtime,
-              checked = t == nil or t.type == "file" or t.type == "link",
-              dst_mode = f and f.st_mode, dst_uid = f and f.st_uid, dst_gid = f and f.st_gid}
-    end,
     sums = function(rels)
       local remote, here = both_sums(c, root, ldir, rels)
       return here, remote
@@ -584,5 +216,3 @@ for _, name in ipairs({"mirror_down", "mirror_up"}) do
   end
 end
 
-sftp._compile_globs = compile_globs
-sftp._glob_any = glob_any

@@ -12,7 +12,7 @@ import Foundation
 /// completion), so the caller may run Lua there, including calls on this connection.
 public final class Executor {
     public let sftp: SFTP
-    let jobs: [TransferJob]
+    let jobs: JobList
     /// Files at some step at once (also bounded by the server's open-handle limit and the
     /// connection's byte budgets).
     nonisolated(unsafe) public static var maxFiles: Int = {
@@ -32,7 +32,11 @@ public final class Executor {
     let extra: ExtraChannels?
     let progress: TransferProgress?
 
-    public init(sftp: SFTP, jobs: [TransferJob], extra: ExtraChannels? = nil, progress: TransferProgress? = nil) {
+    public convenience init(sftp: SFTP, jobs: [TransferJob], extra: ExtraChannels? = nil, progress: TransferProgress? = nil) {
+        self.init(sftp: sftp, jobs: JobList(jobs), extra: extra, progress: progress)
+    }
+
+    public init(sftp: SFTP, jobs: JobList, extra: ExtraChannels? = nil, progress: TransferProgress? = nil) {
         self.sftp = sftp
         self.jobs = jobs
         self.extra = extra

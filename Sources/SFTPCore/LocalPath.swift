@@ -22,6 +22,15 @@ public enum LocalPath {
         if refused(from, to) { return -1 }
         return ByteString.withCString(from) { f in ByteString.withCString(to) { Foundation.rename(f, $0) } }
     }
+    public static func mkdir(_ path: String, _ mode: mode_t) -> Int32 {
+        if refused(path) { return -1 }
+        return ByteString.withCString(path) { Foundation.mkdir($0, mode) }
+    }
+    /// remove(3): a file, or an empty directory.
+    public static func remove(_ path: String) -> Int32 {
+        if refused(path) { return -1 }
+        return ByteString.withCString(path) { Foundation.remove($0) }
+    }
     /// lstat(2) (or stat(2) with `follow`), nil when it fails (errno set).
     public static func info(_ path: String, follow: Bool = false) -> Glibc.stat? {
         if refused(path) { return nil }
@@ -32,5 +41,37 @@ public enum LocalPath {
     public static func isDirectory(_ path: String) -> Bool {
         guard let st = info(path, follow: true) else { return false }
         return st.st_mode & S_IFMT == S_IFDIR
+    }
+}
+
+extension LocalPath {
+    /// The attributes of an lstat(2), as a listing carries them.
+    public static func attributes(_ st: Glibc.stat) -> FileAttributes {
+        FileAttributes(size: UInt64(max(0, st.st_size)), uid: st.st_uid, gid: st.st_gid, mode: st.st_mode,
+                       atime: UInt64(max(0, st.st_atim.tv_sec)), mtime: UInt64(max(0, st.st_mtim.tv_sec)))
+    }
+
+    /// A local directory's entries (not "." or ".."), each with its lstat(2), in readdir order.
+    /// A name that vanished between readdir and lstat is left out.
+    public static func entries(_ path: String) throws -> [NameEntry] {
+        guard !refused(path), let d = ByteString.withCString(path, { opendir($0) }) else {
+            throw SSHError.local(errno, "cannot list", path: path)
+        }
+        defer { closedir(d) }
+        var names: [[UInt8]] = []
+        var count = 0
+        while let e = readdir(d), count < 50_000_000 {
+            count += 1
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+        }
+        let dir = ByteString.bytes(path.hasSuffix("/") ? path : path + "/")
+        var out: [NameEntry] = []
+        out.reserveCapacity(names.count)
+        for n in names {
+            guard let st = info(ByteString.string(dir + n)) else { continue }
+            out.append(NameEntry(name: n, longname: [], attributes: attributes(st)))
+        }
+        return out
     }
 }

@@ -44,6 +44,17 @@ public struct TransferJob {
     }
 }
 
+/// The jobs of a run, made when they are taken: a mirror of 100,000 files holds its plan
+/// compactly and makes each `TransferJob` only when an executor starts it. `make` is called from
+/// the threads of extra connections too, so it must only read what it captured.
+public struct JobList: @unchecked Sendable {
+    public let count: Int
+    let make: (Int) -> TransferJob
+    public init(count: Int, make: @escaping (Int) -> TransferJob) { self.count = count; self.make = make }
+    public init(_ jobs: [TransferJob]) { self.init(count: jobs.count) { jobs[$0] } }
+    public subscript(i: Int) -> TransferJob { make(i) }
+}
+
 /// Moves many files: one `Executor` (many files in flight over one connection) on the caller's
 /// connection, and, when `parallel` asks for more connections, one more executor per extra
 /// connection, each on its own thread, all taking jobs from one queue. Results are handed to
@@ -63,6 +74,10 @@ public final class TransferPool {
     /// Runs every job; `done(index, result)` is called once per finished job. If `done` throws,
     /// no new job starts, the ones in flight finish, and the error is rethrown.
     public func run(_ jobs: [TransferJob], done: (Int, Result<FileAttributes, Error>) throws -> Void) throws {
+        try run(JobList(jobs), done: done)
+    }
+
+    public func run(_ jobs: JobList, done: (Int, Result<FileAttributes, Error>) throws -> Void) throws {
         let state = PoolState(count: jobs.count)
         let extra = jobs.count > 1 ? min(parallel - 1, jobs.count - 1) : 0
         for _ in 0..<extra {

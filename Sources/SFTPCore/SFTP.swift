@@ -457,7 +457,10 @@ public final class SFTP {
 
     /// Lists a directory without waiting: OPENDIR, READDIR until end of file, CLOSE (not waited
     /// for). Many directories can be listed at once over one connection.
-    public func listAsync(_ path: String, longnames: Bool = true, done: @escaping (Result<[NameEntry], SSHError>) -> Void) {
+    /// With `each`, entries are handed over a reply at a time (and `done` gets an empty array):
+    /// a listing of 100,000 names is never held whole.
+    public func listAsync(_ path: String, longnames: Bool = true, each: (([NameEntry]) -> Void)? = nil,
+                          done: @escaping (Result<[NameEntry], SSHError>) -> Void) {
         send(FXP.OPENDIR, { $0.string(path) }) { [unowned self] r in
             guard case .success(let reply) = r else { return done(r.map { _ in [] }) }
             guard case .handle(let h) = reply else { return done(.failure(self.unexpected(reply, "cannot list", path: path))) }
@@ -479,11 +482,15 @@ public final class SFTP {
                         switch r {
                         case .failure(let e): return finish(.failure(e))
                         case .success(.name(let batch)):
+                            var got: [NameEntry] = []
+                            got.reserveCapacity(batch.count)
                             for var e in batch where e.name != [0x2E] && e.name != [0x2E, 0x2E] {
                                 if !longnames { e.longname = [] }
-                                listing.entries.append(e)
+                                got.append(e)
                             }
-                            if listing.entries.count > 50_000_000 {
+                            listing.count += got.count
+                            if let each { each(got) } else { listing.entries.append(contentsOf: got) }
+                            if listing.count > 50_000_000 {
                                 return finish(.failure(SSHError(.io, "cannot list \(path): more than 50,000,000 entries", path: path)))
                             }
                             issue()
@@ -506,6 +513,7 @@ public final class SFTP {
         let handle: [UInt8]
         let depth: Int
         var entries: [NameEntry] = []
+        var count = 0
         var inFlight = 0
         var sawEnd = false
         var finished = false
@@ -537,6 +545,24 @@ public final class SFTP {
             case .success(.status(let code, _)) where code == FX.OK: done(nil)
             case .success(let other): done(self.unexpected(other, "cannot create directory", path: path))
             }
+        }
+    }
+
+    /// Creates every directory at once (pipelined; give one level of a tree at a time, parents
+    /// first). Raises the first failure after all replies are in; a failed one is tried again
+    /// alone, which says why (and tells an existing directory apart).
+    public func mkdirMany(_ paths: [String], mode: Int32 = 0o777) throws {
+        var results = [SSHError?](repeating: nil, count: paths.count)
+        var done = 0
+        for (i, p) in paths.enumerated() {
+            if !hasRoom() { try waitForRoom() }
+            mkdirAsync(p, mode: mode) { e in results[i] = e; done += 1 }
+        }
+        try wait { done == paths.count }
+        for (i, e) in results.enumerated() {
+            guard let e else { continue }
+            if e.kind == .connection || e.kind == .timeout || e.kind == .interrupted { throw e }
+            try mkdir(paths[i], mode: mode)
         }
     }
 

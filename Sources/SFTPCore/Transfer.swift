@@ -25,6 +25,15 @@ public enum Transfer {
         return ".sftplua-\(shortHash(name + (key ?? ""))).part"
     }
 
+    /// Is `name` one of the temp names above, or the resume journal beside one? Mirrors and
+    /// listings of trees leave them out (`sftp.is_temp_name` in Lua).
+    public static func isTempName<C: Collection>(_ name: C) -> Bool where C.Element == UInt8 {
+        guard name.first == UInt8(ascii: ".") else { return false }
+        func ends(_ s: String) -> Bool { name.count >= s.utf8.count && name.suffix(s.utf8.count).elementsEqual(s.utf8) }
+        if ends(".sftplua.part") || ends(".sftplua.part.json") { return true }
+        return name.starts(with: ".sftplua-".utf8) && (ends(".part") || ends(".part.json"))
+    }
+
     /// The first 16 hex digits of the SHA-256 of `s`.
     static func shortHash(_ s: String) -> String {
         guard let d = try? SHA256Digest() else { return String(UInt64(bitPattern: Int64(s.hashValue)), radix: 16) }

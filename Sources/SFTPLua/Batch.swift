@@ -86,19 +86,7 @@ enum Batch {
                 guard let s = l.string(-1) else { throw LuaArgumentError("bad directory #\(i + 1) to '_mkdirs' (string expected)") }
                 paths.append(try conn.remote(s))
             }
-            var results = [SSHError?](repeating: nil, count: paths.count)
-            var done = 0
-            for (i, p) in paths.enumerated() {
-                if !sftp.hasRoom() { try sftp.waitForRoom() }
-                sftp.mkdirAsync(p, mode: Int32(mode)) { e in results[i] = e; done += 1 }
-            }
-            try sftp.wait { done == paths.count }
-            for (i, e) in results.enumerated() {
-                guard let e else { continue }
-                if e.kind == .connection || e.kind == .timeout || e.kind == .interrupted { throw e }
-                // The one-by-one mkdir says why (and tells an existing directory apart).
-                try sftp.mkdir(paths[i], mode: Int32(mode))
-            }
+            try sftp.mkdirMany(paths, mode: Int32(mode))
             return 0
         }
         c.method("_transfer") { conn, l in

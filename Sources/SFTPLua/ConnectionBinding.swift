@@ -12,6 +12,7 @@ enum ConnectionBinding {
         defineFileOps(c)
         defineFileObjects(c)
         Batch.define(c)
+        MirrorBinding.define(c)
         return c
     }()
 
@@ -72,25 +73,12 @@ enum ConnectionBinding {
 
     static func defineListing(_ c: LuaClass<Connection>) {
         c.method("listdir") { conn, l in
-            let path = try conn.remote(try l.optString(2, method: true) ?? ".")
             // Names as the server sent them, sorted by bytes; no text decoding, no ls -l lines.
-            let names = try conn.channel().listEntries(path, longnames: false).map(\.name)
-                .sorted { $0.lexicographicallyPrecedes($1) }
-            l.newTable(narr: Int32(clamping: names.count))
-            for (i, n) in names.enumerated() {
-                l.push(bytes: n)
-                l.setIndex(-2, i + 1)
-            }
+            try pushListing(conn, l, longnames: false) { l, e in l.push(bytes: e.name) }
             return 1
         }
         c.method("listdir_attr") { conn, l in
-            let path = try conn.remote(try l.optString(2, method: true) ?? ".")
-            let entries = try conn.channel().listEntries(path).sorted { $0.name.lexicographicallyPrecedes($1.name) }
-            l.newTable(narr: Int32(clamping: entries.count))
-            for (i, e) in entries.enumerated() {
-                AttributeTable.push(l, e)
-                l.setIndex(-2, i + 1)
-            }
+            try pushListing(conn, l, longnames: true) { l, e in AttributeTable.push(l, e) }
             return 1
         }
         c.method("stat") { conn, l in
@@ -156,6 +144,42 @@ enum ConnectionBinding {
             }
             AttributeTable.push(l, attrs)
             return 1
+        }
+    }
+
+    /// Pushes an array of a directory's entries sorted by name bytes. Each entry becomes its Lua
+    /// value as its reply arrives, and only the names are kept here to sort the array in place
+    /// at the end: a listing of 100,000 entries is never held twice.
+    static func pushListing(_ conn: Connection, _ l: Lua, longnames: Bool, _ push: @escaping (Lua, NameEntry) -> Void) throws {
+        let path = try conn.remote(try l.optString(2, method: true) ?? ".")
+        let sftp = try conn.channel()
+        l.newTable()
+        let t = l.absIndex(-1)
+        var names = NameArena()
+        var result: Result<[NameEntry], SSHError>?
+        sftp.listAsync(path, longnames: longnames, each: { batch in
+            for e in batch {
+                names.append(e.name)
+                push(l, e)
+                l.setIndex(t, names.count)
+            }
+        }) { result = $0 }
+        try sftp.wait { result != nil }
+        if case .failure(let e) = result! { throw e }
+        // Apply the permutation cycle by cycle (position k takes the entry at order[k]).
+        let order = names.sortedOrder()
+        var placed = [Bool](repeating: false, count: order.count)
+        for start in 0..<order.count where !placed[start] && Int(order[start]) != start {
+            l.getIndex(t, start + 1)
+            var k = start
+            while true {
+                placed[k] = true
+                let from = Int(order[k])
+                if from == start { l.setIndex(t, k + 1); break }
+                l.getIndex(t, from + 1)
+                l.setIndex(t, k + 1)
+                k = from
+            }
         }
     }
 }

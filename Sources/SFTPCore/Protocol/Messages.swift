@@ -140,6 +140,9 @@ public struct NameEntry: Equatable, Sendable {
     public var name: [UInt8]
     public var longname: [UInt8]
     public var attributes: FileAttributes
+    public init(name: [UInt8], longname: [UInt8], attributes: FileAttributes) {
+        self.name = name; self.longname = longname; self.attributes = attributes
+    }
 }
 
 /// A reply, matched to its request by id.

@@ -1,0 +1,418 @@
+import ByteString
+import Foundation
+
+/// Mirroring, planned then carried out: both sides are scanned into compact trees
+/// (`MirrorTree`), compared, and the plan (directories to make, files to copy, paths to delete)
+/// is run by the executor. Nothing here knows Lua: the `filter` and checksum callbacks, and what
+/// is reported per action, are closures.
+public struct MirrorOptions {
+    public enum Compare: String { case sizeMtime = "size+mtime", size, checksum }
+    public var delete = false
+    public var preserveMtime = true
+    public var compare = Compare.sizeMtime
+    public var exclude: GlobSet?
+    public var include: GlobSet?
+    /// Called for files and directories not excluded, with the path relative to the root:
+    /// false leaves the entry out (a directory with everything under it) and protects it.
+    public var filter: ((NameEntry, [UInt8]) throws -> Bool)?
+    public init() {}
+}
+
+public enum MirrorOp: String { case mkdir, copy, update, delete }
+
+/// One step of a plan, as reported: the path is relative to the root, `/`-separated.
+public struct MirrorAction {
+    public let op: MirrorOp
+    public let path: [UInt8]
+    public let size: UInt64?
+}
+
+public struct MirrorPlan {
+    public struct File {
+        public let source: Int32
+        /// The target's node, or -1 when the target has nothing (or something protected) there.
+        public let target: Int32
+        public let update: Bool
+    }
+    public internal(set) var source = MirrorTree()
+    public internal(set) var target = MirrorTree()
+    /// Source directories to make on the target, parents first.
+    public internal(set) var mkdirs: [Int32] = []
+    public internal(set) var files: [File] = []
+    /// Target paths to delete, contents before their directory.
+    public internal(set) var deletes: [Int32] = []
+    /// sftplua's temp files on the target, left by an interrupted run.
+    public internal(set) var temps: [Int32] = []
+    public internal(set) var warnings: [String] = []
+    /// Files already the same on both sides.
+    public internal(set) var skipped = 0
+
+    /// Every action in order: directories, files, deletes.
+    public var actionCount: Int { mkdirs.count + files.count + deletes.count }
+    public func action(_ k: Int) -> MirrorAction {
+        if k < mkdirs.count { return MirrorAction(op: .mkdir, path: source.path(mkdirs[k]), size: nil) }
+        if k < mkdirs.count + files.count {
+            let f = files[k - mkdirs.count]
+            return MirrorAction(op: f.update ? .update : .copy, path: source.path(f.source), size: source.size(f.source))
+        }
+        let d = deletes[k - mkdirs.count - files.count]
+        return MirrorAction(op: .delete, path: target.path(d), size: target.kind(d) == .file ? target.size(d) : nil)
+    }
+}
+
+public enum Mirror {
+    public enum Side: String { case source, target }
+
+    /// Directories nested deeper than this under the root are an IOError (a loop of links a
+    /// server follows, or a hostile listing).
+    public static let maxDepth = 256
+
+    /// Scans both sides and compares them. `checksums(paths)` gives each relative path's
+    /// SHA-256 on the source and on the target (only with `compare = .checksum`).
+    public static func plan(source: TreeLister, sourceRoot: String, target: TreeLister, targetRoot: String,
+                            targetExists: Bool, options: MirrorOptions,
+                            checksums: ([[UInt8]]) throws -> (source: [String?], target: [String?])) throws -> MirrorPlan {
+        var plan = MirrorPlan()
+        plan.source = try scan(source, root: sourceRoot, side: .source, options: options, warnings: &plan.warnings, against: nil)
+        if targetExists {
+            plan.target = try scan(target, root: targetRoot, side: .target, options: options, warnings: &plan.warnings,
+                                   against: plan.source)
+            plan.temps = (1..<Int32(plan.target.count + 1)).filter { plan.target.flags($0).contains(.temp) }
+        }
+        try compare(&plan, options: options, checksums: checksums)
+        if options.delete { plan.deletes = deletions(plan) }
+        return plan
+    }
+
+    // MARK: Scanning
+
+    private struct Dir {
+        let node: Int32
+        let abs: [UInt8]
+        let rel: [UInt8]
+        let depth: Int
+        /// The same directory on the source (target scans only), or -1.
+        let match: Int32
+    }
+
+    static func join(_ a: [UInt8], _ b: ArraySlice<UInt8>) -> [UInt8] {
+        if a.isEmpty { return Array(b) }
+        if a.last == UInt8(ascii: "/") { return a + b }
+        return a + [UInt8(ascii: "/")] + b
+    }
+
+    /// A name from a listing that must never be used to build a path.
+    static func unsafe(_ name: [UInt8]) -> Bool {
+        name.isEmpty || name == [0x2E] || name == [0x2E, 0x2E] || name.contains(UInt8(ascii: "/")) || name.contains(0)
+    }
+
+    /// Lists one side a level at a time (every directory of a level at once) into a tree.
+    /// On the target, `against` is the source: what the source protects is protected here too.
+    static func scan(_ lister: TreeLister, root: String, side: Side, options: MirrorOptions, warnings: inout [String],
+                     against source: MirrorTree?) throws -> MirrorTree {
+        var tree = MirrorTree()
+        var level = [Dir(node: MirrorTree.root, abs: ByteString.bytes(root), rel: [], depth: 0, match: source == nil ? -1 : MirrorTree.root)]
+        var found: [String] = []
+        while !level.isEmpty {
+            var next: [Dir] = []
+            try lister.list(level.map { ByteString.string($0.abs) }) { i, entries in
+                let d = level[i]
+                for e in entries {
+                    let name = e.name
+                    let rel = d.rel.isEmpty ? name : d.rel + [UInt8(ascii: "/")] + name
+                    if Transfer.isTempName(name) {
+                        if side == .target { tree.add(e, parent: d.node, flags: [.temp, .protected]) }
+                        tree.keepAncestors(of: d.node)
+                        continue
+                    }
+                    if unsafe(name) {
+                        found.append("\(side.rawValue): unsafe name \(luaQuoted(name)) in \(ByteString.string(d.abs)) skipped")
+                        tree.keepAncestors(of: d.node)
+                        continue
+                    }
+                    let kind = e.attributes.kind, isDir = kind == .dir
+                    var protected = false
+                    if let source, let s = source.child(of: d.match, named: name[...]), source.flags(s).contains(.protected) {
+                        protected = true
+                    } else if options.exclude?.matches(rel, isDirectory: isDir) == true {
+                        protected = true
+                    } else if let filter = options.filter, kind == .file || isDir, try !filter(e, rel) {
+                        protected = true
+                    } else if !isDir, let inc = options.include, !inc.matches(rel, isDirectory: false) {
+                        protected = true
+                    }
+                    if protected {
+                        // Excluded or filtered (links and special files too): never deleted.
+                        if side == .source { tree.add(e, parent: d.node, flags: .protected) } else { tree.keepAncestors(of: d.node) }
+                        continue
+                    }
+                    switch kind {
+                    case .link where side == .source:
+                        found.append("source: symlink \(ByteString.string(rel)) skipped (links are not followed)")
+                        tree.add(e, parent: d.node, flags: .protected)   // what the target has there is left alone
+                    case .other where side == .source:
+                        found.append("source: other \(ByteString.string(rel)) skipped")
+                        tree.add(e, parent: d.node, flags: .protected)
+                    case .dir:
+                        let node = tree.add(e, parent: d.node)
+                        guard d.depth < maxDepth else {
+                            throw SSHError(.io, "mirror: directories nested deeper than \(maxDepth) levels under \(root)",
+                                           path: ByteString.string(d.abs))
+                        }
+                        let match = source.flatMap { $0.child(of: d.match, named: name[...]) } ?? -1
+                        next.append(Dir(node: node, abs: join(d.abs, name[...]), rel: rel, depth: d.depth + 1, match: match))
+                    default:
+                        tree.add(e, parent: d.node)
+                    }
+                }
+            }
+            level = next
+        }
+        warnings.append(contentsOf: found)
+        tree.finish()
+        return tree
+    }
+
+    /// `string.format("%q", s)` of Lua, on bytes (warnings name odd entries as Lua would).
+    static func luaQuoted(_ s: [UInt8]) -> String {
+        var out: [UInt8] = [UInt8(ascii: "\"")]
+        for (i, b) in s.enumerated() {
+            let nextIsDigit = i + 1 < s.count && (0x30...0x39).contains(s[i + 1])
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), b]
+            case 0x0A: out += [UInt8(ascii: "\\"), 0x0A]
+            case 0x0D: out += Array("\\r".utf8)
+            case 0: out += Array((nextIsDigit ? "\\000" : "\\0").utf8)
+            case 0..<0x20, 0x7F: out += Array((nextIsDigit ? String(format: "\\%03d", Int(b)) : "\\\(b)").utf8)
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+        return ByteString.string(out)
+    }
+
+    // MARK: Comparing
+
+    static func compare(_ plan: inout MirrorPlan, options: MirrorOptions,
+                        checksums: ([[UInt8]]) throws -> (source: [String?], target: [String?])) throws {
+        let src = plan.source, dst = plan.target
+        var mkdirs: [Int32] = [], files: [MirrorPlan.File] = [], warnings: [String] = []
+        var conflicts: [Int32] = []
+        var candidates: [Int] = []   // indices into files: same size, the checksums decide
+        var skipped = 0
+        // Depth first over sorted children: a directory, then its contents (at most maxDepth deep).
+        func visit(_ sDir: Int32, _ tDir: Int32) {
+            for s in src.children(of: sDir) where !src.flags(s).contains(.protected) {
+                var t = tDir >= 0 ? dst.child(of: tDir, named: src.name(s)) ?? -1 : -1
+                if t >= 0 && dst.flags(t).contains(.protected) { t = -1 }
+                let tKind = t >= 0 ? dst.kind(t) : nil
+                if src.kind(s) == .dir {
+                    if let tKind, tKind != .dir {
+                        warnings.append("target: \(ByteString.string(src.path(s))) is a \(tKind.rawValue) where the source has a directory; left alone")
+                        continue
+                    }
+                    if t < 0 { mkdirs.append(s) }
+                    visit(s, t)
+                } else if tKind == .dir {
+                    warnings.append("target: \(ByteString.string(src.path(s))) is a directory where the source has a file; left alone")
+                    conflicts.append(t)
+                } else if t < 0 {
+                    files.append(.init(source: s, target: -1, update: false))
+                } else if tKind != .file || src.size(s) != dst.size(t) {
+                    files.append(.init(source: s, target: t, update: true))
+                } else if options.compare == .checksum {
+                    candidates.append(files.count)
+                    files.append(.init(source: s, target: t, update: true))
+                } else if same(options, src, s, dst, t) {
+                    skipped += 1
+                } else {
+                    files.append(.init(source: s, target: t, update: true))
+                }
+            }
+        }
+        visit(MirrorTree.root, plan.target.count > 0 ? MirrorTree.root : -1)
+        if !candidates.isEmpty {
+            let sums = try checksums(candidates.map { src.path(files[$0].source) })
+            var same = [Bool](repeating: false, count: files.count)
+            for (k, i) in candidates.enumerated() where k < sums.source.count && k < sums.target.count {
+                if sums.source[k] == sums.target[k] { same[i] = true; skipped += 1 }
+            }
+            files = files.indices.filter { !same[$0] }.map { files[$0] }
+        }
+        if let include = options.include {
+            // Only directories that will hold something, or that match themselves.
+            var needed = [Bool](repeating: false, count: src.count + 1)
+            for f in files {
+                var p = src.nodes[Int(f.source)].parent
+                while p > 0, !needed[Int(p)] { needed[Int(p)] = true; p = src.nodes[Int(p)].parent }
+            }
+            mkdirs = mkdirs.filter { needed[Int($0)] || include.matches(src.path($0), isDirectory: true) }
+        }
+        for t in conflicts { plan.target.mark(t, .conflict) }
+        plan.mkdirs = mkdirs
+        plan.files = files
+        plan.warnings += warnings
+        plan.skipped = skipped
+    }
+
+    static func same(_ o: MirrorOptions, _ src: MirrorTree, _ s: Int32, _ dst: MirrorTree, _ t: Int32) -> Bool {
+        if src.size(s) != dst.size(t) { return false }
+        switch o.compare {
+        case .size: return true
+        case .checksum: return false
+        case .sizeMtime:
+            if o.preserveMtime { return src.mtime(s) == dst.mtime(t) }
+            // Without preserved mtimes, a target at least as new as the source is taken as current.
+            return (dst.mtime(t) ?? 0) >= (src.mtime(s) ?? 0)
+        }
+    }
+
+    /// What the target has and the source does not, contents before their directory; never
+    /// what holds something protected, nor anything under a directory the source has as a file.
+    static func deletions(_ plan: MirrorPlan) -> [Int32] {
+        let src = plan.source, dst = plan.target
+        var out: [Int32] = []
+        func visit(_ tDir: Int32, _ sDir: Int32, _ underConflict: Bool) {
+            for t in dst.children(of: tDir) where !dst.flags(t).contains(.protected) {
+                let s = sDir >= 0 ? src.child(of: sDir, named: dst.name(t)) : nil
+                let conflict = underConflict || dst.flags(t).contains(.conflict)
+                if s == nil && !dst.flags(t).contains(.keep) && !conflict { out.append(t) }
+                if dst.kind(t) == .dir {
+                    visit(t, s.flatMap { src.kind($0) == .dir ? $0 : nil } ?? -1, conflict)
+                }
+            }
+        }
+        visit(MirrorTree.root, MirrorTree.root, false)
+        return out.reversed()
+    }
+}
+
+// MARK: Acting
+
+/// What a mirror does on its target's side: make one level of directories (parents exist),
+/// delete a path. `Mirror.local` and `Mirror.remote` give the two.
+public struct MirrorTargetOps {
+    public var mkdirs: ([String]) throws -> Void
+    public var delete: (String, MirrorTree.Kind) throws -> Void
+    public init(mkdirs: @escaping ([String]) throws -> Void, delete: @escaping (String, MirrorTree.Kind) throws -> Void) {
+        self.mkdirs = mkdirs
+        self.delete = delete
+    }
+}
+
+extension Mirror {
+    public static func absolute(_ root: String, _ rel: [UInt8]) -> String {
+        ByteString.string(join(ByteString.bytes(root), rel[...]))
+    }
+
+    /// A local target (`mirror_down`); `label` names the call in errors.
+    public static func local(label: String) -> MirrorTargetOps {
+        MirrorTargetOps(mkdirs: { paths in
+            for p in paths {
+                if let st = LocalPath.info(p) {
+                    if st.st_mode & S_IFMT != S_IFDIR { throw SSHError(.fileExists, "\(label): \(p) appeared and is not a directory", path: p) }
+                } else if LocalPath.mkdir(p, 0o777) != 0 {
+                    throw SSHError.local(errno, "cannot create directory", path: p)
+                }
+            }
+        }, delete: { p, _ in
+            if LocalPath.remove(p) != 0 {
+                throw SSHError(.os, "\(label): cannot delete \(p): \(String(cString: strerror(errno)))", path: p)
+            }
+        })
+    }
+
+    /// A remote target (`mirror_up`): a level of directories is made at once (pipelined).
+    public static func remote(_ sftp: SFTP) -> MirrorTargetOps {
+        MirrorTargetOps(mkdirs: { try sftp.mkdirMany($0, mode: 0o777) }, delete: { p, kind in
+            if kind == .dir { try sftp.rmdir(p) } else { try sftp.unlink(p) }
+        })
+    }
+
+    /// The downloads of a plan: each file of `remoteRoot` to the same path under `localRoot`,
+    /// with the listed size and times (which spare a stat).
+    public static func downloads(_ plan: MirrorPlan, remoteRoot: String, localRoot: String, preserveMtime: Bool) -> JobList {
+        let files = plan.files, src = plan.source
+        return JobList(count: files.count) { i in
+            let s = files[i].source, rel = src.path(s)
+            var known: FileAttributes?
+            if let size = src.size(s) {
+                known = FileAttributes(size: size, mode: 0o100644, atime: src.atime(s), mtime: src.mtime(s))
+            }
+            return TransferJob(.download, remote: absolute(remoteRoot, rel), local: absolute(localRoot, rel),
+                               preserveMtime: preserveMtime, sourceAttributes: known, acksConfirm: true)
+        }
+    }
+
+    /// The uploads of a plan. A file at the target keeps its mode and owner; a link there is
+    /// replaced, never written through (nothing is written outside the target root).
+    public static func uploads(_ plan: MirrorPlan, localRoot: String, remoteRoot: String, preserveMtime: Bool) -> JobList {
+        let files = plan.files, src = plan.source, dst = plan.target
+        return JobList(count: files.count) { i in
+            let f = files[i], rel = src.path(f.source)
+            let kind = f.target >= 0 ? dst.kind(f.target) : nil
+            var job = TransferJob(.upload, remote: absolute(remoteRoot, rel), local: absolute(localRoot, rel),
+                                  preserveMtime: preserveMtime, targetChecked: kind == nil || kind == .file || kind == .link,
+                                  acksConfirm: true)
+            if kind == .file, let mode = dst.mode(f.target) {
+                let owner = dst.owner(f.target)
+                job.existing = FileAttributes(uid: owner?.uid, gid: owner?.gid, mode: mode)
+            }
+            return job
+        }
+    }
+
+    /// Carries out a plan: directories a level at a time (parents first), the files through the
+    /// executor, then the deletes (only after every copy succeeded), then the temp files an
+    /// interrupted run left. `done` is called for each action as it completes (with the written
+    /// file's attributes for copies); the first failure stops the run.
+    public static func run(_ plan: MirrorPlan, targetRoot: String, ops: MirrorTargetOps, jobs: JobList, pool: TransferPool,
+                           done: (MirrorAction, FileAttributes?) throws -> Void) throws {
+        var levels: [[Int32]] = []
+        for d in plan.mkdirs {
+            let depth = plan.source.depth(d)
+            while levels.count <= depth { levels.append([]) }
+            levels[depth].append(d)
+        }
+        for level in levels where !level.isEmpty {
+            try ops.mkdirs(level.map { absolute(targetRoot, plan.source.path($0)) })
+            for d in level { try done(MirrorAction(op: .mkdir, path: plan.source.path(d), size: nil), nil) }
+        }
+        if jobs.count > 0 {
+            try pool.run(jobs) { i, result in
+                let attrs = try result.get()
+                try done(plan.action(plan.mkdirs.count + i), attrs)
+            }
+        }
+        for (k, d) in plan.deletes.enumerated() {
+            try ops.delete(absolute(targetRoot, plan.target.path(d)), plan.target.kind(d))
+            try done(plan.action(plan.mkdirs.count + plan.files.count + k), nil)
+        }
+        for t in plan.temps { try? ops.delete(absolute(targetRoot, plan.target.path(t)), .file) }
+    }
+}
+
+/// A plan's actions, compact: the plan's trees can be freed before the actions become Lua
+/// tables (a mirror of 100,000 files never holds both).
+public struct MirrorActionList {
+    static let ops: [MirrorOp] = [.mkdir, .copy, .update, .delete]
+    var ops: [UInt8] = []
+    var sizes: [Int64] = []   // -1: none
+    var paths = NameArena()
+
+    public init(_ plan: MirrorPlan) {
+        ops.reserveCapacity(plan.actionCount)
+        sizes.reserveCapacity(plan.actionCount)
+        for k in 0..<plan.actionCount {
+            let a = plan.action(k)
+            ops.append(UInt8(Self.ops.firstIndex(of: a.op)!))
+            sizes.append(a.size.map { Int64(clamping: $0) } ?? -1)
+            paths.append(a.path)
+        }
+    }
+
+    public var count: Int { ops.count }
+    public subscript(k: Int) -> MirrorAction {
+        MirrorAction(op: Self.ops[Int(ops[k])], path: Array(paths.name(k)), size: sizes[k] < 0 ? nil : UInt64(sizes[k]))
+    }
+}
