@@ -248,3 +248,76 @@ public struct NameArena {
         return order
     }
 }
+
+/// A directory read as the caller asks for entries (`c:listdir_iter`, paramiko's
+/// `listdir_iter`): READDIRs go out only to refill a small buffer (a few in flight where the
+/// server answers in order), so a directory of any size costs a few hundred entries of memory.
+/// Entries come in the server's order; "." and ".." are left out.
+public final class DirectoryReader {
+    let sftp: SFTP
+    public let path: String
+    private var handle: [UInt8]?
+    private var buffer: [NameEntry] = []
+    private var next = 0
+    private var inFlight = 0
+    private var sawEnd = false
+    private var failure: SSHError?
+
+    public init(_ sftp: SFTP, path: String) throws {
+        self.sftp = sftp
+        self.path = path
+        let r = try sftp.call(FXP.OPENDIR) { $0.string(path) }
+        guard case .handle(let h) = r else {
+            if case .status(let code, let msg) = r { throw sftp.statusError(code, msg, "cannot list", path: path) }
+            throw sftp.unexpected(r, "cannot list", path: path)
+        }
+        handle = h
+    }
+
+    deinit { close() }
+
+    /// The next entry, or nil at the end (the directory is then closed).
+    public func read() throws -> NameEntry? {
+        var rounds = 0
+        while next >= buffer.count, rounds < 10_000_000 {
+            rounds += 1
+            buffer.removeAll(keepingCapacity: true)
+            next = 0
+            if let failure { close(); throw failure }
+            if sawEnd && inFlight == 0 { close(); return nil }
+            guard handle != nil else { return nil }
+            refill()
+            try sftp.wait { !self.buffer.isEmpty || self.failure != nil || (self.sawEnd && self.inFlight == 0) }
+        }
+        defer { next += 1 }
+        return buffer[next]
+    }
+
+    private func refill() {
+        guard let h = handle else { return }
+        while !sawEnd, failure == nil, inFlight < min(4, sftp.readdirDepth) {
+            inFlight += 1
+            sftp.send(FXP.READDIR, expect: 64 << 10, { $0.string(h) }) { [weak self] r in
+                guard let self else { return }
+                self.inFlight -= 1
+                switch r {
+                case .failure(let e): self.failure = self.failure ?? e
+                case .success(.name(let batch)):
+                    self.buffer.append(contentsOf: batch.lazy.filter { $0.name != [0x2E] && $0.name != [0x2E, 0x2E] })
+                case .success(.status(let code, let msg)):
+                    if code == FX.EOF { self.sawEnd = true } else {
+                        self.failure = self.failure ?? self.sftp.statusError(code, msg, "cannot list", path: self.path)
+                    }
+                case .success(let other): self.failure = self.failure ?? self.sftp.unexpected(other, "cannot list", path: self.path)
+                }
+            }
+        }
+    }
+
+    /// Closes the directory handle (not waited for); later reads give nil.
+    public func close() {
+        guard let h = handle else { return }
+        handle = nil
+        sftp.fireAndForget(FXP.CLOSE) { $0.string(h) }
+    }
+}

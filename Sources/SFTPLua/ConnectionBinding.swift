@@ -81,6 +81,17 @@ enum ConnectionBinding {
             try pushListing(conn, l, longnames: true) { l, e in AttributeTable.push(l, e) }
             return 1
         }
+        c.method("listdir_iter") { conn, l in
+            // for e in c:listdir_iter(path) do ... end: entries as listdir_attr's, in the server's
+            // order, read as the loop asks (a directory of any size in bounded memory). The
+            // iterator is also the loop's to-be-closed value: leaving the loop closes the handle.
+            let path = try conn.remote(try l.optString(2, method: true) ?? ".")
+            let reader = DirectoryIterator(try DirectoryReader(try conn.channel(), path: path))
+            dirClass.push(reader, in: l)
+            l.pushNil(); l.pushNil()
+            l.pushValue(-3)
+            return 4
+        }
         c.method("stat") { conn, l in
             let path = try conn.remote(try l.checkString(2, method: true))
             AttributeTable.push(l, try conn.channel().stat(path))
@@ -182,4 +193,27 @@ enum ConnectionBinding {
             }
         }
     }
+
+    static let dirClass: LuaClass<DirectoryIterator> = {
+        let d = LuaClass<DirectoryIterator>(name: "sftp.DirectoryIterator")
+        d.meta("__call") { it, l in
+            guard let e = try it.reader?.read() else { it.reader = nil; l.pushNil(); return 1 }
+            AttributeTable.push(l, e)
+            return 1
+        }
+        d.method("close") { it, _ in it.reader?.close(); it.reader = nil; return 0 }
+        d.meta("__close") { it, _ in it.reader?.close(); it.reader = nil; return 0 }
+        d.meta("__tostring") { it, l in
+            l.push("sftp.DirectoryIterator(\(it.path)\(it.reader == nil ? ", closed" : ""))")
+            return 1
+        }
+        return d
+    }()
+}
+
+/// The Lua side of a `DirectoryReader` (`c:listdir_iter`); nil once ended or closed.
+final class DirectoryIterator {
+    var reader: DirectoryReader?
+    let path: String
+    init(_ reader: DirectoryReader) { self.reader = reader; path = reader.path }
 }

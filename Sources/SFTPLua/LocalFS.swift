@@ -9,19 +9,7 @@ import SFTPCore
 /// every path goes to the kernel and every name comes back exactly (`ByteString`), and listings
 /// sort by bytes.
 enum LocalFS {
-    static func kind(_ mode: mode_t) -> String {
-        switch mode & S_IFMT {
-        case S_IFREG: return "file"
-        case S_IFDIR: return "dir"
-        case S_IFLNK: return "link"
-        default: return "other"
-        }
-    }
-
-    static func pushStat(_ l: Lua, _ st: stat) {
-        AttributeTable.push(l, FileAttributes(size: UInt64(st.st_size), uid: st.st_uid, gid: st.st_gid, mode: st.st_mode,
-                                              atime: UInt64(max(0, st.st_atim.tv_sec)), mtime: UInt64(max(0, st.st_mtim.tv_sec))))
-    }
+    static func pushStat(_ l: Lua, _ st: stat) { AttributeTable.push(l, LocalPath.attributes(st)) }
 
     /// A local path from Lua: a NUL byte would make the kernel see another (shorter) path.
     static func checkPath(_ l: Lua, _ i: Int32) throws -> String {
@@ -38,29 +26,15 @@ enum LocalFS {
             return 1
         }
         l.setFunction(t, "ls") { l in
-            let path = try checkPath(l, 1)
-            guard let d = ByteString.withCString(path, { opendir($0) }) else { throw SSHError.local(errno, "cannot list", path: path) }
-            defer { closedir(d) }
-            var names: [[UInt8]] = []
-            var guardCount = 0
-            while let e = readdir(d), guardCount < 10_000_000 {
-                guardCount += 1
-                let name = withUnsafeBytes(of: e.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
-                if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
-            }
-            names.sort { $0.lexicographicallyPrecedes($1) }
-            l.newTable(narr: Int32(clamping: names.count))
-            var k = 0
-            let dir = ByteString.bytes(path.hasSuffix("/") ? path : path + "/")
-            for n in names {
-                // A name that vanished since readdir is left out; the array stays without holes
-                // (a hole would end ipairs early and hide every later name).
-                guard let st = LocalPath.info(ByteString.string(dir + n)) else { continue }
-                pushStat(l, st)
-                l.push(bytes: n)
+            // Sorted by bytes; a name that vanished since readdir is left out (the array has no
+            // holes, which would end ipairs early and hide every later name).
+            let entries = try LocalPath.entries(try checkPath(l, 1)).sorted { $0.name.lexicographicallyPrecedes($1.name) }
+            l.newTable(narr: Int32(clamping: entries.count))
+            for (k, e) in entries.enumerated() {
+                AttributeTable.push(l, e.attributes)
+                l.push(bytes: e.name)
                 l.setField(-2, "filename")
-                k += 1
-                l.setIndex(-2, k)
+                l.setIndex(-2, k + 1)
             }
             return 1
         }

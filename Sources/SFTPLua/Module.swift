@@ -15,6 +15,7 @@ public enum SFTPModule {
         ErrorObject.register(l)
         ConnectionBinding.cls.register(in: l)
         ConnectionBinding.fileClass.register(in: l)
+        ConnectionBinding.dirClass.register(in: l)
 
         l.newTable()
         let m = l.absIndex(-1)

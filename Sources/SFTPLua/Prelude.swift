@@ -2054,6 +2054,20 @@ Sorted by `filename`. Same errors as `listdir`.
 for _, e in ipairs(c:listdir_attr("in")) do print(e.filename, e.type, e.st_size) end
 ```
 
+#### `c:listdir_iter([path="."])` → iterator of attribute tables (sftplua's addition)
+The entries of `listdir_attr`, read as the loop asks for them (as paramiko's `listdir_iter`):
+a directory of any size costs a few hundred entries of memory (100,000 entries: 28 MiB for the
+whole process, against 99 MiB for `listdir_attr`). Entries come in the server's order, not
+sorted. Leaving the loop (`break`, an error) closes the directory handle, as does
+`it:close()`; a closed or finished iterator gives `nil`. Same errors as `listdir`, raised by the
+call (a missing directory) or by the loop (a connection lost mid-way).
+```lua
+local n, bytes = 0, 0
+for e in c:listdir_iter("/var/drop") do
+  if e.type == "file" then n, bytes = n + 1, bytes + e.st_size end
+end
+```
+
 #### `c:stat(path)`, `c:lstat(path)` → attribute table
 `stat` follows symlinks and `lstat` does not. Errors: `FileNotFound`, `PermissionDenied`.
 ```lua
@@ -2813,6 +2827,7 @@ Everything in the contract is built, its last section ("Additions") included.
 | `sftp.active_ciphers` (tuple), `sftp.security_options.kex` | `c.active_ciphers` (array `{local, remote}`), `c.security_options.kex` |
 | `sftp.sftp_client` | no equivalent (there is no paramiko) |
 | `sftp.listdir(p)`, `sftp.listdir_attr(p)` | `c:listdir(p)`, `c:listdir_attr(p)`, with `e.type` in place of `stat.S_ISDIR(e.st_mode)` |
+| paramiko's `sftp.listdir_iter(p)` | `for e in c:listdir_iter(p) do ... end` |
 | `sftp.stat(p).st_size`, `sftp.lstat(p)` | `c:stat(p).st_size`, `c:lstat(p)` |
 | `sftp.exists(p)`, `lexists`, `isdir`, `isfile` | `c:exists(p)` etc. |
 | `sftp.mkdir(p, mode=755)`, `sftp.makedirs(p, mode=700)` | `c:mkdir(p, 755)`, `c:makedirs(p, 700)`: the same decimal-digit modes. Not `0o755`: an octal value like `tonumber("755", 8)` is misread |

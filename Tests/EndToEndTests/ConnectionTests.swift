@@ -35,6 +35,35 @@ struct ConnectionTests {
         #expect(lines[7] == "FileNotFound\ttrue")
     }
 
+    @Test func listdirIterStreamsEveryEntryAndClosesOnBreak() throws {
+        let dir = try server.makeRemoteDir()
+        for i in 0..<700 { try "\(i)".write(toFile: dir + "/f\(i)", atomically: false, encoding: .utf8) }
+        try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+        let r = try run("""
+        local names, bytes = {}, 0
+        for e in c:listdir_iter("\(dir)") do
+          names[#names + 1] = e.filename
+          if e.type == "file" then bytes = bytes + e.st_size end
+          assert(type(e.longname) == "string" and e.st_mtime)
+        end
+        table.sort(names)
+        local all = c:listdir("\(dir)")
+        print(#names, bytes, table.concat(names, ",") == table.concat(all, ","))
+        local f, s, ctl, closing = c:listdir_iter("\(dir)")
+        for e in f, s, ctl, closing do break end   -- leaving the loop closes the handle
+        assert(tostring(closing):match("closed"), tostring(closing))
+        local it = c:listdir_iter("\(dir)")
+        print(it() ~= nil, tostring(it):match("closed") == nil)
+        it:close()
+        print(it(), tostring(it):match("closed"))
+        local ok, e = pcall(c.listdir_iter, c, "\(dir)/missing")
+        print(e.kind, #c:listdir("\(dir)"))
+        """)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let bytes = (0..<700).reduce(0) { $0 + "\($1)".utf8.count }
+        #expect(lines == ["701\t\(bytes)\ttrue", "true\ttrue", "nil\tclosed", "FileNotFound\t701"])
+    }
+
     @Test func getAndPutWithCallbacksMtimeAndErrors() throws {
         let dir = try server.makeRemoteDir()
         let local = try makeTempDir("gp")
