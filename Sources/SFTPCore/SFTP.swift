@@ -525,6 +525,58 @@ public final class SFTP {
     /// otherwise report the end before a batch).
     public lazy var readdirDepth: Int = session.serverBanner.contains("OpenSSH") ? 32 : 1
 
+    /// paramiko's SFTPServer sets a size by opening the file with "w+" (emptying it) and then
+    /// truncating to the size: a SETSTAT with a size loses the file's data there.
+    public lazy var sizeChangeEmptiesFile: Bool = session.serverBanner.hasPrefix("SSH-2.0-paramiko")
+
+    /// Can writes of one file arrive out of order (a large upload split over connections)?
+    /// rclone serve sftp (and Go servers over a sequential backend) cannot seek: such a write
+    /// waits ~30 s and fails. A split upload needs it; otherwise one stream is used.
+    public lazy var acceptsOutOfOrderWrites: Bool = {
+        let b = session.serverBanner
+        return !(b.hasPrefix("SSH-2.0-rclone") || b == "SSH-2.0-Go")
+    }()
+
+    /// Does opening an existing file for writing without truncation keep its content? Known for
+    /// OpenSSH's servers; learned once per connection elsewhere (`checkWriteOpenKeepsFile`).
+    /// rclone serve sftp empties the file (its VFS rewrites files whole).
+    var writeOpenKeepsFile: Bool?
+
+    /// Before an open that writes into an existing file without truncating it ("a", "a+",
+    /// "r+"): checks, once per connection, on a scratch file beside it (a temp name mirrors
+    /// skip, removed after), that the server keeps a file's content when it is opened so. A
+    /// server that empties it gets an IOError here, and the user's file is never opened.
+    public func checkWriteOpenKeepsFile(beside path: String) throws {
+        if writeOpenKeepsFile == nil && session.serverBanner.contains("OpenSSH") { writeOpenKeepsFile = true }
+        if writeOpenKeepsFile == nil {
+            let dir = Paths.dirname(path)
+            let probe = (dir.isEmpty ? "" : dir.hasSuffix("/") ? dir : dir + "/") + ".sftplua-\(Transfer.shortHash(path + String(UInt64.random(in: 0...UInt64.max)))).part"
+            // A directory where no scratch file can be made says nothing: the open goes ahead.
+            if let first = try? open(probe, flags: [.write, .create, .exclusive], mode: 0o600) {
+                defer { try? unlink(probe) }
+                var kept = false
+                do {
+                    try Array("ab".utf8).withUnsafeBytes { try first.write($0) }
+                    try first.close()
+                    let again = try open(probe, flags: [.write])
+                    try again.seek(2)
+                    try Array("c".utf8).withUnsafeBytes { try again.write($0) }
+                    try again.close()
+                    kept = try stat(probe, followLinks: false).size == 3
+                } catch let e as SSHError where e.kind == .connection || e.kind == .timeout || e.kind == .interrupted {
+                    throw e
+                } catch {
+                    kept = false
+                }
+                writeOpenKeepsFile = kept
+                session.log("write-open check: the server \(kept ? "keeps" : "empties") a file opened for writing without truncation")
+            }
+        }
+        if writeOpenKeepsFile == false {
+            throw SSHError(.io, "cannot open \(path) for writing in place: this server (\(session.serverBanner)) empties a file opened for writing without truncation (checked on a scratch file); \(path) was left intact", path: path)
+        }
+    }
+
     public func mkdir(_ path: String, mode: Int32 = 0o777) throws {
         let r = try call(FXP.MKDIR) { $0.string(path); FileAttributes(mode: UInt32(mode)).encode(&$0) }
         do { try expectOK(r, "cannot create directory", path: path) } catch var e as SSHError {
@@ -637,9 +689,9 @@ public final class SFTP {
                 if targetFirst { w.string(target); w.string(linkpath) } else { w.string(linkpath); w.string(target) }
             }
             if case .status(let code, _) = r, code == FX.OK {
-                if (try? readlink(linkpath)) == target { return }
+                if let read = try? readlink(linkpath), Self.linkNames(read, target, from: linkpath) { return }
                 // Made the wrong way round: undo it (only a link this request made), switch.
-                if !strayExisted, (try? readlink(target)) == linkpath { try? unlink(target) }
+                if !strayExisted, let read = try? readlink(target), Self.linkNames(read, linkpath, from: target) { try? unlink(target) }
                 symlinkTargetFirst.toggle()
                 session.log("symlink: the server reads SYMLINK's arguments the other way; switching")
                 continue
@@ -660,6 +712,15 @@ public final class SFTP {
         }
         if try statIfExists(linkpath, followLinks: false) == nil, let firstError { throw firstError }
         throw SSHError(.io, "cannot create symlink \(linkpath): the server did not make the link as asked", path: linkpath)
+    }
+
+    /// Does a link at `link` whose READLINK gave `read` name `target`? Some servers (ProFTPD)
+    /// answer READLINK with the target resolved against the link's directory.
+    static func linkNames(_ read: String, _ target: String, from link: String) -> Bool {
+        if read == target { return true }
+        let dir = Paths.dirname(link)
+        let resolved = target.hasPrefix("/") || dir.isEmpty ? target : Paths.join(dir, target)
+        return read.hasPrefix("/") && Paths.normalize(read) == Paths.normalize(resolved)
     }
 
     private func pathQuery(_ type: UInt8, _ path: String, _ what: String) throws -> String {

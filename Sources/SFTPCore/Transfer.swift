@@ -292,14 +292,15 @@ public enum Transfer {
                 journal = JournalFile(path: jpath, journal: resume)
             } else {
                 Foundation.unlink(jpath)
-                let n = size >= rangeThreshold ? channels.count * rangesPerConnection : 1
+                // Ranges written at once only where the server takes writes out of order.
+                let n = size >= rangeThreshold && sftp.acceptsOutOfOrderWrites ? channels.count * rangesPerConnection : 1
                 journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: identity.0, mtimeNanos: identity.1,
                                                                           ranges: ranges(size: size, n: n)))
                 try journal.save()
             }
             try progress?(journal.done, size)
             do {
-                try runRanges(channels, journal) { ch, _, from, to, landed in
+                try runRanges(sftp.acceptsOutOfOrderWrites ? channels : Channels(sftp), journal) { ch, _, from, to, landed in
                     let file = ch === sftp ? first : try ch.open(temp, flags: .write)
                     defer { if ch !== sftp { try? file.close() } }
                     try file.seek(from)

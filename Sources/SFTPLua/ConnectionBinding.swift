@@ -138,7 +138,9 @@ enum ConnectionBinding {
             let size = Transfer.localSize(local) ?? 0
             let streams = try parallel(o, size: size)
             let big = size >= Transfer.rangeThreshold
-            let extra = streams > 1 && big ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
+            // One stream where the server cannot take a file's writes out of order.
+            let split = try streams > 1 && big && conn.channel().acceptsOutOfOrderWrites
+            let extra = split ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "put " + Paths.basename(local), totalBytes: Transfer.localSize(local) ?? 0)
             var job = TransferJob(.upload, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,

@@ -154,6 +154,9 @@ extension ConnectionBinding {
             let size = try l.checkInteger(3, method: true)
             guard size >= 0 else { throw l.argError(3, "size must not be negative", method: true) }
             let sftp = try conn.channel()
+            if size > 0 && sftp.sizeChangeEmptiesFile {
+                throw SSHError(.io, "truncate \(path): refused, to keep the file intact: this server (\(sftp.session.serverBanner)) empties a file when it sets its size (paramiko's SFTPServer opens it with \"w+\")", path: path)
+            }
             try sftp.setstat(path, FileAttributes(size: UInt64(size)))
             let now = try sftp.stat(path).size ?? UInt64(size)
             // Some servers answer OK and change nothing: the size read back says.

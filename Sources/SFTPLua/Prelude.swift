@@ -1939,6 +1939,26 @@ raised by your own callback (a string, or any table) reaches the caller unchange
 | `Timeout` | connecting, or any one wait for the server, took longer than `timeout` |
 | `ArgumentError` | wrong argument type or value, unknown option key |
 
+How the server's SFTP status becomes a kind (`code` keeps the status):
+
+| SFTP status (code) | kind |
+|---|---|
+| `NO_SUCH_FILE` (2), `NO_SUCH_PATH` (10), `NOT_A_DIRECTORY` (19) | `FileNotFound` |
+| `PERMISSION_DENIED` (3), `WRITE_PROTECT` (12), `LOCK_CONFLICT` (17) | `PermissionDenied` |
+| `FILE_ALREADY_EXISTS` (11) | `FileExists` |
+| `NO_CONNECTION` (6), `CONNECTION_LOST` (7) | `ConnectionError` |
+| `FAILURE` (4), `BAD_MESSAGE` (5), `OP_UNSUPPORTED` (8) and any other | `IOError`, with the server's message |
+
+The generic `FAILURE` is what many servers (gesftpserver, ProFTPD, asyncssh) answer for what
+OpenSSH reports precisely, so where it matters sftplua finds out what it meant before raising:
+`mkdir` of an existing path, `symlink` or `rename` onto one, and `makedirs` over a file are
+`FileExists`; a path under a file is absent for `exists`, `isdir`, `isfile` and `lexists` (and
+`FileNotFound` for `stat`); `symlink` into a missing directory is `FileNotFound`. Everything else
+that a server answers with `FAILURE` is an `IOError`. Operations a server cannot do at all
+(`execute` without exec, `statvfs`/`link`/`fsync` without their extension, a `chmod` or
+`truncate` the server ignored, an in-place write on a server that would empty the file) are
+`IOError`s whose message names what the server lacks.
+
 ```lua
 local ok, e = pcall(c.stat, c, "in/missing.csv")
 print(e.kind, e.code, e.path)  --> FileNotFound  2  /home/etl/in/missing.csv

@@ -16,38 +16,103 @@ struct ServerMatrixTests {
         // is read back, the reversed one removed, and the order corrected.
         ("gesftpserver-unhinted", "/usr/libexec/gesftpserver"),
         ("asyncssh", "asyncssh-sftp-server.py"),
+        ("paramiko", "paramiko-sftp-server.py"),
+        ("proftpd", "daemon"),
+        ("dropbear", "daemon"),
+        ("rclone", "daemon"),
+    ]
+
+    /// A started server: how to log in, where to work, and how to stop it.
+    struct Started {
+        var server = TestServer.shared   // whose HOME (identity) the script runs with
+        var connectLua: String
+        var remote: String
+        var home: String
+        var stop: () -> Void = {}
+    }
+
+    static let isRoot = getuid() == 0
+    static let hasPasswordAccount = TestServer.shared.passwordUser != nil
+
+    func start(_ name: String, program: String?) throws -> Started {
+        let shared = TestServer.shared
+        let rootHome = String(cString: getpwuid(getuid())!.pointee.pw_dir)
+        func onDisk(_ d: DaemonSFTPServer, login: String = "") throws -> Started {
+            let remote = try makeTempDir("matrix-" + name)
+            chmod(remote, 0o777)
+            return Started(connectLua: "{host = \"127.0.0.1\", port = \(d.port), known_hosts = \"\(d.knownHosts)\"\(login)}",
+                           remote: remote, home: rootHome, stop: d.stop)
+        }
+        switch name {
+        case "proftpd":
+            return try onDisk(try MatrixDaemons.proftpd(identityFrom: shared))
+        case "dropbear":
+            let user = try #require(shared.passwordUser)
+            let started = try onDisk(try MatrixDaemons.dropbear(), login: ", username = \"\(user)\", password = \"\(shared.password)\"")
+            return Started(connectLua: started.connectLua, remote: started.remote,
+                           home: String(cString: getpwnam(user)!.pointee.pw_dir), stop: started.stop)
+        case "rclone":
+            return try onDisk(try MatrixDaemons.rclone(identityFrom: shared))
+        default: break
+        }
+        if let program, program.hasSuffix(".py") {
+            let scripted = try ScriptedSFTPServer(script: program, identityFrom: shared)
+            return Started(connectLua: "{host = \"127.0.0.1\", port = \(scripted.port), known_hosts = \"\(scripted.knownHosts)\"}",
+                           remote: try shared.makeRemoteDir(name), home: rootHome, stop: scripted.stop)
+        }
+        guard let program else { return Started(connectLua: shared.connectLua, remote: try shared.makeRemoteDir(name), home: rootHome) }
+        try #require(FileManager.default.isExecutableFile(atPath: program), "\(program) is installed by scripts/setup")
+        let sshd = try TestServer(sftpServer: program)
+        return Started(server: sshd, connectLua: sshd.connectLua, remote: try sshd.makeRemoteDir(name), home: rootHome, stop: sshd.stop)
+    }
+
+    /// Where a server itself is wrong in a way no client can mend, or lacks something: the line
+    /// it gives instead (docs/servers.md says why).
+    static let differences: [String: [String: String]] = [
+        "asyncssh": ["execute": "execute\tIOError"],
+        "paramiko": ["execute": "execute\tIOError",
+                     // paramiko's SFTPServer sets a size by opening the file with "w+": refused.
+                     "truncate": "truncate\tIOError\thello", "append": "append\tok\thello!"],
+        "proftpd": ["execute": "execute\tIOError"],
+        // rclone's VFS has no symlinks, ignores chmod and truncate (both read back: IOError),
+        // and empties a file opened for writing without truncation (checked first: IOError).
+        "rclone": ["symlink": "symlink\tIOError\tIOError\tfalse\tfalse", "symlink exists": "symlink exists\tIOError",
+                   "chmod": "chmod\tIOError\tfalse", "truncate": "truncate\tIOError\thello",
+                   "append": "append\tIOError\thello"],
     ]
 
     @Test(arguments: servers.map(\.0))
     func sameSemanticsOnEveryServer(_ name: String) throws {
         let program = Self.servers.first { $0.0 == name }!.1
-        let shared = TestServer.shared
-        var sshd: TestServer?
-        var scripted: ScriptedSFTPServer?
-        if let program, program.hasSuffix(".py") {
-            scripted = try ScriptedSFTPServer(script: program, identityFrom: shared)
-        } else if let program {
-            try #require(FileManager.default.isExecutableFile(atPath: program), "\(program) is installed by scripts/setup")
-            sshd = try TestServer(sftpServer: program)
+        if name == "proftpd" || name == "dropbear" {
+            // Both log in through the system's accounts: they need root (and Dropbear the
+            // password account scripts/setup makes).
+            guard Self.isRoot, name == "proftpd" || Self.hasPasswordAccount else {
+                withKnownIssue("\(name) needs root and the password account (scripts/setup as root)") { throw TestError("skipped") }
+                return
+            }
         }
-        defer { sshd?.stop(); scripted?.stop() }
-        let server = sshd ?? shared
-        let connectLua = scripted.map { "{host = \"127.0.0.1\", port = \($0.port), known_hosts = \"\($0.knownHosts)\"}" } ?? server.connectLua
-        let hasExec = scripted == nil
-        let remote = try server.makeRemoteDir(name)
+        let started = try start(name, program: program)
+        defer { started.stop() }
+        let connectLua = started.connectLua
+        let remote = started.remote
         let local = try makeTempDir("matrix")
         try FileManager.default.createDirectory(atPath: local + "/tree/sub", withIntermediateDirectories: true)
         try "one".write(toFile: local + "/tree/a", atomically: true, encoding: .utf8)
         try "two".write(toFile: local + "/tree/sub/b", atomically: true, encoding: .utf8)
         try "payload".write(toFile: local + "/f", atomically: true, encoding: .utf8)
-        let r = try server.runScript("""
+        let r = try started.server.runScript("""
         local c <close> = sftp.connect\(connectLua)
         local R = "\(remote)"
         local function kind(f, ...) local ok, e = pcall(f, ...); return ok and "ok" or e.kind end
         c:write(R .. "/t", "x")
         -- symlinks: to a file, to nothing yet, relative; each stays exactly as asked
-        c:symlink("t", R .. "/l1"); c:symlink("later", R .. "/l2")
-        print("symlink", c:readlink(R .. "/l1") == R .. "/t", c:readlink(R .. "/l2") == R .. "/later", c:read(R .. "/l1"))
+        local s1, s2 = kind(c.symlink, c, "t", R .. "/l1"), kind(c.symlink, c, "later", R .. "/l2")
+        if s1 == "ok" and s2 == "ok" then
+          print("symlink", c:readlink(R .. "/l1") == R .. "/t", c:readlink(R .. "/l2") == R .. "/later", c:read(R .. "/l1"))
+        else
+          print("symlink", s1, s2, c:lexists(R .. "/l1"), c:lexists(R .. "/l2"))
+        end
         print("symlink exists", kind(c.symlink, c, "t", R .. "/l1"))
         -- paths that cannot exist
         print("probe", c:exists(R .. "/t/x"), c:isdir(R .. "/t/x"), c:isfile(R .. "/t/x"), c:lexists(R .. "/t/x"))
@@ -59,22 +124,27 @@ struct ServerMatrixTests {
         c:rename(R .. "/t", R .. "/r2", {overwrite = true})
         print("rename overwrite", c:read(R .. "/r2"), c:exists(R .. "/t"))
         -- chmod, truncate, append
-        c:chmod(R .. "/r2", 640); print("chmod", c:stat(R .. "/r2").st_mode & 0xfff == tonumber("640", 8))
-        c:write(R .. "/w", "hello"); print("truncate", c:truncate(R .. "/w", 2), c:read(R .. "/w"))
-        local f = c:open(R .. "/w", "a"); f:write("!"); f:close(); print("append", c:read(R .. "/w"))
+        print("chmod", kind(c.chmod, c, R .. "/r2", 640), c:stat(R .. "/r2").st_mode & 0xfff == tonumber("640", 8))
+        c:write(R .. "/w", "hello"); print("truncate", kind(c.truncate, c, R .. "/w", 2), (c:read(R .. "/w"):gsub("%z", "0")))
+        print("append", kind(function() local f = c:open(R .. "/w", "a"); f:write("!"); f:close() end), (c:read(R .. "/w"):gsub("%z", "0")))
         -- put onto an existing file keeps its mode; transfers and trees
-        c:chmod(R .. "/w", 600)
-        print("put keeps mode", c:put("f", R .. "/w").st_mode & 0xfff == tonumber("600", 8), c:read(R .. "/w"))
+        local chmodded = pcall(c.chmod, c, R .. "/w", 600)
+        print("put keeps mode", c:put("f", R .. "/w").st_mode & 0xfff == tonumber(chmodded and "600" or "644", 8), c:read(R .. "/w"))
         c:put_r("tree", R .. "/tree"); c:get_r(R .. "/tree", "back")
         print("trees", io.open("back/a"):read("a"), io.open("back/sub/b"):read("a"))
         local m1 = c:mirror_up("tree", R .. "/mirror"); local m2 = c:mirror_up("tree", R .. "/mirror")
         print("mirror", m1.copied, #m2.actions)
         print("copy", c:copy(R .. "/w", R .. "/w2").st_size, c:read(R .. "/w2"))
+        -- 64 MiB each way: split over several connections where the server takes writes out of
+        -- order, one stream where it does not
+        local bf = io.open("big", "wb"); bf:write(string.rep("0123456789abcdef", 4 * 1024 * 1024)); bf:close()
+        c:put("big", R .. "/big"); c:get(R .. "/big", "big2")
+        print("big", c:stat(R .. "/big").st_size, sftp.fs.sha256("big") == sftp.fs.sha256("big2"))
         local okx, lines, status = pcall(c.execute, c, "echo ok")
         if okx then print("execute", lines[1], status) else print("execute", lines.kind) end
         """, env: name.hasSuffix("unhinted") ? ["SFTPLUA_IGNORE_EXTENSIONS": "symlink-order@rjk.greenend.org.uk"] : [:], cwd: local)
         #expect(r.status == 0, "\(name): \(r.stderr)")
-        let want = [
+        var want = [
             "symlink\ttrue\ttrue\tx",
             "symlink exists\tFileExists",
             "probe\tfalse\tfalse\tfalse\tfalse",
@@ -82,25 +152,29 @@ struct ServerMatrixTests {
             "mkdir existing\tok\tFileExists",
             "rename\tFileExists\tkeep",
             "rename overwrite\tx\tfalse",
-            "chmod\ttrue",
-            "truncate\t2\the",
-            "append\the!",
+            "chmod\tok\ttrue",
+            "truncate\tok\the",
+            "append\tok\the!",
             "put keeps mode\ttrue\tpayload",
             "trees\tone\ttwo",
             "mirror\t2\t0",
             "copy\t7\tpayload",
-            hasExec ? "execute\tok\n\t0" : "execute\tIOError",
+            "big\t67108864\ttrue",
+            "execute\tok\n\t0",
         ]
-        #expect(r.stdout == want.joined(separator: "\n") + "\n", "\(name)")
+        for (k, line) in want.enumerated() {
+            let step = String(line.prefix { $0 != "\t" })
+            if let other = Self.differences[name]?[step] { want[k] = other }
+        }
+        #expect(r.stdout == want.joined(separator: "\n") + "\n", "\(name): \(r.stdout.debugDescription)")
         // Nothing stray: no link where a reversed SYMLINK would have put one, no temp files.
         let names = try FileManager.default.subpathsOfDirectory(atPath: remote)
         #expect(!names.contains { $0.contains("sftplua.part") }, "\(name): \(names)")
         // A SYMLINK read the other way round would have left a link named "later" or "t" in the
         // server's working directory (the login's home).
         var st = stat()
-        let home = String(cString: getpwuid(getuid())!.pointee.pw_dir)
         for stray in ["later", "t"] {
-            let p = home + "/" + stray
+            let p = started.home + "/" + stray
             if lstat(p, &st) == 0 { #expect(st.st_mode & S_IFMT != S_IFLNK, "\(name): stray link \(p)") }
         }
     }

@@ -208,3 +208,182 @@ public final class ScriptedSFTPServer: @unchecked Sendable {
     public func stop() { if process.isRunning { process.terminate() } }
     deinit { stop() }
 }
+
+/// An SFTP server daemon from a Debian package (ProFTPD's mod_sftp, Dropbear, rclone serve
+/// sftp), started in the foreground on 127.0.0.1 and a free port, with host keys and its
+/// configuration in a temp dir; stopped with `stop()` or when the test process ends.
+/// `command(dir, port)` gives the program and its arguments. known_hosts comes from ssh-keyscan.
+public final class DaemonSFTPServer: @unchecked Sendable {
+    public let port: Int
+    public let dir: String
+    public let knownHosts: String
+    private let pid: pid_t
+
+    public init(name: String, prepare: (String) throws -> Void, command: (String, Int) -> [String]) throws {
+        dir = try makeTempDir(name)
+        try prepare(dir)
+        var lastError = "no attempt"
+        for _ in 0..<3 {
+            let port = try Self.freePort()
+            let argv = command(dir, port)
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, dir + "/daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_addopen(&actions, 2, dir + "/daemon.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            let cargs = argv.map { strdup($0) } + [nil]
+            defer { cargs.forEach { free($0) } }
+            // A clean signal state: a daemon that inherited a blocked SIGCHLD (test threads block
+            // signals) never sees its session's command end.
+            var attr = posix_spawnattr_t()
+            posix_spawnattr_init(&attr)
+            defer { posix_spawnattr_destroy(&attr) }
+            var empty = sigset_t(), defaults = sigset_t()
+            sigemptyset(&empty)
+            sigemptyset(&defaults)
+            for sig in [SIGCHLD, SIGPIPE, SIGINT, SIGTERM, SIGHUP] { sigaddset(&defaults, sig) }
+            posix_spawnattr_setsigmask(&attr, &empty)
+            posix_spawnattr_setsigdefault(&attr, &defaults)
+            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            var p: pid_t = 0
+            let rc = posix_spawnp(&p, argv[0], &actions, &attr, cargs, environ)
+            guard rc == 0 else { throw TestError("cannot run \(argv[0]): \(String(cString: strerror(rc)))") }
+            // Up to 10 s for the port to answer with an SSH banner.
+            var up = false
+            for _ in 0..<200 where !up {
+                usleep(50_000)
+                var st: Int32 = 0
+                if waitpid(p, &st, WNOHANG) == p { break }
+                up = Self.answers(port)
+            }
+            if up {
+                self.port = port
+                pid = p
+                TestServer.started.append(p)
+                TestServer.installExitHook
+                let scan = try runProcess("/usr/bin/ssh-keyscan", ["-p", String(port), "127.0.0.1"], timeout: 30)
+                knownHosts = dir + "/known_hosts"
+                try scan.stdout.write(toFile: knownHosts, atomically: true, encoding: .utf8)
+                return
+            }
+            kill(p, SIGKILL)
+            var st: Int32 = 0
+            waitpid(p, &st, 0)
+            lastError = (try? String(contentsOfFile: dir + "/daemon.log", encoding: .utf8)) ?? "no log"
+        }
+        throw TestError("\(name) did not start: \(lastError)")
+    }
+
+    public func stop() {
+        kill(pid, SIGTERM)
+        var st: Int32 = 0
+        for _ in 0..<100 { if waitpid(pid, &st, WNOHANG) != 0 { return }; usleep(20_000) }
+        kill(pid, SIGKILL)
+        waitpid(pid, &st, 0)
+    }
+
+    /// A port free on 127.0.0.1 just now.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw TestError("no free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Does 127.0.0.1:port accept a connection and send an SSH banner?
+    static func answers(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { return false }
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = read(fd, &buf, buf.count)
+        return n >= 4 && buf.starts(with: Array("SSH-".utf8))
+    }
+}
+
+/// The servers of the matrix that run as daemons.
+public enum MatrixDaemons {
+    /// ProFTPD's mod_sftp, logging in as root with the shared identity (RFC 4716 keys file).
+    public static func proftpd(identityFrom shared: TestServer) throws -> DaemonSFTPServer {
+        try DaemonSFTPServer(name: "proftpd", prepare: { dir in
+            for (t, extra) in [("rsa", ["-b", "2048"]), ("ecdsa", [])] {
+                let r = try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", t] + extra + ["-m", "PEM", "-N", "", "-f", "\(dir)/host_\(t)"], timeout: 30)
+                guard r.status == 0 else { throw TestError("ssh-keygen: \(r.stderr)") }
+            }
+            let e = try runProcess("/usr/bin/ssh-keygen", ["-e", "-f", shared.home + "/.ssh/id_ed25519.pub"], timeout: 30)
+            try e.stdout.write(toFile: "\(dir)/\(shared.user).keys", atomically: true, encoding: .utf8)
+        }, command: { dir, port in
+            let conf = """
+            ServerType standalone
+            DefaultAddress 127.0.0.1
+            SocketBindTight on
+            Port \(port)
+            User \(shared.user)
+            Group \(shared.user == "root" ? "root" : shared.user)
+            PidFile \(dir)/proftpd.pid
+            ScoreboardFile \(dir)/scoreboard
+            DelayTable none
+            WtmpLog off
+            UseReverseDNS off
+            RootLogin on
+            AllowOverwrite on
+            UseFtpUsers off
+            RequireValidShell off
+            AuthOrder mod_auth_unix.c
+            LoadModule mod_sftp.c
+            <IfModule mod_sftp.c>
+              SFTPEngine on
+              SFTPHostKey \(dir)/host_rsa
+              SFTPHostKey \(dir)/host_ecdsa
+              SFTPAuthMethods publickey
+              SFTPAuthorizedUserKeys file:\(dir)/%u.keys
+              SFTPLog \(dir)/sftp.log
+              SFTPCompression off
+            </IfModule>
+            """
+            try? conf.write(toFile: dir + "/proftpd.conf", atomically: true, encoding: .utf8)
+            return ["proftpd", "-n", "-q", "-c", dir + "/proftpd.conf"]
+        })
+    }
+
+    /// Dropbear with OpenSSH's sftp-server, logging in as the password account (Dropbear reads
+    /// authorized keys only from the account's home).
+    public static func dropbear() throws -> DaemonSFTPServer {
+        try DaemonSFTPServer(name: "dropbear", prepare: { dir in
+            let r = try runProcess("/usr/bin/dropbearkey", ["-t", "ed25519", "-f", dir + "/host_ed25519"], timeout: 30)
+            guard r.status == 0 else { throw TestError("dropbearkey: \(r.stderr)") }
+        }, command: { dir, port in
+            ["dropbear", "-F", "-E", "-m", "-w", "-r", dir + "/host_ed25519", "-p", "127.0.0.1:\(port)", "-P", dir + "/dropbear.pid"]
+        })
+    }
+
+    /// rclone serve sftp over the whole file system (its VFS without a cache, as by default).
+    public static func rclone(identityFrom shared: TestServer) throws -> DaemonSFTPServer {
+        try DaemonSFTPServer(name: "rclone", prepare: { dir in
+            let r = try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", dir + "/host_ed25519"], timeout: 30)
+            guard r.status == 0 else { throw TestError("ssh-keygen: \(r.stderr)") }
+            try FileManager.default.copyItem(atPath: shared.home + "/.ssh/id_ed25519.pub", toPath: dir + "/authorized_keys")
+        }, command: { dir, port in
+            ["rclone", "serve", "sftp", "/", "--addr", "127.0.0.1:\(port)", "--key", dir + "/host_ed25519",
+             "--authorized-keys", dir + "/authorized_keys", "--config", dir + "/rclone.conf", "--log-level", "ERROR"]
+        })
+    }
+}
