@@ -548,12 +548,13 @@ function sftp._transfer_call(c, fname, opts, body)
 end
 
 function sftp._transfer_call_inner(c, fname, opts, body)
-  local retries, bwlimit = 3, nil
+  local retries, bwlimit = 3, sftp.default_bwlimit   -- the CLI's --bwlimit, if any
   if type(opts) == "table" and (opts.retries ~= nil or opts.bwlimit ~= nil) then
     if opts.retries ~= nil and (math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 100) then
       sftp.error("ArgumentError", ("bad option 'retries' to '%s' (integer from 0 to 100 expected, got %s)"):format(fname, tostring(opts.retries)))
     end
-    retries, bwlimit = opts.retries or retries, opts.bwlimit
+    retries = opts.retries or retries
+    if opts.bwlimit ~= nil then bwlimit = opts.bwlimit end
     local copy = {}
     for k, v in pairs(opts) do copy[k] = v end
     copy.retries, copy.bwlimit = nil, nil

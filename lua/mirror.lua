@@ -103,7 +103,7 @@ local function mirror(c, o, side, label)
     direction = side.direction, source = side.src_root, target = side.dst_root,
     target_exists = side.dst_exists(), delete = o.delete, compare = o.compare,
     preserve_mtime = o.preserve_mtime, exclude = o.exclude, include = o.include, filter = o.filter,
-    parallel = o.parallel, dry_run = o.dry_run, make_root = side.dst_makedirs, sums = side.sums,
+    parallel = o.parallel, dry_run = o.dry_run, make_root = side.dst_makedirs, sums = side.sums, label = label,
     done = function(op, path, size)
       sftp._note(("%s: %s %s"):format(label, op, path))
       sftp._emit({event = "action", call = label, op = op, path = path, size = size})

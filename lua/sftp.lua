@@ -160,7 +160,28 @@ end
 
 --- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).
 function sftp._note(msg)
-  if sftp.verbose then io.stderr:write("sftplua: ", msg, "\n") end
+  if sftp.verbose then
+    sftp._progress_hide()
+    io.stderr:write("sftplua: ", msg, "\n")
+    sftp._progress_show()
+  end
+end
+
+-- A script's output never merges with a progress block: `print` and `io.write` (callbacks run
+-- while a transfer shows its block) clear it first and draw it again after.
+do
+  local raw_print, raw_write = print, io.write
+  print = function(...)
+    sftp._progress_hide()
+    raw_print(...)
+    sftp._progress_show()
+  end
+  io.write = function(...)
+    sftp._progress_hide()
+    local r = table.pack(raw_write(...))
+    sftp._progress_show()
+    return table.unpack(r, 1, r.n)
+  end
 end
 
 return sftp

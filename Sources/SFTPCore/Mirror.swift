@@ -367,6 +367,7 @@ extension Mirror {
     /// interrupted run left. `done` is called for each action as it completes (with the written
     /// file's attributes for copies); the first failure stops the run.
     public static func run(_ plan: MirrorPlan, targetRoot: String, ops: MirrorTargetOps, jobs: JobList, pool: TransferPool,
+                           started: (@Sendable (Int) -> Void)? = nil, ended: ((Int, Bool) -> Void)? = nil,
                            done: (MirrorAction, FileAttributes?) throws -> Void) throws {
         var levels: [[Int32]] = []
         for d in plan.mkdirs {
@@ -379,7 +380,8 @@ extension Mirror {
             for d in level { try done(MirrorAction(op: .mkdir, path: plan.source.path(d), size: nil), nil) }
         }
         if jobs.count > 0 {
-            try pool.run(jobs) { i, result in
+            try pool.run(jobs, started: started) { i, result in
+                if case .failure = result { ended?(i, false) } else { ended?(i, true) }
                 let attrs = try result.get()
                 try done(plan.action(plan.mkdirs.count + i), attrs)
             }

@@ -77,8 +77,15 @@ public final class TransferPool {
         try run(JobList(jobs), done: done)
     }
 
-    public func run(_ jobs: JobList, done: (Int, Result<FileAttributes, Error>) throws -> Void) throws {
+    /// `started(i)` is called (on any of the pool's threads) as an executor takes job i.
+    public func run(_ jobs: JobList, started: (@Sendable (Int) -> Void)? = nil,
+                    done: (Int, Result<FileAttributes, Error>) throws -> Void) throws {
         let state = PoolState(count: jobs.count)
+        let take: @Sendable () -> Int? = {
+            let i = state.take()
+            if let i { started?(i) }
+            return i
+        }
         let extra = jobs.count > 1 ? min(parallel - 1, jobs.count - 1) : 0
         for _ in 0..<extra {
             state.started()
@@ -87,7 +94,7 @@ public final class TransferPool {
                 defer { state.finished() }
                 guard let sftp = SFTP.connectExtra(options) else { return }
                 defer { sftp.closeWithSession() }
-                try? Executor(sftp: sftp, jobs: jobs).run(take: { state.take() }, deliver: { batch in
+                try? Executor(sftp: sftp, jobs: jobs).run(take: take, deliver: { batch in
                     for (i, r) in batch { state.deliver(i, r) }
                 })
             }
@@ -101,7 +108,7 @@ public final class TransferPool {
             }
         }
         do {
-            try Executor(sftp: main, jobs: jobs).run(take: { state.take() }, deliver: { batch in
+            try Executor(sftp: main, jobs: jobs).run(take: take, deliver: { batch in
                 try hand(batch + state.collect(wait: false))
             })
         } catch {

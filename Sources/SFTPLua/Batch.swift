@@ -133,7 +133,11 @@ enum Batch {
             var bytes: UInt64 = 0
             var files = 0
             defer { bar.finish(bytes: bytes, files: files) }
-            try pool.run(jobs) { i, result in
+            try pool.run(JobList(jobs), started: { [bar] i in
+                bar.started(i, jobs[i].direction == .download ? jobs[i].remote : jobs[i].local)
+            }) { i, result in
+                bar.ended(i)
+                if case .failure = result { bar.errors += 1; bar.update(bytes: bytes, files: files) }
                 if case .success(let a) = result {
                     files += 1
                     bytes += a.size ?? 0

@@ -18,7 +18,7 @@ enum ConnectionBinding {
 
     /// A `callback(done, total)` option as a Progress.
     static func progress(_ l: Lua, _ fn: Int32?, bar: ProgressBar? = nil) -> TransferProgress? {
-        guard fn != nil || bar?.enabled == true else { return nil }
+        guard fn != nil || bar?.enabled == true || bar?.statsEvery != nil else { return nil }
         return { done, total in
             bar?.update(bytes: done)
             if let fn {
@@ -121,6 +121,7 @@ enum ConnectionBinding {
                 ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "get " + Paths.basename(remote), totalBytes: attrs.size ?? 0)
+            bar.started(0, remote)
             let job = TransferJob(.download, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   sourceAttributes: attrs, fsync: try o.bool("fsync") ?? false)
             try Executor.one(sftp, job, extra: extra, progress: progress(l, try o.function("callback"), bar: bar))
@@ -143,6 +144,7 @@ enum ConnectionBinding {
             let extra = split ? ExtraChannels(options: conn.session.options, count: streams - 1) : nil
             defer { extra?.close() }
             let bar = ProgressBar(label: "put " + Paths.basename(local), totalBytes: Transfer.localSize(local) ?? 0)
+            bar.started(0, local)
             var job = TransferJob(.upload, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   confirm: try o.bool("confirm") ?? true, targetChecked: false, fsync: try o.bool("fsync") ?? false)
             job.atomic = try o.bool("atomic")

@@ -9,11 +9,15 @@ public enum Diagnostics {
     nonisolated(unsafe) public static var verbose = false
     nonisolated(unsafe) public static var quiet = false
     nonisolated(unsafe) public static var progress: ProgressMode = .auto
+    /// `--stats PERIOD`: seconds between status lines when no progress block is drawn.
+    nonisolated(unsafe) public static var statsEvery: Double?
 
     /// One `-v` line on stderr.
     static func note(_ s: String) {
         guard verbose else { return }
+        ProgressBar.current?.hide()
         FileHandle.standardError.write(Data("sftplua: \(s)\n".utf8))
+        ProgressBar.current?.show()
     }
 
     /// Progress bars are drawn on a terminal (stderr), or always with `--progress`.
@@ -26,13 +30,19 @@ public enum Diagnostics {
     }
 }
 
-/// A one-line progress bar on stderr for a transfer: bytes, rate, ETA, and files done of total
-/// for batches. It appears only once the transfer has run for a second, and redraws at most ten
-/// times a second.
-final class ProgressBar {
+/// The progress of one transfer call, as rclone's `-P` shows it: a block on stderr (terminal, or
+/// `--progress`) with bytes done and total, rate, ETA and elapsed time; files done and total,
+/// checks and errors; and the files in flight by name. It appears once the call has run for a
+/// second, redraws at most ten times a second, fits the terminal's width, and steps aside for
+/// script output and log lines (`hide()` before, `show()` after). With `--stats PERIOD` and no
+/// block (stderr is not a terminal), one status line goes to stderr every PERIOD.
+final class ProgressBar: @unchecked Sendable {
     let label: String
     let totalBytes: UInt64
     let totalFiles: Int?
+    /// Files compared and found current (a mirror's skipped files).
+    var checks = 0
+    var errors = 0
     private let start = Date()
     /// Seconds before a bar appears (`SFTPLUA_PROGRESS_DELAY` overrides the 1 s, for tests).
     static let delay: Double = {
@@ -40,54 +50,138 @@ final class ProgressBar {
         return 1
     }()
     private var lastDraw = Date.distantPast
-    private var drawn = false
+    private var lastStats = Date()
+    private var drawnLines = 0
+    private var bytes: UInt64 = 0
+    private var files: Int?
+    /// Files in flight (taken by an executor, possibly on another thread), by name.
+    private let lock = NSLock()
+    private var inFlight: [Int: String] = [:]
     let enabled: Bool
+    let statsEvery: Double?
+
+    /// The block on screen now, if any (script output and log lines step around it).
+    nonisolated(unsafe) static weak var current: ProgressBar?
 
     init(label: String, totalBytes: UInt64, totalFiles: Int? = nil) {
         self.label = label
         self.totalBytes = totalBytes
         self.totalFiles = totalFiles
         enabled = Diagnostics.progressEnabled
+        statsEvery = enabled ? nil : Diagnostics.statsEvery
+        if enabled || statsEvery != nil { ProgressBar.current = self }
+    }
+
+    /// A file is in flight (any thread).
+    func started(_ key: Int, _ name: String) {
+        guard enabled else { return }
+        lock.lock(); inFlight[key] = name; lock.unlock()
+    }
+
+    /// A file is no longer in flight (any thread).
+    func ended(_ key: Int) {
+        guard enabled else { return }
+        lock.lock(); inFlight.removeValue(forKey: key); lock.unlock()
     }
 
     func update(bytes: UInt64, files: Int? = nil) {
-        guard enabled else { return }
+        self.bytes = bytes
+        if let files { self.files = files }
         let now = Date()
+        if let every = statsEvery, now.timeIntervalSince(lastStats) >= every {
+            lastStats = now
+            FileHandle.standardError.write(Data("sftplua: \(statusLine(elapsed: now.timeIntervalSince(start)))\n".utf8))
+        }
+        guard enabled else { return }
         let elapsed = now.timeIntervalSince(start)
         guard elapsed >= Self.delay, now.timeIntervalSince(lastDraw) >= 0.1 else { return }
         lastDraw = now
-        draw(bytes: bytes, files: files, elapsed: elapsed)
+        draw(elapsed: elapsed)
     }
 
     func finish(bytes: UInt64, files: Int? = nil) {
-        guard enabled, drawn else { return }
-        draw(bytes: bytes, files: files, elapsed: Date().timeIntervalSince(start))
+        defer { if ProgressBar.current === self { ProgressBar.current = nil } }
+        guard enabled, drawnLines > 0 else { return }
+        self.bytes = bytes
+        if let files { self.files = files }
+        lock.lock(); inFlight.removeAll(); lock.unlock()
+        draw(elapsed: Date().timeIntervalSince(start))
         FileHandle.standardError.write(Data("\n".utf8))
+        drawnLines = 0
     }
 
-    private func draw(bytes: UInt64, files: Int?, elapsed: Double) {
-        drawn = true
+    /// Clears the block (before other output on the terminal).
+    func hide() {
+        guard drawnLines > 0 else { return }
+        FileHandle.standardError.write(Data((Self.up(drawnLines) + "\u{1B}[J").utf8))
+        drawnLines = 0
+    }
+
+    /// Draws it again after other output.
+    func show() {
+        guard enabled, lastDraw != Date.distantPast else { return }
+        draw(elapsed: Date().timeIntervalSince(start))
+    }
+
+    static func up(_ lines: Int) -> String { "\r" + (lines > 1 ? "\u{1B}[\(lines - 1)A" : "") }
+
+    private func draw(elapsed: Double) {
+        let width = Self.columns() - 1
+        let lines = block(elapsed: elapsed).map { Self.fit($0, width) }
+        var out = drawnLines > 0 ? Self.up(drawnLines) : ""
+        out += lines.map { "\u{1B}[2K" + $0 }.joined(separator: "\n") + "\u{1B}[J"
+        FileHandle.standardError.write(Data(out.utf8))
+        drawnLines = lines.count
+    }
+
+    /// The lines of the block.
+    func block(elapsed: Double) -> [String] {
+        var lines = ["\(label)", "Transferred:  \(bytesPart(elapsed: elapsed))"]
+        if let totalFiles {
+            let done = files ?? 0
+            let pct = totalFiles > 0 ? done * 100 / totalFiles : 100
+            lines.append("Files:        \(done) / \(totalFiles), \(pct)%   Checks: \(checks)   Errors: \(errors)")
+        }
+        lines.append("Elapsed:      " + Self.duration(elapsed))
+        lock.lock()
+        let names = inFlight.sorted { $0.key < $1.key }.map(\.value)
+        lock.unlock()
+        for (k, n) in names.prefix(4).enumerated() { lines.append((k == 0 ? "Transferring: " : "              ") + n) }
+        if names.count > 4 { lines.append("              (and \(names.count - 4) more)") }
+        return lines
+    }
+
+    func bytesPart(elapsed: Double) -> String {
         let rate = elapsed > 0 ? Double(bytes) / elapsed : 0
-        var parts = [label]
+        var s = Self.size(bytes)
         if totalBytes > 0 {
-            let pct = min(100, Int(Double(bytes) * 100 / Double(totalBytes)))
-            let width = 20
-            let filled = pct * width / 100
-            parts.append("[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] \(pct)%")
-            parts.append("\(Self.size(bytes))/\(Self.size(totalBytes))")
-        } else {
-            parts.append(Self.size(bytes))
+            s += " / \(Self.size(totalBytes)), \(min(100, Int(Double(bytes) * 100 / Double(totalBytes))))%"
         }
-        parts.append("\(Self.size(UInt64(rate)))/s")
-        if totalBytes > bytes, rate > 0 {
-            let eta = Int(Double(totalBytes - bytes) / rate)
-            parts.append(String(format: "ETA %d:%02d", eta / 60, eta % 60))
-        }
-        if let files, let totalFiles { parts.append("\(files)/\(totalFiles) files") }
-        var line = parts.joined(separator: "  ")
-        let width = Self.columns()
-        if line.count > width - 1 { line = String(line.prefix(width - 1)) }
-        FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+        s += ", \(Self.size(UInt64(rate)))/s"
+        if totalBytes > bytes, rate > 0 { s += ", ETA " + Self.duration(Double(totalBytes - bytes) / rate) }
+        return s
+    }
+
+    /// One line for `--stats`: the block's numbers.
+    func statusLine(elapsed: Double) -> String {
+        var s = "\(label): \(bytesPart(elapsed: elapsed))"
+        if let totalFiles { s += "; \(files ?? 0) / \(totalFiles) files, \(checks) checks, \(errors) errors" }
+        return s + "; elapsed " + Self.duration(elapsed)
+    }
+
+    /// A line cut to `width` characters; a long one loses its middle ("..."), so a path keeps
+    /// its start and its name.
+    static func fit(_ line: String, _ width: Int) -> String {
+        guard line.count > width, width > 8 else { return line }
+        let keep = width - 3
+        return String(line.prefix(keep / 2)) + "..." + String(line.suffix(keep - keep / 2))
+    }
+
+    static func duration(_ t: Double) -> String {
+        let s = Int(t.rounded())
+        if t < 60 { return String(format: "%.1fs", t) }
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return String(format: "%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60)
     }
 
     static func size(_ n: UInt64) -> String {

@@ -74,7 +74,7 @@ enum MirrorBinding {
     }
 
     static let specKeys = ["direction", "source", "target", "target_exists", "delete", "compare", "preserve_mtime",
-                           "exclude", "include", "filter", "parallel", "dry_run", "make_root", "sums", "done"]
+                           "exclude", "include", "filter", "parallel", "dry_run", "make_root", "sums", "done", "label"]
 
     /// `c:_mirror{direction = "down"|"up", source =, target =, target_exists =, delete =,
     /// compare =, preserve_mtime =, exclude = globs, include = globs, filter = fn, parallel =,
@@ -199,12 +199,20 @@ enum MirrorBinding {
             ? Mirror.downloads(plan, remoteRoot: sourceRoot, localRoot: targetRoot, preserveMtime: options.preserveMtime)
             : Mirror.uploads(plan, localRoot: sourceRoot, remoteRoot: targetRoot, preserveMtime: options.preserveMtime)
         let total = plan.files.reduce(UInt64(0)) { $0 + (plan.source.size($1.source) ?? 0) }
-        let bar = ProgressBar(label: down ? "get" : "put", totalBytes: total, totalFiles: plan.files.count)
+        let bar = ProgressBar(label: try o.string("label") ?? (down ? "mirror_down" : "mirror_up"), totalBytes: total,
+                              totalFiles: plan.files.count)
+        bar.checks = plan.skipped
         var moved: UInt64 = 0, files = 0
         defer { bar.finish(bytes: moved, files: files) }
         let pool = TransferPool(main: sftp, options: conn.session.options, parallel: Int(try o.integer("parallel") ?? 1))
+        let planned = plan.files, source = plan.source
         try Mirror.run(plan, targetRoot: targetRoot, ops: down ? Mirror.local(label: "mirror_down") : Mirror.remote(sftp),
-                       jobs: jobs, pool: pool) { action, attrs in
+                       jobs: jobs, pool: pool, started: { [bar] i in
+                           bar.started(i, ByteString.string(source.path(planned[i].source)))
+                       }, ended: { [bar] i, ok in
+                           bar.ended(i)
+                           if !ok { bar.errors += 1 }
+                       }) { action, attrs in
             switch action.op {
             case .copy, .update:
                 if action.op == .copy { s.copied += 1 } else { s.updated += 1 }

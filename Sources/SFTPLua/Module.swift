@@ -78,6 +78,16 @@ public enum SFTPModule {
             l.set(-1, "files", Int64(LiveHandles.files.value))
             return 1
         }
+        l.setFunction(m, "_progress_hide") { _ in
+            // Before script output: the progress block (if on screen) steps aside.
+            ProgressBar.current?.hide()
+            return 0
+        }
+        l.setFunction(m, "_progress_show") { _ in
+            fflush(stdout)
+            ProgressBar.current?.show()
+            return 0
+        }
         l.setFunction(m, "now") { l in
             // sftp.now(): seconds since the epoch, with fractions (os.time has whole seconds).
             l.push(Date().timeIntervalSince1970)

@@ -552,12 +552,13 @@ function sftp._transfer_call(c, fname, opts, body)
 end
 
 function sftp._transfer_call_inner(c, fname, opts, body)
-  local retries, bwlimit = 3, nil
+  local retries, bwlimit = 3, sftp.default_bwlimit   -- the CLI's --bwlimit, if any
   if type(opts) == "table" and (opts.retries ~= nil or opts.bwlimit ~= nil) then
     if opts.retries ~= nil and (math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 100) then
       sftp.error("ArgumentError", ("bad option 'retries' to '%s' (integer from 0 to 100 expected, got %s)"):format(fname, tostring(opts.retries)))
     end
-    retries, bwlimit = opts.retries or retries, opts.bwlimit
+    retries = opts.retries or retries
+    if opts.bwlimit ~= nil then bwlimit = opts.bwlimit end
     local copy = {}
     for k, v in pairs(opts) do copy[k] = v end
     copy.retries, copy.bwlimit = nil, nil
@@ -709,7 +710,7 @@ local function mirror(c, o, side, label)
     direction = side.direction, source = side.src_root, target = side.dst_root,
     target_exists = side.dst_exists(), delete = o.delete, compare = o.compare,
     preserve_mtime = o.preserve_mtime, exclude = o.exclude, include = o.include, filter = o.filter,
-    parallel = o.parallel, dry_run = o.dry_run, make_root = side.dst_makedirs, sums = side.sums,
+    parallel = o.parallel, dry_run = o.dry_run, make_root = side.dst_makedirs, sums = side.sums, label = label,
     done = function(op, path, size)
       sftp._note(("%s: %s %s"):format(label, op, path))
       sftp._emit({event = "action", call = label, op = op, path = path, size = size})
@@ -1226,7 +1227,28 @@ end
 
 --- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).
 function sftp._note(msg)
-  if sftp.verbose then io.stderr:write("sftplua: ", msg, "\n") end
+  if sftp.verbose then
+    sftp._progress_hide()
+    io.stderr:write("sftplua: ", msg, "\n")
+    sftp._progress_show()
+  end
+end
+
+-- A script's output never merges with a progress block: `print` and `io.write` (callbacks run
+-- while a transfer shows its block) clear it first and draw it again after.
+do
+  local raw_print, raw_write = print, io.write
+  print = function(...)
+    sftp._progress_hide()
+    raw_print(...)
+    sftp._progress_show()
+  end
+  io.write = function(...)
+    sftp._progress_hide()
+    local r = table.pack(raw_write(...))
+    sftp._progress_show()
+    return table.unpack(r, 1, r.n)
+  end
 end
 
 return sftp
@@ -2782,9 +2804,28 @@ takes `-n`/`--dry-run`. Every command takes:
   line on stderr when stderr is a terminal or with `-v` (never with `-q`), as lftp's mirror totals:
   `sftplua: get_r: 500 copied, 0 updated, 0 deleted, 0 unchanged, 2048000 bytes in 1.27 s (1.5 MiB/s)`.
   Recipes and `sftplua mirror` print their own line instead.
-- `--progress` / `--no-progress`: a one-line bar on stderr for transfers that run longer than a
-  second, with bytes, rate, ETA and, for recursive and mirror transfers, files done of the total.
-  The default shows it only when stderr is a terminal, so nothing is drawn on a pipe.
+- `--progress` / `--no-progress`: a progress block on stderr, as rclone's `-P`, for transfers that
+  run longer than a second. The default shows it only when stderr is a terminal, so nothing is
+  drawn on a pipe. It is redrawn in place at most ten times a second and every line is cut to the
+  terminal's width (a long path loses its middle), 60 columns included:
+  ```
+  mirror_down /srv/in -> in
+  Transferred:  12.5 MiB / 100.0 MiB, 12%, 5.1 MiB/s, ETA 17.2s
+  Files:        40 / 500, 8%   Checks: 120   Errors: 0
+  Elapsed:      2.4s
+  Transferring: reports/2026/11/a.csv
+                reports/2026/11/b.csv
+  ```
+  `Checks` counts files compared and found current (a mirror's `skipped`), `Transferring` names up
+  to four files in flight. What a script prints while the block is shown (`print`, `io.write`, in
+  an `on_action` or `callback`) and `-v` lines clear it, print, and redraw it, so they never merge.
+  Single-file `get`/`put` show the same block without the `Files` line.
+- `--stats PERIOD` (`10s`, `1m`, `500ms`, or seconds): where no block is drawn (stderr is not a
+  terminal, as in cron or CI), one status line on stderr every PERIOD while a transfer runs:
+  `sftplua: put big.bin: 512.0 KiB / 1.4 MiB, 34%, 499.8 KiB/s, ETA 1.9s; elapsed 1.0s`.
+- `--bwlimit RATE` (`10M`, `512K`, `1G`, or bytes per second): the default `bwlimit` of every
+  transfer call of the run; a call's own `bwlimit` option wins. A rate that is not one is a usage
+  error (exit 2).
 
 ### Quick commands
 

@@ -41,6 +41,29 @@ public final class Runner {
         l.pop()
     }
 
+    /// `--bwlimit RATE`: the default `bwlimit` of every transfer call (`sftp.default_bwlimit`);
+    /// `--stats SECONDS`: a status line that often when no progress block is drawn.
+    public func setLimits(bwlimit: String?, statsEvery: Double?) {
+        Diagnostics.statsEvery = statsEvery
+        let l = state.lua
+        l.getGlobal("sftp")
+        if let bwlimit { l.set(-1, "default_bwlimit", bwlimit) }
+        l.pop()
+    }
+
+    /// A `--bwlimit` rate in bytes per second ("10M", "512K", "1G", a number); nil if not one.
+    public static func rate(_ s: String) -> Double? { RateLimiter.parse(s) }
+
+    /// A `--stats` period: "10s", "1m", "500ms", "1h" or a number of seconds; nil if not one.
+    public static func period(_ s: String) -> Double? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (u, f) in units where s.hasSuffix(u) {
+            if let v = Double(s.dropLast(u.count)), v > 0, v.isFinite { return v * f }
+        }
+        if let v = Double(s), v > 0, v.isFinite { return v }
+        return nil
+    }
+
     /// `--json`: plans, actions and summaries as JSON lines on stdout (`sftp.json`).
     public func setJSON(_ on: Bool) {
         let l = state.lua

@@ -30,7 +30,23 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "Print plans (dry run), actions and summaries as JSON lines on stdout, one object per line.")
     var json = false
 
+    @Option(name: .customLong("bwlimit"), help: ArgumentHelp("Cap the rate of every transfer: bytes per second, or 10M, 512K, 1G (a call's own bwlimit option wins).", valueName: "rate"))
+    var bwlimit: String?
+
+    @Option(name: .customLong("stats"), help: ArgumentHelp("Print a status line every PERIOD (10s, 1m, 500ms) while transferring, when no progress block is shown (stderr is not a terminal).", valueName: "period"))
+    var stats: String?
+
+    mutating func validate() throws {
+        if let b = bwlimit, Runner.rate(b) == nil {
+            throw ValidationError("--bwlimit: '\(b)' is not a rate (bytes per second, or 10M, 512K, 1G)")
+        }
+        if let p = stats, Runner.period(p) == nil {
+            throw ValidationError("--stats: '\(p)' is not a period (10s, 1m, 500ms, or seconds)")
+        }
+    }
+
     func apply(to runner: Runner) {
+        runner.setLimits(bwlimit: bwlimit, statsEvery: stats.flatMap(Runner.period))
         runner.setOutput(verbose: verbose && !quiet, quiet: quiet,
                          progress: json ? .off : noProgress ? .off : progress ? .on : .auto)
         runner.setJSON(json)
@@ -131,27 +147,49 @@ func normalizedArguments(_ argv: [String]) -> [String] {
     let commands: Set = ["run", "repl", "exec", "help", "ls", "get", "put", "rm", "mkdir", "copy", "mirror"]
     let global: Set = ["-v", "--verbose", "-q", "--quiet", "--progress", "--no-progress", "--json"]
     let runOnly: Set = ["-n", "--dry-run"]
+    // Global options that take a value: `--bwlimit 10M` or `--bwlimit=10M`.
+    let valued: Set = ["--bwlimit", "--stats"]
+    func isValued(_ x: String) -> Bool { valued.contains { x.hasPrefix($0 + "=") } }
     var leading: [String] = []
-    while let f = a.first, global.contains(f) || runOnly.contains(f) { leading.append(f); a.removeFirst() }
+    while let f = a.first, global.contains(f) || runOnly.contains(f) || valued.contains(f) || isValued(f) {
+        leading.append(f); a.removeFirst()
+        if valued.contains(f), let v = a.first { leading.append(v); a.removeFirst() }
+    }
     if let first = a.first, !first.hasPrefix("-"), !commands.contains(first) { a.insert("run", at: 0) }
     guard let command = a.first, commands.contains(command) else { return leading + a }
     guard command == "run" else {
         // A quick command's own flags may come anywhere; sftplua's are taken out of its words.
         if command != "help" && command != "repl" && command != "exec" {
-            let rest = a.dropFirst()
-            let mine = rest.filter { global.contains($0) || (command == "mirror" && runOnly.contains($0)) }
-            return [command] + leading + mine + rest.filter { !mine.contains($0) }
+            var mine: [String] = [], others: [String] = []
+            var rest = Array(a.dropFirst())[...]
+            while let x = rest.popFirst() {
+                if global.contains(x) || isValued(x) || (command == "mirror" && runOnly.contains(x)) {
+                    mine.append(x)
+                } else if valued.contains(x) {
+                    mine.append(x)
+                    if let v = rest.popFirst() { mine.append(v) }
+                } else {
+                    others.append(x)
+                }
+            }
+            return [command] + leading + mine + others
         }
         return [command] + leading + a.dropFirst()
     }
-    var flags = leading, file: String?, args: [String] = [], passthrough = false
+    var flags = leading, file: String?, args: [String] = [], passthrough = false, expectValue = false
     for x in a.dropFirst() {
-        if passthrough {
+        if expectValue {
+            flags.append(x)
+            expectValue = false
+        } else if passthrough {
             if file == nil { file = x } else { args.append(x) }
         } else if x == "--" {
             passthrough = true
-        } else if global.contains(x) || runOnly.contains(x) {
+        } else if global.contains(x) || runOnly.contains(x) || isValued(x) {
             flags.append(x)
+        } else if valued.contains(x) {
+            flags.append(x)
+            expectValue = true
         } else if file == nil {
             if x.hasPrefix("-") && x != "-" { flags.append(x) } else { file = x }   // an unknown option is reported
         } else {

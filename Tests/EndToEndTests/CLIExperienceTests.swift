@@ -7,10 +7,10 @@ final class TmuxSession {
     let socket: String
     let name = "t"
 
-    init(command: String, env: [String: String]) throws {
+    init(command: String, env: [String: String], width: Int = 150) throws {
         socket = "sftplua-\(getpid())-\(UUID().uuidString.prefix(8))"
         let envs = env.map { "\($0.key)=\(shellQuote($0.value))" }.joined(separator: " ")
-        let r = try runProcess("/usr/bin/tmux", ["-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "150", "-y", "50",
+        let r = try runProcess("/usr/bin/tmux", ["-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", String(width), "-y", "50",
                                                   "env \(envs) \(command); echo EXITED $?; sleep 60"], timeout: 20)
         guard r.status == 0 else { throw TestError("tmux: \(r.stderr)") }
     }
@@ -200,8 +200,8 @@ struct OutputTests {
         let env = ["HOME": server.home, "SFTPLUA_PROGRESS_DELAY": "0"]
         let on = try runProcess(sftpluaBinary, ["--progress", "-e", script], env: env, cwd: work)
         #expect(on.status == 0, "\(on.stderr)")
-        #expect(on.stderr.contains("get data.bin") && on.stderr.contains("3.0 MiB/3.0 MiB") && on.stderr.contains("100%"))
-        #expect(on.stderr.contains("20/20 files"))
+        #expect(on.stderr.contains("get data.bin") && on.stderr.contains("3.0 MiB / 3.0 MiB, 100%"))
+        #expect(on.stderr.contains("Files:        20 / 20, 100%   Checks: 0   Errors: 0"))
         // On a pipe, by default: nothing. --no-progress and --quiet: nothing.
         for flags in [[], ["--no-progress"], ["--quiet"]] {
             let off = try runProcess(sftpluaBinary, flags + ["-e", script], env: env, cwd: work)
@@ -211,6 +211,62 @@ struct OutputTests {
         // run takes the same options.
         try script.write(toFile: work + "/s.lua", atomically: true, encoding: .utf8)
         let run = try runProcess(sftpluaBinary, ["run", "--progress", work + "/s.lua"], env: env, cwd: work)
-        #expect(run.stderr.contains("20/20 files"))
+        #expect(run.stderr.contains("Files:        20 / 20"))
+    }
+
+    /// The block on a 60-column terminal: every line fits, and what the script prints while it is
+    /// shown (an on_action callback) lands on lines of its own, never inside the block.
+    @Test func progressBlockFitsAndStepsAsideForOutput() throws {
+        let work = try makeTempDir("block")
+        let remote = try server.makeRemoteDir("a-directory-with-a-long-name-to-cut-to-the-width")
+        for d in 0..<4 {
+            try FileManager.default.createDirectory(atPath: remote + "/d\(d)", withIntermediateDirectories: true)
+            for i in 0..<150 { FileManager.default.createFile(atPath: remote + "/d\(d)/file-\(i).dat", contents: Data(count: 2000)) }
+        }
+        let script = work + "/s.lua"
+        try """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+        local n = 0
+        local r = c:mirror_down("\(remote)", "\(work)/out", {on_action = function(a)
+          n = n + 1
+          if n % 100 == 0 then print("ACTION " .. n .. " " .. a.path) end
+        end})
+        print("DONE " .. r.copied)
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let t = try TmuxSession(command: "\(shellQuote(sftpluaBinary)) run \(shellQuote(script))",
+                                env: ["HOME": server.home, "SFTPLUA_PROGRESS_DELAY": "0"], width: 60)
+        let screen = try t.wait(for: "EXITED", timeout: 60)
+        let lines = screen.split(separator: "\n").map(String.init)
+        #expect(screen.contains("DONE 600"), "\(screen)")
+        #expect(screen.contains("Files:        600 / 600, 100%"), "\(screen)")
+        #expect(screen.contains("Transferred:  1.1 MiB / 1.1 MiB, 100%"), "\(screen)")
+        // The label (longer than the terminal) is cut in the middle to fit.
+        let label = try #require(lines.first { $0.hasPrefix("mirror_down ") }, "\(screen)")
+        #expect(label.count <= 59 && label.contains("..."), "\(label)")
+        // Six ACTION lines, each whole on a line of its own.
+        let actions = lines.filter { $0.contains("ACTION") }
+        #expect(actions.count == 6, "\(screen)")
+        for a in actions { #expect(a.hasPrefix("ACTION ") && a.hasSuffix(".dat"), "\(a)") }
+    }
+
+    /// --stats prints status lines where no block is drawn; --bwlimit caps every call.
+    @Test func statsLinesAndBandwidthLimitFromTheCommandLine() throws {
+        let work = try makeTempDir("stats")
+        let remote = try server.makeRemoteDir()
+        FileManager.default.createFile(atPath: work + "/up.bin", contents: Data(count: 1_500_000))
+        let script = """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+        local t = sftp.now()
+        c:put("up.bin", "\(remote)/up.bin")
+        print(string.format("%.1f", sftp.now() - t))
+        """
+        let r = try runProcess(sftpluaBinary, ["-e", script, "--bwlimit", "500K", "--stats", "500ms"],
+                               env: ["HOME": server.home], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        // 1.5 MB at 500 KiB/s: about 3 s, not the milliseconds of loopback.
+        #expect((Double(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 2, "\(r.stdout)")
+        #expect(r.stderr.contains("sftplua: put up.bin: "), "\(r.stderr)")
+        let bad = try runProcess(sftpluaBinary, ["--stats", "often", "-e", "print(1)"], env: ["HOME": server.home], cwd: work)
+        #expect(bad.status == 2 && bad.stderr.contains("--stats: 'often' is not a period"))
     }
 }
