@@ -611,6 +611,7 @@ local sftp = ...
 local U = sftp._util
 local M = sftp._connection_methods
 local fs = sftp.fs
+local planned_roots = {}   -- ["local:" .. path] / ["remote:" .. path] = true: targets a dry run would make
 
 -- Globs (SFTPCore's Glob: .gitignore-style, on bytes) -------------------------------------------
 
@@ -719,6 +720,7 @@ local function mirror(c, o, side, label)
   }
   if o.dry_run then
     result.dry_run = true
+    planned_roots[(side.direction == "down" and "local:" or "remote:") .. side.dst_root] = true
     if sftp.json then
       for _, a in ipairs(result.actions) do sftp._emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
       for _, w in ipairs(result.warnings) do sftp._emit({event = "warning", call = label, message = w}) end
@@ -731,10 +733,21 @@ local function mirror(c, o, side, label)
   return result
 end
 
--- Under `sftplua run --dry-run`, a source that an earlier rule would have created is planned
--- as empty (with a warning) instead of failing the whole plan.
-local function missing_in_dry_run(err)
-  return sftp.dry_run and type(err) == "table" and err.kind == "FileNotFound"
+-- Under `sftplua run --dry-run`, a source that an earlier mirror of the same run would have
+-- created (its target, under it, or a parent of it) is planned as empty, with a warning; any other missing
+-- source fails the dry run as it would fail the real one.
+
+local function key_under(side, path)
+  for root in pairs(planned_roots) do
+    local s, r = root:match("^(%a+):(.*)$")
+    -- the root itself, what is under it, or a parent it would be made in
+    if s == side and (path == r or path:sub(1, #r + 1) == r .. "/" or r:sub(1, #path + 1) == path .. "/") then return true end
+  end
+  return false
+end
+
+local function missing_in_dry_run(err, side, path)
+  return sftp.dry_run and type(err) == "table" and err.kind == "FileNotFound" and key_under(side, path)
 end
 
 local function empty_plan(label, src)
@@ -747,12 +760,12 @@ local function remote_root_dir(c, path, fname)
   U.check(path, 1, fname, "string")
   local ok0, root = pcall(c.normalize, c, path)
   if not ok0 then
-    if missing_in_dry_run(root) then return nil end
+    if missing_in_dry_run(root, "remote", path) then return nil end
     error(root, 0)
   end
   local ok, a = pcall(c.stat, c, root)
   if not ok then
-    if missing_in_dry_run(a) then return nil end
+    if missing_in_dry_run(a, "remote", root) then return nil end
     error(a, 0)
   end
   if a.type ~= "dir" then sftp.error("IOError", fname .. ": " .. path .. " is not a directory", path) end
@@ -785,7 +798,7 @@ function M.mirror_up(c, ldir, rdir, opts)
   U.check(ldir, 1, "mirror_up", "string"); U.check(rdir, 2, "mirror_up", "string")
   local o = mirror_opts(opts, "mirror_up")
   local la = fs.stat(ldir)
-  if not la and sftp.dry_run then return empty_plan(("mirror_up %s -> %s"):format(ldir, rdir), ldir) end
+  if not la and sftp.dry_run and key_under("local", ldir) then return empty_plan(("mirror_up %s -> %s"):format(ldir, rdir), ldir) end
   if not la then sftp.error("FileNotFound", "mirror_up: no such directory " .. ldir, ldir) end
   if la.type ~= "dir" then sftp.error("OSError", "mirror_up: " .. ldir .. " is not a directory", ldir) end
   -- The target may not exist yet (nor its parents): then it is used as given.

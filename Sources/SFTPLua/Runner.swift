@@ -180,14 +180,21 @@ public final class Runner {
             // An error inside sftplua's own Lua (applying a returned recipe) is the script's.
             var whereAt = whereAt
             if whereAt.hasPrefix("[sftplua "), let script = scriptPath { whereAt = script }
-            // String errors raised by Lua already carry their position.
-            let text = kind == nil && message.hasPrefix(whereAt + ":") ? message : "\(whereAt): \(message)"
+            // String errors raised by Lua already carry their position: the line that raised it,
+            // also inside a callback (filter, progress, on_action) that sftplua called from the
+            // line of the call, which is not repeated in front.
+            let text = kind == nil && Self.hasPosition(message) ? message : "\(whereAt): \(message)"
             stderr("\(text)\n\(Self.userTraceback(traceback))\n")
             return Self.exit(forKind: kind)
         default:
             stderr("sftplua: \(error)\n")
             return .scriptError
         }
+    }
+
+    /// Does a message start with a Lua position ("file.lua:12: ", "[string \"x\"]:3: ")?
+    static func hasPosition(_ message: String) -> Bool {
+        message.range(of: #"^[^\n]*?:[0-9]+: "#, options: .regularExpression) != nil
     }
 
     public static func exit(forKind kind: String?) -> Exit {

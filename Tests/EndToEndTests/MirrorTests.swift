@@ -276,6 +276,48 @@ struct RecipeTests {
         #expect(unset.stderr.contains("environment variable REMOTE is not set"))
     }
 
+    /// An error inside a callback names the callback's line, not the line of the call.
+    @Test func callbackErrorsNameTheCallbacksLine() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("cbline")
+        try "x".write(toFile: remote + "/f", atomically: true, encoding: .utf8)
+        let r = try run("""
+        local c <close> = sftp.connect{host = "127.0.0.1", port = tonumber(os.getenv("PORT")), known_hosts = "\(server.knownHosts)"}
+        c:mirror_down("\(remote)", "out", {
+          filter = function(e)
+            local t = nil
+            return t.field
+          end})
+        """, cwd: work)
+        #expect(r.status == 1)
+        let first = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(first == work + "/recipe.lua:5: attempt to index a nil value (local 't')", "\(r.stderr)")
+    }
+
+    /// A dry run fails where the real run would: a source that nothing earlier creates.
+    @Test func dryRunOfAMissingSourceFailsAsTheRealRun() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("drymissing")
+        let recipe = """
+        return {
+          connect = {host = "127.0.0.1", port = "${PORT}", known_hosts = "\(server.knownHosts)"},
+          mirror = {{up = "no-such-dir", to = "\(remote)/x"}},
+        }
+        """
+        let dry = try run(recipe, args: ["--dry-run"], cwd: work)
+        let real = try run(recipe, cwd: work)
+        #expect(dry.status == 1 && real.status == 1, "\(dry.stderr) / \(real.stderr)")
+        #expect(dry.stderr.contains("FileNotFound") && real.stderr.contains("FileNotFound"), "\(dry.stderr)")
+        let down = """
+        return {
+          connect = {host = "127.0.0.1", port = "${PORT}", known_hosts = "\(server.knownHosts)"},
+          mirror = {{down = "\(remote)/missing", to = "here"}},
+        }
+        """
+        let dryDown = try run(down, args: ["--dry-run"], cwd: work)
+        #expect(dryDown.status == 1 && dryDown.stderr.contains("FileNotFound"), "\(dryDown.stdout) \(dryDown.stderr)")
+    }
+
     @Test func imperativeScriptUnderDryRunChangesNothing() throws {
         let remote = try server.makeRemoteDir()
         let work = try makeTempDir("dry")
