@@ -87,7 +87,34 @@ local function names_of(v, sep)
 end
 
 --- sftp._complete(word, line): completions for the REPL (full replacements for `word`).
+-- Inside a string argument of a Connection method (`c:get("/srv/in/re<Tab>`): the remote names
+-- of that directory that start so (directories with a "/"). `word` is the end of the line that
+-- the line editor replaces (where it starts depends on its word breaks), so each completion is
+-- `word` plus the rest of a name.
+local function complete_remote(word, line)
+  local var, args = line:match("([%a_][%w_]*):[%a_][%w_]*%s*%((.*)$")
+  if not var then return nil end
+  local _, quotes = args:gsub("[\"']", "")
+  local path = args:match("[\"']([^\"']*)$")
+  if not path or quotes % 2 == 0 then return nil end
+  local conn = rawget(_G, var)
+  if type(conn) ~= "userdata" or not tostring(conn):match("^sftp%.Connection") then return nil end
+  local dir, partial = path:match("^(.*/)([^/]*)$")
+  if not dir then dir, partial = "", path end
+  local ok, entries = pcall(conn.listdir_attr, conn, dir == "" and "." or dir)
+  if not ok then return {} end
+  local out = {}
+  for _, e in ipairs(entries) do
+    local n = e.filename
+    if n:sub(1, #partial) == partial then out[#out + 1] = word .. n:sub(#partial + 1) .. (e.type == "dir" and "/" or "") end
+    if #out >= 500 then break end
+  end
+  return out
+end
+
 function sftp._complete(word, line)
+  local remote = complete_remote(word, line)
+  if remote then return remote end
   local out, seen = {}, {}
   local function offer(s) if not seen[s] then seen[s] = true; out[#out + 1] = s end end
   local prefix, sep, partial = word:match("^([%a_][%w_%.:]-)([%.:])([%w_]*)$")

@@ -32,6 +32,9 @@ static char **sl_attempt(const char *text, int start, int end) {
     free(upto);
     rl_attempted_completion_over = 1;   /* never fall back to file names */
     if (!sl_candidates || !sl_candidates[0]) return NULL;
+    /* A directory ("name/") goes on with its contents: no space after it. */
+    size_t n0 = strlen(sl_candidates[0]);
+    rl_completion_append_character = (!sl_candidates[1] && n0 > 0 && sl_candidates[0][n0 - 1] == '/') ? '\0' : ' ';
     return rl_completion_matches(text, sl_generator);
 }
 

@@ -1167,7 +1167,34 @@ local function names_of(v, sep)
 end
 
 --- sftp._complete(word, line): completions for the REPL (full replacements for `word`).
+-- Inside a string argument of a Connection method (`c:get("/srv/in/re<Tab>`): the remote names
+-- of that directory that start so (directories with a "/"). `word` is the end of the line that
+-- the line editor replaces (where it starts depends on its word breaks), so each completion is
+-- `word` plus the rest of a name.
+local function complete_remote(word, line)
+  local var, args = line:match("([%a_][%w_]*):[%a_][%w_]*%s*%((.*)$")
+  if not var then return nil end
+  local _, quotes = args:gsub("[\"']", "")
+  local path = args:match("[\"']([^\"']*)$")
+  if not path or quotes % 2 == 0 then return nil end
+  local conn = rawget(_G, var)
+  if type(conn) ~= "userdata" or not tostring(conn):match("^sftp%.Connection") then return nil end
+  local dir, partial = path:match("^(.*/)([^/]*)$")
+  if not dir then dir, partial = "", path end
+  local ok, entries = pcall(conn.listdir_attr, conn, dir == "" and "." or dir)
+  if not ok then return {} end
+  local out = {}
+  for _, e in ipairs(entries) do
+    local n = e.filename
+    if n:sub(1, #partial) == partial then out[#out + 1] = word .. n:sub(#partial + 1) .. (e.type == "dir" and "/" or "") end
+    if #out >= 500 then break end
+  end
+  return out
+end
+
 function sftp._complete(word, line)
+  local remote = complete_remote(word, line)
+  if remote then return remote end
   local out, seen = {}, {}
   local function offer(s) if not seen[s] then seen[s] = true; out[#out + 1] = s end end
   local prefix, sep, partial = word:match("^([%a_][%w_%.:]-)([%.:])([%w_]*)$")
@@ -2875,7 +2902,9 @@ entry (`$SFTPLUA_HISTORY` names another file; the last 1000 entries are kept). A
 chunk continues on the next line with a `>>` prompt, as in `lua`. An expression prints its values,
 with tables and attribute tables pretty-printed (`sftp.pretty`). Tab completes global names and
 keywords, fields of tables (`sftp.fs.g<Tab>`), and the methods and fields of a Connection
-(`c:li<Tab>`, `c.ho<Tab>`) or remote file. Ctrl-C interrupts the running statement or transfer
+(`c:li<Tab>`, `c.ho<Tab>`) or remote file. Inside a string argument of a Connection method it
+completes remote names: `c:get("/srv/in/rep<Tab>` lists that directory on the server and
+completes the name (a directory with a `/`, ready for the next part). Ctrl-C interrupts the running statement or transfer
 and the REPL goes on. At the prompt, Ctrl-C drops the line being typed. Ctrl-D exits. An error
 prints and the session goes on. `--connect` binds the connection to the global `c`. It takes
 `user@host:port` or an alias from `~/.ssh/config`.

@@ -8,7 +8,8 @@ struct Repl: ParsableCommand {
         abstract: "Interactive Lua with the sftp module.",
         discussion: """
         Expressions print their values (tables pretty-printed); an unfinished statement continues on \
-        the next line. Tab completes globals, fields and Connection methods. History is kept in \
+        the next line. Tab completes globals, fields and Connection methods, and remote names inside a \
+        string argument of a Connection method. History is kept in \
         ~/.sftplua_history ($SFTPLUA_HISTORY overrides; ~ is $HOME). Ctrl-C interrupts the running \
         statement or transfer (or drops the line being typed); Ctrl-D exits.
         """

@@ -108,6 +108,25 @@ func freshHome(_ server: TestServer) throws -> String {
         try t2.keys("Up")
         try t2.wait(for: "> marker_for_history = 42")
     }
+
+    /// Tab inside a string argument of a Connection method completes remote names.
+    @Test func tabCompletesRemotePathsInStringArguments() throws {
+        let home = try freshHome(server)
+        let remote = try server.makeRemoteDir()
+        try FileManager.default.createDirectory(atPath: remote + "/subdir-one", withIntermediateDirectories: true)
+        try "x".write(toFile: remote + "/subdir-one/report-2026.csv", atomically: true, encoding: .utf8)
+        try "x".write(toFile: remote + "/other.txt", atomically: true, encoding: .utf8)
+        let t = try TmuxSession(command: "\(shellQuote(sftpluaBinary)) repl --connect root@127.0.0.1:\(server.port)", env: ["HOME": home])
+        try t.wait(for: "Ctrl-D to exit")
+        try t.type("c:listdir(\"\(remote)/subd"); try t.keys("Tab")
+        try t.wait(for: "c:listdir(\"\(remote)/subdir-one/")
+        // A name with word-breaking characters ("-") completes whole.
+        try t.type("report-2"); try t.keys("Tab")
+        try t.wait(for: "\(remote)/subdir-one/report-2026.csv")
+        try t.keys("C-u")
+        try t.keys("C-d")
+        try t.wait(for: "EXITED 0")
+    }
 }
 
 struct SSHConfigTests {
