@@ -20,7 +20,10 @@ let package = Package(
         .target(name: "ByteString"),
         .target(name: "SFTPCore", dependencies: ["CLibssh2", "ByteString"]),
         .target(name: "LuaHost", dependencies: ["CLua", "ByteString"]),
-        .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "CLua", "ByteString"]),
+        // lua/*.lua and docs/reference.md, embedded at build time (never generated into git).
+        .executableTarget(name: "EmbedLuaTool"),
+        .plugin(name: "EmbedLua", capability: .buildTool(), dependencies: ["EmbedLuaTool"]),
+        .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "CLua", "ByteString"], plugins: ["EmbedLua"]),
         .executableTarget(name: "sftplua", dependencies: [
             "SFTPLua", "LuaHost", "CLineEdit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

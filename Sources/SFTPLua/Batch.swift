@@ -133,8 +133,9 @@ enum Batch {
             var bytes: UInt64 = 0
             var files = 0
             defer { bar.finish(bytes: bytes, files: files) }
-            try pool.run(JobList(jobs), started: { [bar] i in
-                bar.started(i, jobs[i].direction == .download ? jobs[i].remote : jobs[i].local)
+            let planned = jobs
+            try pool.run(JobList(planned), started: { [bar] i in
+                bar.started(i, planned[i].direction == .download ? planned[i].remote : planned[i].local)
             }) { i, result in
                 bar.ended(i)
                 if case .failure = result { bar.errors += 1; bar.update(bytes: bytes, files: files) }

@@ -109,13 +109,26 @@ public enum SFTPModule {
         state.lua.getGlobal("sftp")
         state.lua.set(-1, "_reference", Prelude.reference)
         state.lua.pop()
-        // The Lua side of the library.
-        for (name, code) in Prelude.chunks {
+        // The Lua side of the library: embedded at build time, or with SFTPLUA_LUA_DIR (for
+        // working on lua/) read from that directory at start.
+        for (name, code) in try luaChunks() {
             try state.load(code, name: "=[sftplua \(name)]")
             state.lua.getGlobal("sftp")
             try state.call(nargs: 1)
         }
         state.lua.top = 0
+    }
+
+    /// lua/*.lua by file name: from `SFTPLUA_LUA_DIR` when set, else the embedded copy.
+    static func luaChunks() throws -> [(String, String)] {
+        guard let dir = ProcessInfo.processInfo.environment["SFTPLUA_LUA_DIR"], !dir.isEmpty else { return Prelude.chunks }
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".lua") }.sorted()
+        return try names.map { name in
+            guard let data = FileManager.default.contents(atPath: dir + "/" + name), let code = String(data: data, encoding: .utf8) else {
+                throw SSHError(.os, "SFTPLUA_LUA_DIR: cannot read \(dir)/\(name)", path: dir + "/" + name)
+            }
+            return (name, code)
+        }
     }
 
     /// Ctrl-C for the CLI: SIGINT interrupts the running Lua code or transfer with an

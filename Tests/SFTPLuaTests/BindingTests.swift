@@ -59,8 +59,19 @@ struct BindingTests {
         #expect(try r.state.eval("return require('sftp') == sftp, type(sftp.connect)") == ["true", "function"])
     }
 
-    @Test func embeddedLuaIsUpToDate() throws {
-        let r = try runProcess("/bin/bash", ["-c", "cd '\(repoRoot.path)' && cp Sources/SFTPLua/Prelude.swift /tmp/prelude.$$ && scripts/embed-lua && cmp Sources/SFTPLua/Prelude.swift /tmp/prelude.$$; s=$?; rm -f /tmp/prelude.$$; exit $s"])
-        #expect(r.status == 0, "lua/ or docs/reference.md changed: run scripts/embed-lua")
+    /// The binary carries lua/ as built; SFTPLUA_LUA_DIR loads it from a directory instead.
+    @Test func luaLoadsFromSFTPLUA_LUA_DIRForDevelopment() throws {
+        let dir = try makeTempDir("luadir")
+        for name in try FileManager.default.contentsOfDirectory(atPath: repoRoot.path + "/lua") where name.hasSuffix(".lua") {
+            try FileManager.default.copyItem(atPath: repoRoot.path + "/lua/" + name, toPath: dir + "/" + name)
+        }
+        try "local sftp = ...\nsftp.dev_marker = 42\n".write(toFile: dir + "/zz-dev.lua", atomically: true, encoding: .utf8)
+        let dev = try runProcess(sftpluaBinary, ["-e", "print(sftp.dev_marker, sftp.is_temp_name('.a.sftplua.part'))"],
+                                 env: ["SFTPLUA_LUA_DIR": dir])
+        #expect(dev.stdout == "42\ttrue\n", "\(dev.stderr)")
+        let built = try runProcess(sftpluaBinary, ["-e", "print(sftp.dev_marker, type(sftp.help), #sftp._reference > 1000)"])
+        #expect(built.stdout == "nil\tfunction\ttrue\n", "\(built.stderr)")
+        let missing = try runProcess(sftpluaBinary, ["-e", "print(1)"], env: ["SFTPLUA_LUA_DIR": dir + "/nope"])
+        #expect(missing.status != 0)
     }
 }
