@@ -23,7 +23,8 @@ let package = Package(
         // lua/*.lua and docs/reference.md, embedded at build time (never generated into git).
         .executableTarget(name: "EmbedLuaTool"),
         .plugin(name: "EmbedLua", capability: .buildTool(), dependencies: ["EmbedLuaTool"]),
-        .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "CLua", "ByteString"], plugins: ["EmbedLua"]),
+        // The bindings: over SFTPCore and LuaHost only (no C API of either below them).
+        .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "ByteString"], plugins: ["EmbedLua"]),
         .executableTarget(name: "sftplua", dependencies: [
             "SFTPLua", "LuaHost", "CLineEdit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -55,7 +55,7 @@ static int sl_msgh(lua_State *L) {
        in sftplua's own embedded Lua library ("=[sftplua ...]"), else the first frame with a line. */
     for (level = 1; level < 200 && lua_getstack(L, level, &ar); level++) {
         lua_getinfo(L, "Sl", &ar);
-        if (ar.currentline > 0 && strncmp(ar.source, "=[sftplua ", 10) != 0) {
+        if (ar.currentline > 0 && !(ar.source[0] == '=' && strncmp(ar.source + 1, SL_LIBRARY_CHUNK, strlen(SL_LIBRARY_CHUNK)) == 0)) {
             lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
             found = 1;
             break;

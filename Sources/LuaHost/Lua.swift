@@ -170,3 +170,37 @@ public struct Lua {
     public func setGlobal(_ name: String) { lua_setglobal(L, name) }
     public func getGlobal(_ name: String) { lua_getglobal(L, name) }
 }
+
+// MARK: what the bindings need without reaching into the C API (SFTPLua imports no CLua)
+
+extension Lua {
+    /// Creates the registry metatable `name` if new (luaL_newmetatable) and pushes it.
+    @discardableResult public func newMetatable(_ name: String) -> Bool { luaL_newmetatable(L, name) != 0 }
+    /// Sets the registry metatable `name` on the value on top (luaL_setmetatable).
+    public func setMetatable(_ name: String) { luaL_setmetatable(L, name) }
+    /// Registers the table at `table` as module `name` (package.loaded[name], as luaL_requiref).
+    public func registerModule(_ name: String, table: Int32) { sl_requiref(L, name, absIndex(table)) }
+    /// Pops key and value (pushed in that order) into the table at `table`, raw.
+    public func rawSet(_ table: Int32) { lua_rawset(L, table) }
+    /// Is the value at `i` a number (not a string that converts)?
+    public func isNumber(_ i: Int32) -> Bool { lua_type(L, i) == LUA_TNUMBER }
+    /// Pushes the number `text` converts to, as Lua's own conversion (integers, floats, hex);
+    /// false (nothing pushed) when it is not a numeral.
+    public func pushNumeral(_ text: String) -> Bool { lua_stringtonumber(L, text) != 0 }
+}
+
+/// Chunk names of the embedded library: "=[sftplua mirror.lua]" (positions and
+/// tracebacks leave those frames out).
+public enum LuaLibrary {
+    public static let chunkPrefix: String = SL_LIBRARY_CHUNK
+    /// The chunk name (for `load`) of a library file.
+    public static func chunkName(_ file: String) -> String { "=" + chunkPrefix + file + "]" }
+}
+
+/// Ctrl-C: SIGINT sets a flag and arms a hook that raises an error object (`errorMetatable`) in
+/// the running Lua code; Swift loops poll `pending()`.
+public enum LuaInterrupt {
+    public static func install(_ lua: Lua, errorMetatable: String) { sl_interrupt_install(lua.L, errorMetatable) }
+    public static func pending() -> Bool { sl_interrupt_pending() != 0 }
+    public static func clear() { sl_interrupt_clear() }
+}

@@ -1,4 +1,3 @@
-import CLua
 import Foundation
 import LuaHost
 import SFTPCore
@@ -9,7 +8,7 @@ enum ErrorObject {
     static let metatable = "sftp.Error"
 
     static func register(_ lua: Lua) {
-        _ = luaL_newmetatable(lua.L, metatable)
+        lua.newMetatable(metatable)
         let mt = lua.absIndex(-1)
         lua.setFunction(mt, "__tostring") { l in
             l.getField(1, "kind")
@@ -31,7 +30,7 @@ enum ErrorObject {
         lua.set(t, "message", message)
         if let path { lua.set(t, "path", path) }
         if let code { lua.set(t, "code", Int64(code)) }
-        luaL_setmetatable(lua.L, metatable)
+        lua.setMetatable(metatable)
     }
 
     /// The hook LuaHost calls for a Swift error thrown by a binding.

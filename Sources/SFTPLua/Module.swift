@@ -1,4 +1,3 @@
-import CLua
 import Foundation
 import LuaHost
 import SFTPCore
@@ -103,7 +102,7 @@ public enum SFTPModule {
         l.getRegistry(ConnectionBinding.fileClass.name + ".methods")
         l.setField(m, "_remotefile_methods")
         l.pushValue(m); l.setGlobal("sftp")
-        sl_requiref(l.L, "sftp", m)
+        l.registerModule("sftp", table: m)
         l.pop()
         // The reference text (help() in the REPL).
         state.lua.getGlobal("sftp")
@@ -112,7 +111,7 @@ public enum SFTPModule {
         // The Lua side of the library: embedded at build time, or with SFTPLUA_LUA_DIR (for
         // working on lua/) read from that directory at start.
         for (name, code) in try luaChunks() {
-            try state.load(code, name: "=[sftplua \(name)]")
+            try state.load(code, name: LuaLibrary.chunkName(name))
             state.lua.getGlobal("sftp")
             try state.call(nargs: 1)
         }
@@ -134,9 +133,9 @@ public enum SFTPModule {
     /// Ctrl-C for the CLI: SIGINT interrupts the running Lua code or transfer with an
     /// `Interrupted` error instead of killing the process.
     public static func enableInterrupts(_ state: LuaState) {
-        sl_interrupt_install(state.lua.L, ErrorObject.metatable)
-        Interrupt.pending = { sl_interrupt_pending() != 0 }
-        Interrupt.clear = { sl_interrupt_clear() }
+        LuaInterrupt.install(state.lua, errorMetatable: ErrorObject.metatable)
+        Interrupt.pending = { LuaInterrupt.pending() }
+        Interrupt.clear = { LuaInterrupt.clear() }
     }
 
     /// sftp.connect{...} or sftp.connect(host, {...}).
@@ -178,5 +177,5 @@ public enum SFTPModule {
 
 extension Lua {
     /// Pops key and value (pushed in that order) into the table at t.
-    func forEachSet(_ t: Int32) { lua_rawset(L, t) }
+    func forEachSet(_ t: Int32) { rawSet(t) }
 }

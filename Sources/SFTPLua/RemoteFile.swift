@@ -1,4 +1,3 @@
-import CLua
 import Foundation
 import LuaHost
 import SFTPCore
@@ -86,7 +85,7 @@ extension ConnectionBinding {
             if rf.mode == "r" { throw SSHError(.io, "cannot write \(rf.file.path): the file is open for reading only", path: rf.file.path) }
             if !rf.buffer.isEmpty { try rf.seekTo(rf.position) } // drop read-ahead before writing
             for i in 2...max(2, l.top) where l.top >= 2 {
-                guard l.isString(i) || l.type(i) == LUA_TNUMBER else { throw l.typeError(i, expected: "string", method: true) }
+                guard l.isString(i) || l.isNumber(i) else { throw l.typeError(i, expected: "string", method: true) }
                 let bytes = l.isString(i) ? l.bytes(i)! : Array(l.describe(i).utf8)
                 try bytes.withUnsafeBytes { try rf.file.write($0) }
                 rf.position += UInt64(bytes.count)
@@ -178,7 +177,7 @@ extension ConnectionBinding {
                     text += rf.take(1)
                 }
                 // Lua's own conversion (integers, floats, hex), as io.read("n") does.
-                if text.isEmpty || lua_stringtonumber(l.L, String(decoding: text, as: UTF8.self)) == 0 {
+                if text.isEmpty || !l.pushNumeral(String(decoding: text, as: UTF8.self)) {
                     l.pushNil(); return pushed + 1
                 }
                 pushed += 1

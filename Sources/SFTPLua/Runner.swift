@@ -1,4 +1,3 @@
-import CLua
 import Foundation
 import LuaHost
 import SFTPCore
@@ -94,8 +93,8 @@ public final class Runner {
 
     /// True (and cleared) when Ctrl-C was pressed since the last check.
     public func takeInterrupt() -> Bool {
-        guard sl_interrupt_pending() != 0 else { return false }
-        sl_interrupt_clear()
+        guard LuaInterrupt.pending() else { return false }
+        LuaInterrupt.clear()
         return true
     }
 
@@ -161,7 +160,7 @@ public final class Runner {
     static func userTraceback(_ t: String) -> String {
         if Diagnostics.verbose { return t }
         let lines = t.split(separator: "\n", omittingEmptySubsequences: false)
-        let kept = lines.filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("[sftplua ") }
+        let kept = lines.filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix(LuaLibrary.chunkPrefix) }
         return kept.count == lines.count ? t : kept.joined(separator: "\n") + "\n\t(sftplua's own frames hidden; -v shows them)"
     }
 
@@ -179,7 +178,7 @@ public final class Runner {
             l.pop()
             // An error inside sftplua's own Lua (applying a returned recipe) is the script's.
             var whereAt = whereAt
-            if whereAt.hasPrefix("[sftplua "), let script = scriptPath { whereAt = script }
+            if whereAt.hasPrefix(LuaLibrary.chunkPrefix), let script = scriptPath { whereAt = script }
             // String errors raised by Lua already carry their position: the line that raised it,
             // also inside a callback (filter, progress, on_action) that sftplua called from the
             // line of the call, which is not repeated in front.

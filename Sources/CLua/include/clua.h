@@ -12,6 +12,10 @@
 
 #define SL_RAISE (-1)
 
+/* The chunk names of sftplua's own Lua library start so ("=[sftplua mirror.lua]"): error
+   positions and tracebacks skip those frames. The one definition (LuaHost exposes it). */
+#define SL_LIBRARY_CHUNK "[sftplua "
+
 typedef int (*sl_dispatch_fn)(lua_State *L);
 typedef void (*sl_release_fn)(void *object);
 
