@@ -1,43 +1,13 @@
--- Connection methods and module functions written in Lua on top of the Swift primitives.
-local sftp = ...
+-- sftp.connection: Connection methods and module functions written in Lua on top of the Swift
+-- primitives, and the wrapper every transfer call runs in (retries, bwlimit, summary).
+local sftp = require("sftp")
+local U = require("sftp.util")
 local M = sftp._connection_methods
 local fs = sftp.fs
-
-local function argerror(n, fname, msg)
-  sftp.error("ArgumentError", ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
-end
-
-local function check(v, n, fname, want, optional)
-  if v == nil and optional then return end
-  if type(v) ~= want then argerror(n, fname, ("%s expected, got %s"):format(want, v == nil and "no value" or type(v))) end
-end
-
-local function join(a, b)
-  if a == "" then return b end
-  if a:sub(-1) == "/" then return a .. b end
-  return a .. "/" .. b
-end
-
--- A name from a listing that must never be used to build a local path.
-local function unsafe_name(name)
-  return name == "" or name == "." or name == ".." or name:find("/", 1, true) or name:find("\0", 1, true)
-end
-
-local function check_opts(opts, fname, n, allowed)
-  if opts == nil then return {} end
-  check(opts, n, fname, "table")
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for a in pairs(allowed) do names[#names + 1] = a end
-      local best = sftp._closest(tostring(k), names)
-      local msg = ("unknown option '%s' to '%s'"):format(tostring(k), fname)
-      if best then msg = msg .. (" (did you mean '%s'?)"):format(best) end
-      sftp.error("ArgumentError", msg)
-    end
-  end
-  return opts
-end
+local check, check_opts, argerror, join, unsafe_name = U.check, U.check_opts, U.argerror, U.join, U.unsafe_name
+local local_makedirs, within, check_parallel, shown, json_value = U.makedirs, U.within, U.check_parallel, U.shown, U.json_value
+-- What the other modules use: transfer_call (below), and no_summary (recipes print their own).
+local module = {no_summary = false}
 
 --- c:cd(path, fn): run fn with the remote cwd at path, restore it after (also on error).
 function M.cd(c, path, fn)
@@ -94,75 +64,9 @@ function M.walktree(c, path, fcb, dcb, ucb, recurse)
             path, fcb, dcb, ucb, recurse, "IOError")
 end
 
--- Local directories, created with parents; refuses to go through a symlink or a file.
-local function local_makedirs(path)
-  local a = fs.lstat(path)
-  if a then
-    if a.type == "dir" then return end
-    if a.type == "link" and (fs.stat(path) or {}).type == "dir" then return end
-    sftp.error("FileExists", "cannot create directory " .. path .. ": a file is in the way", path)
-  end
-  local parent = path:match("^(.*)/[^/]+/*$")
-  if parent and parent ~= "" then local_makedirs(parent) end
-  local ok, err = pcall(fs.mkdir, path, 777)
-  if not ok and not (type(err) == "table" and err.kind == "FileExists") then error(err, 0) end
-end
-fs.makedirs = local_makedirs
-
-local function within(root, p)
-  return p == root or p:sub(1, #root + 1) == (root == "/" and "/" or root .. "/")
-end
-
 -- Runs file jobs through the batch engine (several in flight); the first failure is raised
 -- once the jobs in flight have finished. `each(job, attrs)` runs as each one completes.
--- --json: one object per line on stdout. Strings are the names' bytes: valid UTF-8 as it is,
--- each byte that is not part of valid UTF-8 as \u00XX, and control characters escaped.
-local function json_string(s)
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local b = s:byte(i)
-    local len = b < 0x80 and 1 or (b >= 0xC2 and b <= 0xDF) and 2 or (b >= 0xE0 and b <= 0xEF) and 3 or (b >= 0xF0 and b <= 0xF4) and 4 or 0
-    local ch = len > 0 and s:sub(i, i + len - 1) or nil
-    if len > 1 and (#ch < len or not utf8.len(ch)) then ch, len = nil, 0 end
-    if len == 1 then
-      if b == 34 then out[#out + 1] = '\\"' elseif b == 92 then out[#out + 1] = "\\\\"
-      elseif b < 32 or b == 127 then out[#out + 1] = ("\\u%04x"):format(b)
-      else out[#out + 1] = ch end
-      i = i + 1
-    elseif len > 1 then out[#out + 1] = ch; i = i + len
-    else out[#out + 1] = ("\\u%04x"):format(b); i = i + 1 end
-  end
-  return '"' .. table.concat(out) .. '"'
-end
-
-local function json_value(v)
-  local t = type(v)
-  if t == "string" then return json_string(v)
-  elseif t == "number" then return math.type(v) == "integer" and tostring(v) or ("%.6g"):format(v)
-  elseif t == "boolean" then return tostring(v)
-  elseif t == "table" then
-    if #v > 0 or next(v) == nil then
-      local parts = {}
-      for _, x in ipairs(v) do parts[#parts + 1] = json_value(x) end
-      return "[" .. table.concat(parts, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    local parts = {}
-    for _, k in ipairs(keys) do parts[#parts + 1] = json_string(k) .. ":" .. json_value(v[k]) end
-    return "{" .. table.concat(parts, ",") .. "}"
-  end
-  return "null"
-end
-sftp._json_value = json_value
-
---- sftp._emit(t): with --json, one JSON object on a line of stdout.
-function sftp._emit(t)
-  if sftp.json then io.write(json_value(t), "\n"); io.flush() end
-end
-
--- Counters of the outermost transfer call, for its summary line (see sftp._transfer_call).
+-- Counters of the outermost transfer call, for its summary line (see transfer_call).
 local current_stats
 
 local function run_jobs(c, jobs, parallel, each)
@@ -174,47 +78,23 @@ local function run_jobs(c, jobs, parallel, each)
       current_stats.bytes = current_stats.bytes + ((attrs and attrs.st_size) or jobs[i].size or 0)
     end
     if sftp.json then
-      sftp._emit({event = "action", op = jobs[i].op, remote = jobs[i].remote, ["local"] = jobs[i]["local"],
+      U.emit({event = "action", op = jobs[i].op, remote = jobs[i].remote, ["local"] = jobs[i]["local"],
                   size = attrs and attrs.st_size or jobs[i].size})
     end
     if each then each(jobs[i], attrs) end
   end)
 end
 
--- Files in flight for recursive transfers when the caller does not say (docs/performance.md).
-sftp.default_parallel = 1
-
-local function check_parallel(v, fname)
-  if v == nil then return sftp.default_parallel end
-  if math.type(v) ~= "integer" or v < 1 or v > 64 then
-    sftp.error("ArgumentError", ("bad option 'parallel' to '%s' (integer from 1 to 64 expected)"):format(fname))
-  end
-  return v
-end
-sftp._check_parallel = check_parallel
-
 -- Trees are walked a level at a time: every directory of a level is listed at once
 -- (c:_listdirs pipelines them over the connection), so a tree costs a few round trips per
 -- level, not per directory. Each call plans first (what to create, what to copy), changing
 -- nothing, then acts; `sftplua run --dry-run` prints the plan instead.
--- A name as printed in plans and logs: as it is, unless it holds a space, a quote, a backslash
--- or a control byte; then in double quotes with those escaped (\n, \r, \t, \", \\, \xHH), so a
--- name can never forge a line or blur where one name ends.
-function sftp._shown(name)
-  if name ~= "" and not name:find('[%c%s"\\]') then return name end
-  return '"' .. name:gsub('[%c"\\]', function(ch)
-    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\"}
-    return esc[ch] or ("\\x%02x"):format(ch:byte())
-  end) .. '"'
-end
-local shown = sftp._shown
-
 local function show_plan(plan)
   if sftp.json then
     for _, level in ipairs(plan.mkdirs) do
-      for _, d in ipairs(level) do sftp._emit({event = "plan", op = "mkdir", path = d}) end
+      for _, d in ipairs(level) do U.emit({event = "plan", op = "mkdir", path = d}) end
     end
-    for _, j in ipairs(plan.jobs) do sftp._emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = j.size}) end
+    for _, j in ipairs(plan.jobs) do U.emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = j.size}) end
     return
   end
   for _, level in ipairs(plan.mkdirs) do
@@ -523,23 +403,25 @@ local function summary(fname, result, stats, seconds)
     s.copied, s.bytes = result.uploaded, result.bytes
   end
   if sftp.json then
-    sftp._emit({event = "summary", call = fname, copied = s.copied, updated = s.updated, deleted = s.deleted,
+    U.emit({event = "summary", call = fname, copied = s.copied, updated = s.updated, deleted = s.deleted,
                 unchanged = s.unchanged, bytes = s.bytes, seconds = seconds, dry_run = type(result) == "table" and result.dry_run or nil})
     return
   end
-  if sftp.quiet or sftp._no_summary then return end
+  if sftp.quiet or module.no_summary then return end
   if not (sftp.verbose or sftp._isatty(2)) then return end
   local rate = seconds > 0 and s.bytes / seconds or 0
   io.stderr:write(("sftplua: %s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes in %.2f s (%.1f MiB/s)\n"):format(
     fname, s.copied, s.updated, s.deleted, s.unchanged, s.bytes, seconds, rate / 1048576))
 end
 
-function sftp._transfer_call(c, fname, opts, body)
+local transfer_call_inner
+
+local function transfer_call(c, fname, opts, body)
   -- The outermost call counts and summarises (a mirror runs a batch inside).
-  if current_stats then return sftp._transfer_call_inner(c, fname, opts, body) end
+  if current_stats then return transfer_call_inner(c, fname, opts, body) end
   current_stats = {copied = 0, bytes = 0}
   local t0 = sftp.now()
-  local res = table.pack(pcall(sftp._transfer_call_inner, c, fname, opts, body))
+  local res = table.pack(pcall(transfer_call_inner, c, fname, opts, body))
   local stats = current_stats
   current_stats = nil
   if not res[1] then error(res[2], 0) end
@@ -547,7 +429,7 @@ function sftp._transfer_call(c, fname, opts, body)
   return table.unpack(res, 2, res.n)
 end
 
-function sftp._transfer_call_inner(c, fname, opts, body)
+function transfer_call_inner(c, fname, opts, body)
   local retries, bwlimit = 3, sftp.default_bwlimit   -- the CLI's --bwlimit, if any
   if type(opts) == "table" and (opts.retries ~= nil or opts.bwlimit ~= nil) then
     if opts.retries ~= nil and (math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 100) then
@@ -563,7 +445,7 @@ function sftp._transfer_call_inner(c, fname, opts, body)
   if bwlimit ~= nil then
     local ok, rate = pcall(sftp._bwlimit, bwlimit)
     if not ok then sftp.error("ArgumentError", (rate.message:gsub("^bad option 'bwlimit'", ("bad option 'bwlimit' to '%s'"):format(fname)))) end
-    sftp._note(("%s: bandwidth limit %.0f bytes/s"):format(fname, rate))
+    U.note(("%s: bandwidth limit %.0f bytes/s"):format(fname, rate))
   end
   local delay = 0.5
   for attempt = 0, retries do
@@ -577,7 +459,7 @@ function sftp._transfer_call_inner(c, fname, opts, body)
       if bwlimit ~= nil then sftp._bwlimit(nil) end
       error(err, 0)
     end
-    sftp._note(("%s: %s: %s; retry %d of %d in %.1f s"):format(fname, err.kind, err.message, attempt + 1, retries, delay))
+    U.note(("%s: %s: %s; retry %d of %d in %.1f s"):format(fname, err.kind, err.message, attempt + 1, retries, delay))
     local slept, serr = pcall(sftp.sleep, delay)
     if not slept then
       if bwlimit ~= nil then sftp._bwlimit(nil) end
@@ -592,10 +474,9 @@ for _, name in ipairs({"get", "put", "get_d", "get_r", "put_d", "put_r"}) do
   local orig = M[name]
   M[name] = function(c, a, b, opts, ...)
     if select("#", ...) > 0 then return orig(c, a, b, opts, ...) end
-    return sftp._transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
+    return transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
   end
 end
 
--- Helpers shared with the other chunks (mirror, syncagent, watch).
-sftp._util = {check = check, check_opts = check_opts, join = join, unsafe_name = unsafe_name,
-              makedirs = local_makedirs, within = within, argerror = argerror}
+module.transfer_call = transfer_call
+return module

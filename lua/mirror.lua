@@ -1,7 +1,8 @@
 -- Mirroring: c:mirror_down / c:mirror_up. Plan first (from both listings), then act:
 -- directories, then files (several in flight), then deletes, and only after every copy succeeded.
-local sftp = ...
-local U = sftp._util
+local sftp = require("sftp")
+local U = require("sftp.util")
+local transfer_call = require("sftp.connection").transfer_call
 local M = sftp._connection_methods
 local fs = sftp.fs
 local planned_roots = {}   -- ["local:" .. path] / ["remote:" .. path] = true: targets a dry run would make
@@ -14,7 +15,6 @@ local compile_globs = sftp._compile_globs
 
 local mirror_keys = {delete = true, exclude = true, include = true, filter = true, compare = true,
                      dry_run = true, preserve_mtime = true, parallel = true, on_action = true}
-sftp._mirror_keys = mirror_keys
 
 local function mirror_opts(opts, fname)
   opts = U.check_opts(opts, fname, 3, mirror_keys)
@@ -40,12 +40,11 @@ local function mirror_opts(opts, fname)
   end
   o.exclude = compile_globs(opts.exclude, "exclude", fname)
   o.include = compile_globs(opts.include, "include", fname)
-  o.parallel = sftp._check_parallel(opts.parallel, fname)
+  o.parallel = U.check_parallel(opts.parallel, fname)
   if sftp.dry_run then o.dry_run = true end
   return o
 end
 
-sftp._mirror_opts = mirror_opts
 
 -- Checksums -------------------------------------------------------------------------------------
 
@@ -93,7 +92,7 @@ end
 -- The mirror ------------------------------------------------------------------------------------
 
 local function fmt_action(a)
-  return ("%-6s %s%s"):format(a.op, sftp._shown(a.path), a.size and (" (" .. a.size .. " bytes)") or "")
+  return ("%-6s %s%s"):format(a.op, U.shown(a.path), a.size and (" (" .. a.size .. " bytes)") or "")
 end
 
 --- Shared by both directions: SFTPCore's Mirror scans both sides (every directory of a level at
@@ -106,8 +105,8 @@ local function mirror(c, o, side, label)
     preserve_mtime = o.preserve_mtime, exclude = o.exclude, include = o.include, filter = o.filter,
     parallel = o.parallel, dry_run = o.dry_run, make_root = side.dst_makedirs, sums = side.sums, label = label,
     done = function(op, path, size)
-      sftp._note(("%s: %s %s"):format(label, op, path))
-      sftp._emit({event = "action", call = label, op = op, path = path, size = size})
+      U.note(("%s: %s %s"):format(label, op, path))
+      U.emit({event = "action", call = label, op = op, path = path, size = size})
       if o.on_action then o.on_action({op = op, path = path, size = size}) end
     end,
   }
@@ -115,8 +114,8 @@ local function mirror(c, o, side, label)
     result.dry_run = true
     planned_roots[(side.direction == "down" and "local:" or "remote:") .. side.dst_root] = true
     if sftp.json then
-      for _, a in ipairs(result.actions) do sftp._emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
-      for _, w in ipairs(result.warnings) do sftp._emit({event = "warning", call = label, message = w}) end
+      for _, a in ipairs(result.actions) do U.emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
+      for _, w in ipairs(result.warnings) do U.emit({event = "warning", call = label, message = w}) end
     elseif sftp.dry_run then
       io.write(("%s: plan (dry run), %d action(s)\n"):format(label, #result.actions))
       for _, a in ipairs(result.actions) do io.write("  ", fmt_action(a), "\n") end
@@ -225,7 +224,9 @@ end
 for _, name in ipairs({"mirror_down", "mirror_up"}) do
   local orig = M[name]
   M[name] = function(c, a, b, opts)
-    return sftp._transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
+    return transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
   end
 end
 
+-- For recipes: the option keys and their checker.
+return {keys = mirror_keys, opts = mirror_opts}

@@ -1,11 +1,13 @@
 -- Declarative recipes and the `sftplua run` driver (including --dry-run).
-local sftp = ...
-local U = sftp._util
+local sftp = require("sftp")
+local U = require("sftp.util")
+local mirror = require("sftp.mirror")
+local connection = require("sftp.connection")
 local M = sftp._connection_methods
 
 local recipe_keys = {connect = true, mirror = true, name = true, defaults = true}
 local rule_keys = {down = true, up = true, to = true}
-for k in pairs(sftp._mirror_keys) do rule_keys[k] = true end
+for k in pairs(mirror.keys) do rule_keys[k] = true end
 
 local function closest_msg(key, allowed, where)
   local names = {}
@@ -68,7 +70,7 @@ function sftp.check_recipe(t)
   if t.name ~= nil and type(t.name) ~= "string" then sftp.error("ArgumentError", "recipe: 'name' must be a string") end
   if t.defaults ~= nil and type(t.defaults) ~= "table" then sftp.error("ArgumentError", "recipe: 'defaults' must be a table") end
   for k in pairs(t.defaults or {}) do
-    if not sftp._mirror_keys[k] then sftp.error("ArgumentError", "recipe: " .. closest_msg(k, sftp._mirror_keys, "'defaults'")) end
+    if not mirror.keys[k] then sftp.error("ArgumentError", "recipe: " .. closest_msg(k, mirror.keys, "'defaults'")) end
   end
   if type(t.mirror) ~= "table" then sftp.error("ArgumentError", "recipe: 'mirror' must be an array of rules, got " .. type(t.mirror)) end
   local n = #t.mirror
@@ -95,8 +97,8 @@ function sftp.check_recipe(t)
     -- The mirror options, checked before anything connects.
     local opts = {}
     for k, v in pairs(t.defaults or {}) do opts[k] = v end
-    for k, v in pairs(rule) do if sftp._mirror_keys[k] then opts[k] = v end end
-    local ok, err = pcall(sftp._mirror_opts, opts, where)
+    for k, v in pairs(rule) do if mirror.keys[k] then opts[k] = v end end
+    local ok, err = pcall(mirror.opts, opts, where)
     if not ok then reraise(err, where) end
   end
   return t
@@ -108,10 +110,10 @@ end
 function sftp.run_recipe(t, how)
   sftp.check_recipe(t)
   -- Each rule prints its own line below: no second summary from the mirror.
-  local had = sftp._no_summary
-  sftp._no_summary = true
+  local had = connection.no_summary
+  connection.no_summary = true
   local ok, res = pcall(sftp._run_recipe, t, how)
-  sftp._no_summary = had
+  connection.no_summary = had
   if not ok then error(res, 0) end
   return res
 end
@@ -119,7 +121,7 @@ end
 function sftp._run_recipe(t, how)
   how = how or {}
   local function here(p)
-    if how.base and how.base ~= "" and p:sub(1, 1) ~= "/" then return sftp._util.join(how.base, p) end
+    if how.base and how.base ~= "" and p:sub(1, 1) ~= "/" then return U.join(how.base, p) end
     return p
   end
   local copts = {}
@@ -138,7 +140,7 @@ function sftp._run_recipe(t, how)
       local where = "recipe " .. describe(i, rule)
       local opts = {}
       for k, v in pairs(t.defaults or {}) do opts[k] = v end
-      for k, v in pairs(rule) do if sftp._mirror_keys[k] then opts[k] = v end end
+      for k, v in pairs(rule) do if mirror.keys[k] then opts[k] = v end end
       local rok, res = pcall(function()
         if rule.down then return c:mirror_down(expand(rule.down, where), here(expand(rule.to, where)), opts) end
         return c:mirror_up(here(expand(rule.up, where)), expand(rule.to, where), opts)
@@ -173,13 +175,13 @@ local function guard_mutations()
         local shown = {}
         for i = 1, args.n do
           local a = args[i]
-          if type(a) == "string" then shown[#shown + 1] = sftp._shown(a)
+          if type(a) == "string" then shown[#shown + 1] = U.shown(a)
           elseif type(a) ~= "table" and type(a) ~= "function" then shown[#shown + 1] = tostring(a) end
         end
         if sftp.json then
           local raw = {}
           for i = 1, args.n do if type(args[i]) == "string" then raw[#raw + 1] = args[i] end end
-          sftp._emit({event = "plan", call = name, args = raw})
+          U.emit({event = "plan", call = name, args = raw})
         else
           io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
         end
@@ -194,8 +196,8 @@ local function guard_mutations()
     local fs = sftp.fs
     if fs[name] then
       fs[name] = function(path)
-        if sftp.json then sftp._emit({event = "plan", call = "fs." .. name, args = {path}})
-        else io.write(("dry run: would %s %s\n"):format("fs." .. name, sftp._shown(tostring(path)))) end
+        if sftp.json then U.emit({event = "plan", call = "fs." .. name, args = {path}})
+        else io.write(("dry run: would %s %s\n"):format("fs." .. name, U.shown(tostring(path)))) end
       end
     end
   end
@@ -203,8 +205,8 @@ local function guard_mutations()
   local transfer = M._transfer
   M._transfer = function(c, jobs)
     for _, j in ipairs(jobs) do
-      if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(sftp._shown(j.remote), sftp._shown(j["local"])))
-      else io.write(("dry run: would put %s %s\n"):format(sftp._shown(j["local"]), sftp._shown(j.remote))) end
+      if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(U.shown(j.remote), U.shown(j["local"])))
+      else io.write(("dry run: would put %s %s\n"):format(U.shown(j["local"]), U.shown(j.remote))) end
     end
   end
   local open = transfer and M.open

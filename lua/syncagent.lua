@@ -1,6 +1,7 @@
 -- sftp.syncagent: sftpsyncer's local cache + upload queue, with the queue journaled on disk.
-local sftp = ...
-local U = sftp._util
+local sftp = require("sftp")
+local U = require("sftp.util")
+local transfer_call = require("sftp.connection").transfer_call
 local fs = sftp.fs
 
 local JOURNAL = ".sftplua-queue"      -- the upload queue, one %q-quoted path per line
@@ -325,7 +326,7 @@ end
 --- agent:push([{retries=, bwlimit=}]): a retry continues with what is still queued.
 function Agent:push(opts)
   if opts ~= nil then U.check_opts(opts, "push", 1, {retries = true, bwlimit = true}) end
-  return sftp._transfer_call(nil, "push", opts, function() return self:_push() end)
+  return transfer_call(nil, "push", opts, function() return self:_push() end)
 end
 
 function Agent:_push()
@@ -401,7 +402,7 @@ function sftp.syncagent(opts)
     copts.port = port
     copts.private_key = opts.private_key or opts.priv_key
   end
-  local parallel = sftp._check_parallel(opts.parallel, "syncagent")
+  local parallel = U.check_parallel(opts.parallel, "syncagent")
   U.makedirs(opts.local_root)
   local root = fs.realpath(opts.local_root)
   local agent = setmetatable({local_root = root, remote_root = opts.remote_root or ".", _connect_opts = copts,

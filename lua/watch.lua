@@ -1,8 +1,8 @@
 -- c:watch: a remote directory watcher. SFTP has no change notifications, so this polls: each
 -- poll lists the tree (or, with relist = "changed", stats each directory and lists only those
 -- whose mtime moved), compares with the last snapshot and reports created/modified/deleted.
-local sftp = ...
-local U = sftp._util
+local sftp = require("sftp")
+local U = require("sftp.util")
 local M = sftp._connection_methods
 
 local watch_keys = {interval = true, recursive = true, exclude = true, settle = true, duration = true,

@@ -1,15 +1,17 @@
 import Foundation
 
-// EmbedLuaTool OUTPUT REFERENCE LUA...: writes a Swift file with the Lua library's chunks (by
-// file name, in the order given) and the reference text, as raw string literals. Run by the
-// EmbedLua build-tool plugin; the output lives in the build directory only.
+// EmbedLuaTool OUTPUT REFERENCE LUA_DIR: writes a Swift file with the Lua library's chunks
+// (every *.lua of LUA_DIR, by file name, sorted) and the reference text, as raw string
+// literals. Run by the EmbedLua build-tool plugin; the output lives in the build directory only.
 let args = CommandLine.arguments.dropFirst()
-guard args.count >= 2 else {
-    FileHandle.standardError.write(Data("usage: EmbedLuaTool OUTPUT REFERENCE [LUA...]\n".utf8))
+guard args.count == 3 else {
+    FileHandle.standardError.write(Data("usage: EmbedLuaTool OUTPUT REFERENCE LUA_DIR\n".utf8))
     exit(2)
 }
 let output = args[args.startIndex], reference = args[args.startIndex + 1]
-let sources = Array(args.dropFirst(2))
+let luaDir = args[args.startIndex + 2]
+let sources = ((try? FileManager.default.contentsOfDirectory(atPath: luaDir)) ?? []).filter { $0.hasSuffix(".lua") }.sorted()
+    .map { luaDir + "/" + $0 }
 
 /// A raw string literal of `text`: enough `#` that nothing inside ends it (`"` + #s) or
 /// interpolates (`\` + #s).

@@ -108,12 +108,26 @@ public enum SFTPModule {
         state.lua.getGlobal("sftp")
         state.lua.set(-1, "_reference", Prelude.reference)
         state.lua.pop()
-        // The Lua side of the library: embedded at build time, or with SFTPLUA_LUA_DIR (for
-        // working on lua/) read from that directory at start.
-        for (name, code) in try luaChunks() {
-            try state.load(code, name: LuaLibrary.chunkName(name))
-            state.lua.getGlobal("sftp")
+        // The Lua side of the library, as modules: lua/NAME.lua is package.preload["sftp.NAME"]
+        // (embedded at build time, or with SFTPLUA_LUA_DIR read from that directory), and each
+        // is required once; a module requires what it uses, so no order between files matters.
+        let l2 = state.lua
+        l2.getGlobal("package")
+        l2.getField(-1, "preload")
+        let preload = l2.absIndex(-1)
+        var modules: [String] = []
+        for (file, code) in try luaChunks() {
+            let module = "sftp." + (file.hasSuffix(".lua") ? String(file.dropLast(4)) : file)
+            try state.load(code, name: LuaLibrary.chunkName(file))
+            l2.setField(preload, module)
+            modules.append(module)
+        }
+        l2.pop(2)
+        for module in modules {
+            l2.getGlobal("require")
+            l2.push(module)
             try state.call(nargs: 1)
+            l2.top = 0
         }
         state.lua.top = 0
     }

@@ -88,7 +88,7 @@ struct HostileInputTests {
     /// "/", NUL): a name is used only when joining it to a root gives a direct child of the root.
     @Test func pathSafetyOnGeneratedNames() throws {
         let r = try run("""
-        local U = sftp._util
+        local U = require("sftp.util")
         local parts = {"a", ".", "..", "/", "\\0", "b", " ", "\\\\", "~", "é"}
         local function normalize(p)
           local out = {}

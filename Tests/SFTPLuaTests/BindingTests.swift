@@ -65,7 +65,7 @@ struct BindingTests {
         for name in try FileManager.default.contentsOfDirectory(atPath: repoRoot.path + "/lua") where name.hasSuffix(".lua") {
             try FileManager.default.copyItem(atPath: repoRoot.path + "/lua/" + name, toPath: dir + "/" + name)
         }
-        try "local sftp = ...\nsftp.dev_marker = 42\n".write(toFile: dir + "/zz-dev.lua", atomically: true, encoding: .utf8)
+        try "local sftp = require(\"sftp\")\nsftp.dev_marker = 42\n".write(toFile: dir + "/zz-dev.lua", atomically: true, encoding: .utf8)
         let dev = try runProcess(sftpluaBinary, ["-e", "print(sftp.dev_marker, sftp.is_temp_name('.a.sftplua.part'))"],
                                  env: ["SFTPLUA_LUA_DIR": dir])
         #expect(dev.stdout == "42\ttrue\n", "\(dev.stderr)")

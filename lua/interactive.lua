@@ -1,5 +1,6 @@
--- The Lua side of the sftp module. Each chunk in lua/ receives the module table as `...`.
-local sftp = ...
+-- sftp.interactive: what people at the REPL use (sftp.pretty, help(), completion) and keeping
+-- script output apart from the progress block.
+local sftp = require("sftp")
 
 local function is_identifier(s)
   return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil
@@ -183,15 +184,6 @@ function sftp.help(what)
     return
   end
   io.write("no reference for ", name, "\n")
-end
-
---- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).
-function sftp._note(msg)
-  if sftp.verbose then
-    sftp._progress_hide()
-    io.stderr:write("sftplua: ", msg, "\n")
-    sftp._progress_show()
-  end
 end
 
 -- A script's output never merges with a progress block: `print` and `io.write` (callbacks run

@@ -1,0 +1,143 @@
+-- sftp.util: what the library's modules share (argument and option checks, paths, names as
+-- printed, --json lines, -v lines). Loaded with require("sftp.util"); not part of the public API.
+local sftp = require("sftp")
+local fs = sftp.fs
+
+local function argerror(n, fname, msg)
+  sftp.error("ArgumentError", ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
+end
+
+local function check(v, n, fname, want, optional)
+  if v == nil and optional then return end
+  if type(v) ~= want then argerror(n, fname, ("%s expected, got %s"):format(want, v == nil and "no value" or type(v))) end
+end
+
+local function join(a, b)
+  if a == "" then return b end
+  if a:sub(-1) == "/" then return a .. b end
+  return a .. "/" .. b
+end
+
+-- A name from a listing that must never be used to build a local path.
+local function unsafe_name(name)
+  return name == "" or name == "." or name == ".." or name:find("/", 1, true) or name:find("\0", 1, true)
+end
+
+local function check_opts(opts, fname, n, allowed)
+  if opts == nil then return {} end
+  check(opts, n, fname, "table")
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local names = {}
+      for a in pairs(allowed) do names[#names + 1] = a end
+      local best = sftp._closest(tostring(k), names)
+      local msg = ("unknown option '%s' to '%s'"):format(tostring(k), fname)
+      if best then msg = msg .. (" (did you mean '%s'?)"):format(best) end
+      sftp.error("ArgumentError", msg)
+    end
+  end
+  return opts
+end
+
+-- Local directories, created with parents; refuses to go through a symlink or a file.
+local function local_makedirs(path)
+  local a = fs.lstat(path)
+  if a then
+    if a.type == "dir" then return end
+    if a.type == "link" and (fs.stat(path) or {}).type == "dir" then return end
+    sftp.error("FileExists", "cannot create directory " .. path .. ": a file is in the way", path)
+  end
+  local parent = path:match("^(.*)/[^/]+/*$")
+  if parent and parent ~= "" then local_makedirs(parent) end
+  local ok, err = pcall(fs.mkdir, path, 777)
+  if not ok and not (type(err) == "table" and err.kind == "FileExists") then error(err, 0) end
+end
+
+local function within(root, p)
+  return p == root or p:sub(1, #root + 1) == (root == "/" and "/" or root .. "/")
+end
+
+-- --json: one object per line on stdout. Strings are the names' bytes: valid UTF-8 as it is,
+-- each byte that is not part of valid UTF-8 as \u00XX, and control characters escaped.
+local function json_string(s)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local b = s:byte(i)
+    local len = b < 0x80 and 1 or (b >= 0xC2 and b <= 0xDF) and 2 or (b >= 0xE0 and b <= 0xEF) and 3 or (b >= 0xF0 and b <= 0xF4) and 4 or 0
+    local ch = len > 0 and s:sub(i, i + len - 1) or nil
+    if len > 1 and (#ch < len or not utf8.len(ch)) then ch, len = nil, 0 end
+    if len == 1 then
+      if b == 34 then out[#out + 1] = '\\"' elseif b == 92 then out[#out + 1] = "\\\\"
+      elseif b < 32 or b == 127 then out[#out + 1] = ("\\u%04x"):format(b)
+      else out[#out + 1] = ch end
+      i = i + 1
+    elseif len > 1 then out[#out + 1] = ch; i = i + len
+    else out[#out + 1] = ("\\u%04x"):format(b); i = i + 1 end
+  end
+  return '"' .. table.concat(out) .. '"'
+end
+
+local function json_value(v)
+  local t = type(v)
+  if t == "string" then return json_string(v)
+  elseif t == "number" then return math.type(v) == "integer" and tostring(v) or ("%.6g"):format(v)
+  elseif t == "boolean" then return tostring(v)
+  elseif t == "table" then
+    if #v > 0 or next(v) == nil then
+      local parts = {}
+      for _, x in ipairs(v) do parts[#parts + 1] = json_value(x) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do parts[#parts + 1] = json_string(k) .. ":" .. json_value(v[k]) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  return "null"
+end
+
+--- emit(t): with --json, one JSON object on a line of stdout.
+local function emit(t)
+  if sftp.json then io.write(json_value(t), "\n"); io.flush() end
+end
+
+-- Files in flight for recursive transfers when the caller does not say (docs/performance.md).
+sftp.default_parallel = 1
+
+local function check_parallel(v, fname)
+  if v == nil then return sftp.default_parallel end
+  if math.type(v) ~= "integer" or v < 1 or v > 64 then
+    sftp.error("ArgumentError", ("bad option 'parallel' to '%s' (integer from 1 to 64 expected)"):format(fname))
+  end
+  return v
+end
+
+-- A name as printed in plans and logs: as it is, unless it holds a space, a quote, a backslash
+-- or a control byte; then in double quotes with those escaped (\n, \r, \t, \", \\, \xHH), so a
+-- name can never forge a line or blur where one name ends.
+local function shown(name)
+  if name ~= "" and not name:find('[%c%s"\\]') then return name end
+  return '"' .. name:gsub('[%c"\\]', function(ch)
+    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\"}
+    return esc[ch] or ("\\x%02x"):format(ch:byte())
+  end) .. '"'
+end
+
+--- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).
+local function note(msg)
+  if sftp.verbose then
+    sftp._progress_hide()
+    io.stderr:write("sftplua: ", msg, "\n")
+    sftp._progress_show()
+  end
+end
+
+fs.makedirs = local_makedirs
+-- sftp._shown stays for scripts that print names as plans do.
+sftp._shown = shown
+
+return {check = check, check_opts = check_opts, argerror = argerror, join = join, unsafe_name = unsafe_name,
+        makedirs = local_makedirs, within = within, check_parallel = check_parallel, shown = shown,
+        emit = emit, json_value = json_value, note = note}
