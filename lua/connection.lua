@@ -1,6 +1,7 @@
 -- sftp.connection: Connection methods and module functions written in Lua on top of the Swift
 -- primitives, and the wrapper every transfer call runs in (retries, bwlimit, summary).
 local sftp = require("sftp")
+local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local M = sftp._connection_methods
 local fs = sftp.fs
@@ -61,7 +62,7 @@ end
 function M.walktree(c, path, fcb, dcb, ucb, recurse)
   walk_tree(function(d) return c:listdir_attr(d) end,
             function(p) local ok, a = pcall(c.stat, c, p); return ok and a.type or nil end,
-            path, fcb, dcb, ucb, recurse, "IOError")
+            path, fcb, dcb, ucb, recurse, K.IOError)
 end
 
 -- Runs file jobs through the batch engine (several in flight); the first failure is raised
@@ -111,7 +112,7 @@ local function plan_download(c, root, ldir, recursive, pm, fname)
   local jobs = plan.jobs
   local level, depth = {{root, ldir}}, 0
   while #level > 0 do
-    if depth > 256 then sftp.error("IOError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    if depth > 256 then sftp.error(K.IOError, fname .. ": directories nested deeper than 256 levels", level[1][1]) end
     local dirs = {}
     for i, p in ipairs(level) do dirs[i] = p[1] end
     local listings, errs = c:_listdirs(dirs)
@@ -161,8 +162,8 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   local parallel = check_parallel(opts.parallel, fname)
   local root = c:normalize(rdir)
   if not c:isdir(root) then
-    if c:exists(root) then sftp.error("IOError", fname .. ": " .. rdir .. " is not a directory", rdir) end
-    sftp.error("FileNotFound", fname .. ": no such directory " .. rdir, rdir)
+    if c:exists(root) then sftp.error(K.IOError, fname .. ": " .. rdir .. " is not a directory", rdir) end
+    sftp.error(K.FileNotFound, fname .. ": no such directory " .. rdir, rdir)
   end
   local plan = plan_download(c, root, ldir, recursive, opts.preserve_mtime and true or false, fname)
   if sftp.dry_run then
@@ -183,7 +184,7 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
   local fresh = {}   -- remote directories this call makes: known to be empty, not listed
   local level, depth = {{ldir, rroot}}, 0
   while #level > 0 do
-    if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    if depth > 256 then sftp.error(K.OSError, fname .. ": directories nested deeper than 256 levels", level[1][1]) end
     -- One listing per remote dir tells which names are directories (no stat per file); the
     -- level's listings go out together.
     local dirs, idx = {}, {}
@@ -221,9 +222,9 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
           if d == nil then mk[#mk + 1] = rp; fresh[rp] = true
           elseif d.type == "link" then
             -- Never through a link: it could lead anywhere on the server.
-            sftp.error("FileExists", fname .. ": " .. rp .. " is a symlink where the tree has a directory (a tree copy never writes through links)", rp)
+            sftp.error(K.FileExists, fname .. ": " .. rp .. " is a symlink where the tree has a directory (a tree copy never writes through links)", rp)
           elseif d.type ~= "dir" then
-            sftp.error("FileExists", fname .. ": " .. rp .. " exists and is not a directory", rp)
+            sftp.error(K.FileExists, fname .. ": " .. rp .. " exists and is not a directory", rp)
           end
           nextlevel[#nextlevel + 1] = {lp, rp}
         end
@@ -240,8 +241,8 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   check(ldir, 1, fname, "string"); check(rdir, 2, fname, "string")
   local parallel = check_parallel(opts.parallel, fname)
   local la = fs.stat(ldir)
-  if not la then sftp.error("FileNotFound", fname .. ": no such directory " .. ldir, ldir) end
-  if la.type ~= "dir" then sftp.error("OSError", fname .. ": " .. ldir .. " is not a directory", ldir) end
+  if not la then sftp.error(K.FileNotFound, fname .. ": no such directory " .. ldir, ldir) end
+  if la.type ~= "dir" then sftp.error(K.OSError, fname .. ": " .. ldir .. " is not a directory", ldir) end
   local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
   if sftp.dry_run then
     if not c:exists(rdir) then
@@ -249,7 +250,7 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
       -- Nothing of the target exists yet: every local directory and file would be new.
       local plan = {mkdirs = {}, jobs = {}}
       local function walk(ld, rd, depth)
-        if depth > 256 then sftp.error("OSError", fname .. ": directories nested deeper than 256 levels", ld) end
+        if depth > 256 then sftp.error(K.OSError, fname .. ": directories nested deeper than 256 levels", ld) end
         for _, e in ipairs(fs.ls(ld)) do
           local lp, rp = join(ld, e.filename), join(rd, e.filename)
           if e.type == "file" then plan.jobs[#plan.jobs + 1] = {op = "put", remote = rp, ["local"] = lp}
@@ -291,7 +292,7 @@ end
 --- sftp.walktree(localpath, fcb, dcb, ucb, recurse=true): the local twin of c:walktree.
 function sftp.walktree(localpath, fcb, dcb, ucb, recurse)
   walk_tree(fs.ls, function(p) local a = fs.stat(p); return a and a.type end,
-            localpath, fcb, dcb, ucb, recurse, "OSError")
+            localpath, fcb, dcb, ucb, recurse, K.OSError)
 end
 
 local function split(path, sep)
@@ -433,7 +434,7 @@ function transfer_call_inner(c, fname, opts, body)
   local retries, bwlimit = 3, sftp.default_bwlimit   -- the CLI's --bwlimit, if any
   if type(opts) == "table" and (opts.retries ~= nil or opts.bwlimit ~= nil) then
     if opts.retries ~= nil and (math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 100) then
-      sftp.error("ArgumentError", ("bad option 'retries' to '%s' (integer from 0 to 100 expected, got %s)"):format(fname, tostring(opts.retries)))
+      sftp.error(K.ArgumentError, ("bad option 'retries' to '%s' (integer from 0 to 100 expected, got %s)"):format(fname, tostring(opts.retries)))
     end
     retries = opts.retries or retries
     if opts.bwlimit ~= nil then bwlimit = opts.bwlimit end
@@ -444,7 +445,7 @@ function transfer_call_inner(c, fname, opts, body)
   end
   if bwlimit ~= nil then
     local ok, rate = pcall(sftp._bwlimit, bwlimit)
-    if not ok then sftp.error("ArgumentError", (rate.message:gsub("^bad option 'bwlimit'", ("bad option 'bwlimit' to '%s'"):format(fname)))) end
+    if not ok then sftp.error(K.ArgumentError, (rate.message:gsub("^bad option 'bwlimit'", ("bad option 'bwlimit' to '%s'"):format(fname)))) end
     U.note(("%s: bandwidth limit %.0f bytes/s"):format(fname, rate))
   end
   local delay = 0.5

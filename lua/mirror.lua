@@ -1,6 +1,7 @@
 -- Mirroring: c:mirror_down / c:mirror_up. Plan first (from both listings), then act:
 -- directories, then files (several in flight), then deletes, and only after every copy succeeded.
 local sftp = require("sftp")
+local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local transfer_call = require("sftp.connection").transfer_call
 local M = sftp._connection_methods
@@ -22,20 +23,20 @@ local function mirror_opts(opts, fname)
   for _, k in ipairs({"delete", "dry_run", "preserve_mtime"}) do
     local v = opts[k]
     if v ~= nil and type(v) ~= "boolean" then
-      sftp.error("ArgumentError", ("bad option '%s' to '%s' (boolean expected, got %s)"):format(k, fname, type(v)))
+      sftp.error(K.ArgumentError, ("bad option '%s' to '%s' (boolean expected, got %s)"):format(k, fname, type(v)))
     end
     o[k] = v
   end
   if o.preserve_mtime == nil then o.preserve_mtime = true end
   for _, k in ipairs({"filter", "on_action"}) do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then
-      sftp.error("ArgumentError", ("bad option '%s' to '%s' (function expected, got %s)"):format(k, fname, type(opts[k])))
+      sftp.error(K.ArgumentError, ("bad option '%s' to '%s' (function expected, got %s)"):format(k, fname, type(opts[k])))
     end
     o[k] = opts[k]
   end
   o.compare = opts.compare or "size+mtime"
   if o.compare ~= "size+mtime" and o.compare ~= "size" and o.compare ~= "checksum" then
-    sftp.error("ArgumentError", ("bad option 'compare' to '%s' (\"size+mtime\", \"size\" or \"checksum\" expected, got %s)")
+    sftp.error(K.ArgumentError, ("bad option 'compare' to '%s' (\"size+mtime\", \"size\" or \"checksum\" expected, got %s)")
       :format(fname, type(o.compare) == "string" and ("'" .. o.compare .. "'") or type(o.compare)))
   end
   o.exclude = compile_globs(opts.exclude, "exclude", fname)
@@ -139,7 +140,7 @@ local function key_under(side, path)
 end
 
 local function missing_in_dry_run(err, side, path)
-  return sftp.dry_run and type(err) == "table" and err.kind == "FileNotFound" and key_under(side, path)
+  return sftp.dry_run and type(err) == "table" and err.kind == K.FileNotFound and key_under(side, path)
 end
 
 local function empty_plan(label, src)
@@ -160,7 +161,7 @@ local function remote_root_dir(c, path, fname)
     if missing_in_dry_run(a, "remote", root) then return nil end
     error(a, 0)
   end
-  if a.type ~= "dir" then sftp.error("IOError", fname .. ": " .. path .. " is not a directory", path) end
+  if a.type ~= "dir" then sftp.error(K.IOError, fname .. ": " .. path .. " is not a directory", path) end
   return root
 end
 
@@ -171,7 +172,7 @@ function M.mirror_down(c, rdir, ldir, opts)
   local root = remote_root_dir(c, rdir, "mirror_down")
   if not root then return empty_plan(("mirror_down %s -> %s"):format(rdir, ldir), rdir) end
   local la = fs.stat(ldir)
-  if la and la.type ~= "dir" then sftp.error("FileExists", "mirror_down: " .. ldir .. " exists and is not a directory", ldir) end
+  if la and la.type ~= "dir" then sftp.error(K.FileExists, "mirror_down: " .. ldir .. " exists and is not a directory", ldir) end
   local side = {
     src_root = root, dst_root = ldir,
     direction = "down",
@@ -191,12 +192,12 @@ function M.mirror_up(c, ldir, rdir, opts)
   local o = mirror_opts(opts, "mirror_up")
   local la = fs.stat(ldir)
   if not la and sftp.dry_run and key_under("local", ldir) then return empty_plan(("mirror_up %s -> %s"):format(ldir, rdir), ldir) end
-  if not la then sftp.error("FileNotFound", "mirror_up: no such directory " .. ldir, ldir) end
-  if la.type ~= "dir" then sftp.error("OSError", "mirror_up: " .. ldir .. " is not a directory", ldir) end
+  if not la then sftp.error(K.FileNotFound, "mirror_up: no such directory " .. ldir, ldir) end
+  if la.type ~= "dir" then sftp.error(K.OSError, "mirror_up: " .. ldir .. " is not a directory", ldir) end
   -- The target may not exist yet (nor its parents): then it is used as given.
   local nok, root = pcall(c.normalize, c, rdir)
   if not nok then
-    if type(root) ~= "table" or root.kind ~= "FileNotFound" then error(root, 0) end
+    if type(root) ~= "table" or root.kind ~= K.FileNotFound then error(root, 0) end
     root = rdir
   end
   local side = {
@@ -205,10 +206,10 @@ function M.mirror_up(c, ldir, rdir, opts)
     dst_exists = function()
       local ok, a = pcall(c.stat, c, root)
       if not ok then
-        if type(a) == "table" and a.kind == "FileNotFound" then return false end
+        if type(a) == "table" and a.kind == K.FileNotFound then return false end
         error(a, 0)
       end
-      if a.type ~= "dir" then sftp.error("FileExists", "mirror_up: " .. rdir .. " exists and is not a directory", rdir) end
+      if a.type ~= "dir" then sftp.error(K.FileExists, "mirror_up: " .. rdir .. " exists and is not a directory", rdir) end
       return true
     end,
     dst_makedirs = function() c:makedirs(root) end,

@@ -1,5 +1,6 @@
 -- Declarative recipes and the `sftplua run` driver (including --dry-run).
 local sftp = require("sftp")
+local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local mirror = require("sftp.mirror")
 local connection = require("sftp.connection")
@@ -26,7 +27,7 @@ local function expand(s, where)
     local v = os.getenv(name)
     if v == nil or (v == "" and default) then
       if default then return default end
-      sftp.error("ArgumentError", ("%s: environment variable %s is not set"):format(where, name))
+      sftp.error(K.ArgumentError, ("%s: environment variable %s is not set"):format(where, name))
     end
     return v
   end
@@ -60,40 +61,40 @@ end
 
 --- sftp.check_recipe(t): validates a recipe table; raises ArgumentError naming the field.
 function sftp.check_recipe(t)
-  if type(t) ~= "table" then sftp.error("ArgumentError", "recipe: table expected, got " .. type(t)) end
+  if type(t) ~= "table" then sftp.error(K.ArgumentError, "recipe: table expected, got " .. type(t)) end
   for k in pairs(t) do
-    if not recipe_keys[k] then sftp.error("ArgumentError", "recipe: " .. closest_msg(k, recipe_keys, "the recipe")) end
+    if not recipe_keys[k] then sftp.error(K.ArgumentError, "recipe: " .. closest_msg(k, recipe_keys, "the recipe")) end
   end
   if type(t.connect) ~= "table" then
-    sftp.error("ArgumentError", "recipe: 'connect' must be a table of sftp.connect options, got " .. type(t.connect))
+    sftp.error(K.ArgumentError, "recipe: 'connect' must be a table of sftp.connect options, got " .. type(t.connect))
   end
-  if t.name ~= nil and type(t.name) ~= "string" then sftp.error("ArgumentError", "recipe: 'name' must be a string") end
-  if t.defaults ~= nil and type(t.defaults) ~= "table" then sftp.error("ArgumentError", "recipe: 'defaults' must be a table") end
+  if t.name ~= nil and type(t.name) ~= "string" then sftp.error(K.ArgumentError, "recipe: 'name' must be a string") end
+  if t.defaults ~= nil and type(t.defaults) ~= "table" then sftp.error(K.ArgumentError, "recipe: 'defaults' must be a table") end
   for k in pairs(t.defaults or {}) do
-    if not mirror.keys[k] then sftp.error("ArgumentError", "recipe: " .. closest_msg(k, mirror.keys, "'defaults'")) end
+    if not mirror.keys[k] then sftp.error(K.ArgumentError, "recipe: " .. closest_msg(k, mirror.keys, "'defaults'")) end
   end
-  if type(t.mirror) ~= "table" then sftp.error("ArgumentError", "recipe: 'mirror' must be an array of rules, got " .. type(t.mirror)) end
+  if type(t.mirror) ~= "table" then sftp.error(K.ArgumentError, "recipe: 'mirror' must be an array of rules, got " .. type(t.mirror)) end
   local n = #t.mirror
   for k in pairs(t.mirror) do
     if math.type(k) ~= "integer" or k < 1 or k > n then
-      sftp.error("ArgumentError", "recipe: 'mirror' must be an array of rules (found key " .. tostring(k) .. ")")
+      sftp.error(K.ArgumentError, "recipe: 'mirror' must be an array of rules (found key " .. tostring(k) .. ")")
     end
   end
   for i, rule in ipairs(t.mirror) do
     local where = "recipe " .. describe(i, rule)
-    if type(rule) ~= "table" then sftp.error("ArgumentError", where .. ": table expected, got " .. type(rule)) end
+    if type(rule) ~= "table" then sftp.error(K.ArgumentError, where .. ": table expected, got " .. type(rule)) end
     for k in pairs(rule) do
-      if not rule_keys[k] then sftp.error("ArgumentError", where .. ": " .. closest_msg(k, rule_keys, "the rule")) end
+      if not rule_keys[k] then sftp.error(K.ArgumentError, where .. ": " .. closest_msg(k, rule_keys, "the rule")) end
     end
     if (rule.down == nil) == (rule.up == nil) then
-      sftp.error("ArgumentError", where .. ": give exactly one of 'down' (a remote dir) or 'up' (a local dir)")
+      sftp.error(K.ArgumentError, where .. ": give exactly one of 'down' (a remote dir) or 'up' (a local dir)")
     end
     for _, k in ipairs({"down", "up", "to"}) do
       if rule[k] ~= nil and (type(rule[k]) ~= "string" or rule[k] == "") then
-        sftp.error("ArgumentError", where .. (": '%s' must be a non-empty string, got %s"):format(k, type(rule[k])))
+        sftp.error(K.ArgumentError, where .. (": '%s' must be a non-empty string, got %s"):format(k, type(rule[k])))
       end
     end
-    if rule.to == nil then sftp.error("ArgumentError", where .. ": 'to' (the target dir) is missing") end
+    if rule.to == nil then sftp.error(K.ArgumentError, where .. ": 'to' (the target dir) is missing") end
     -- The mirror options, checked before anything connects.
     local opts = {}
     for k, v in pairs(t.defaults or {}) do opts[k] = v end
@@ -214,7 +215,7 @@ local function guard_mutations()
     M.open = function(c, path, mode, ...)
       if mode and mode:find("[wax+]") then
         io.write(("dry run: would open %s for writing (%s); reading instead is not possible\n"):format(path, mode))
-        sftp.error("IOError", "dry run: " .. path .. " cannot be opened for writing", path)
+        sftp.error(K.IOError, "dry run: " .. path .. " cannot be opened for writing", path)
       end
       return open(c, path, mode, ...)
     end

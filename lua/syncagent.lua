@@ -1,5 +1,6 @@
 -- sftp.syncagent: sftpsyncer's local cache + upload queue, with the queue journaled on disk.
 local sftp = require("sftp")
+local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local transfer_call = require("sftp.connection").transfer_call
 local fs = sftp.fs
@@ -32,12 +33,12 @@ local function write_atomic(path, text)
   if sftp.dry_run then return end   -- `sftplua run --dry-run` changes nothing, the agent's files included
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
-  if not f then sftp.error("OSError", "cannot write " .. tmp .. ": " .. tostring(err), tmp) end
+  if not f then sftp.error(K.OSError, "cannot write " .. tmp .. ": " .. tostring(err), tmp) end
   local ok, werr = f:write(text)
   local cok, cerr = f:close()
-  if not ok or not cok then os.remove(tmp); sftp.error("OSError", "cannot write " .. tmp .. ": " .. tostring(werr or cerr), tmp) end
+  if not ok or not cok then os.remove(tmp); sftp.error(K.OSError, "cannot write " .. tmp .. ": " .. tostring(werr or cerr), tmp) end
   local rok, rerr = os.rename(tmp, path)
-  if not rok then os.remove(tmp); sftp.error("OSError", "cannot write " .. path .. ": " .. tostring(rerr), path) end
+  if not rok then os.remove(tmp); sftp.error(K.OSError, "cannot write " .. path .. ": " .. tostring(rerr), path) end
 end
 
 local function read_file(path)
@@ -77,8 +78,8 @@ end
 function Queue:add(path)
   local rel = relpath(path, "add")
   local a = fs.stat(U.join(self._agent.local_root, rel))
-  if not a then sftp.error("FileNotFound", "add: no such file in the local cache: " .. rel, rel) end
-  if a.type ~= "file" then sftp.error("ArgumentError", "bad argument #1 to 'add' (" .. rel .. " is not a regular file)") end
+  if not a then sftp.error(K.FileNotFound, "add: no such file in the local cache: " .. rel, rel) end
+  if a.type ~= "file" then sftp.error(K.ArgumentError, "bad argument #1 to 'add' (" .. rel .. " is not a regular file)") end
   if not self._index[rel] then
     self._paths[#self._paths + 1] = rel
     self._index[rel] = true
@@ -132,7 +133,7 @@ function Agent:_with(fn)
   local c = self:connect()
   local ok, res = pcall(fn, c)
   if ok then return res end
-  if type(res) == "table" and (res.kind == "ConnectionError" or res.kind == "Timeout") and self._owned then
+  if type(res) == "table" and (res.kind == K.ConnectionError or res.kind == K.Timeout) and self._owned then
     pcall(c.close, c); self._conn = nil
   end
   error(res, 0)
@@ -168,7 +169,7 @@ function Agent:_fetch(rel, c)
   local parent = lp:match("^(.*)/[^/]*$")
   if parent and parent ~= "" then U.makedirs(parent) end
   local a = c:stat(self:_remote(rel))
-  if a.type == "dir" then sftp.error("IOError", "open: " .. rel .. " is a directory on the server", rel) end
+  if a.type == "dir" then sftp.error(K.IOError, "open: " .. rel .. " is a directory on the server", rel) end
   c:get(self:_remote(rel), lp, {preserve_mtime = true})
   self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
   self:_save_cache()
@@ -179,7 +180,7 @@ end
 local function remote_attrs(c, path)
   local ok, a = pcall(c.stat, c, path)
   if ok then return a end
-  if type(a) == "table" and a.kind == "FileNotFound" then return nil end
+  if type(a) == "table" and a.kind == K.FileNotFound then return nil end
   error(a, 0)
 end
 
@@ -216,7 +217,7 @@ function Agent:open(path, mode, opts)
   if not mode:match("^[rwa]%+?b?$") then U.argerror(2, "open", "invalid mode '" .. mode .. "'") end
   local lp = self:_local(rel)
   local la = fs.stat(lp)
-  if la and la.type == "dir" then sftp.error("IOError", "open: " .. rel .. " is a directory", rel) end
+  if la and la.type == "dir" then sftp.error(K.IOError, "open: " .. rel .. " is a directory", rel) end
   if mode:sub(1, 1) == "w" then
     -- Writing starts a new local file: nothing to fetch.
     local parent = lp:match("^(.*)/[^/]*$")
@@ -224,7 +225,7 @@ function Agent:open(path, mode, opts)
   elseif not la then
     self:_with(function(c)
       if not remote_attrs(c, self:_remote(rel)) then
-        sftp.error("FileNotFound", "open: " .. rel .. " is neither in the local cache nor on the server", rel)
+        sftp.error(K.FileNotFound, "open: " .. rel .. " is neither in the local cache nor on the server", rel)
       end
       self:_fetch(rel, c)
     end)
@@ -246,7 +247,7 @@ function Agent:open(path, mode, opts)
     end
   end
   local f, err = io.open(lp, mode)
-  if not f then sftp.error("OSError", "open: cannot open " .. lp .. ": " .. tostring(err), lp) end
+  if not f then sftp.error(K.OSError, "open: cannot open " .. lp .. ": " .. tostring(err), lp) end
   return f
 end
 
@@ -257,11 +258,11 @@ function Agent:refresh(path, opts)
   opts = U.check_opts(opts, "refresh", 2, {force = true})
   return self:_with(function(c)
     local a = remote_attrs(c, self:_remote(rel))
-    if not a then sftp.error("FileNotFound", "refresh: no such file on the server: " .. rel, rel) end
+    if not a then sftp.error(K.FileNotFound, "refresh: no such file on the server: " .. rel, rel) end
     local la = fs.stat(self:_local(rel))
     if not la or self:_stale(rel, a, la) or changed(a, la) then
       if la and self:_dirty(rel, la) and not opts.force then
-        sftp.error("IOError", "refresh: " .. rel .. " has local changes that are not on the server (push it, or refresh with {force = true})", rel)
+        sftp.error(K.IOError, "refresh: " .. rel .. " has local changes that are not on the server (push it, or refresh with {force = true})", rel)
       end
       self:_fetch(rel, c)
       return true
@@ -309,7 +310,7 @@ function Agent:status()
       if not l then
         l = {}
         local lok, entries = pcall(c.listdir_attr, c, dir == "" and self._remote_root or self:_remote(dir))
-        if not lok and not (type(entries) == "table" and entries.kind == "FileNotFound") then error(entries, 0) end
+        if not lok and not (type(entries) == "table" and entries.kind == K.FileNotFound) then error(entries, 0) end
         for _, e in ipairs(lok and entries or {}) do l[e.filename] = e end
         listings[dir] = l
       end
@@ -375,21 +376,21 @@ function sftp.syncagent(opts)
   local function field(key, want, optional)
     local v = opts[key]
     if (v == nil and not optional) or (v ~= nil and type(v) ~= want) then
-      sftp.error("ArgumentError", ("bad option '%s' to 'syncagent' (%s expected, got %s)"):format(
+      sftp.error(K.ArgumentError, ("bad option '%s' to 'syncagent' (%s expected, got %s)"):format(
         key, want, v == nil and "no value" or type(v)))
     end
   end
   field("local_root", "string")
-  if opts.local_root == "" then sftp.error("ArgumentError", "bad option 'local_root' to 'syncagent' (it is empty)") end
+  if opts.local_root == "" then sftp.error(K.ArgumentError, "bad option 'local_root' to 'syncagent' (it is empty)") end
   field("remote_root", "string", true)
   local copts
   if opts.connection ~= nil then
     if type(opts.connection) ~= "userdata" or not pcall(function() return opts.connection.closed end) then
-      sftp.error("ArgumentError", ("bad option 'connection' to 'syncagent' (Connection expected, got %s)"):format(type(opts.connection)))
+      sftp.error(K.ArgumentError, ("bad option 'connection' to 'syncagent' (Connection expected, got %s)"):format(type(opts.connection)))
     end
   else
     if opts.host == nil then
-      sftp.error("ArgumentError", "bad option 'host' to 'syncagent' (string expected, got no value; or give 'connection')")
+      sftp.error(K.ArgumentError, "bad option 'host' to 'syncagent' (string expected, got no value; or give 'connection')")
     end
     field("host", "string")
     copts = {}
@@ -397,7 +398,7 @@ function sftp.syncagent(opts)
     local port = opts.port or opts.hostport
     if type(port) == "string" then port = math.tointeger(tonumber(port)) or port end
     if port ~= nil and math.type(port) ~= "integer" then
-      sftp.error("ArgumentError", ("bad option '%s' to 'syncagent' (port number expected)"):format(opts.port ~= nil and "port" or "hostport"))
+      sftp.error(K.ArgumentError, ("bad option '%s' to 'syncagent' (port number expected)"):format(opts.port ~= nil and "port" or "hostport"))
     end
     copts.port = port
     copts.private_key = opts.private_key or opts.priv_key

@@ -1,10 +1,11 @@
 -- sftp.util: what the library's modules share (argument and option checks, paths, names as
 -- printed, --json lines, -v lines). Loaded with require("sftp.util"); not part of the public API.
 local sftp = require("sftp")
+local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local fs = sftp.fs
 
 local function argerror(n, fname, msg)
-  sftp.error("ArgumentError", ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
+  sftp.error(K.ArgumentError, ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
 end
 
 local function check(v, n, fname, want, optional)
@@ -23,20 +24,10 @@ local function unsafe_name(name)
   return name == "" or name == "." or name == ".." or name:find("/", 1, true) or name:find("\0", 1, true)
 end
 
+-- Options are checked by the one checker the Swift bindings use (LuaOptions): unknown keys are
+-- refused with the closest valid one suggested.
 local function check_opts(opts, fname, n, allowed)
-  if opts == nil then return {} end
-  check(opts, n, fname, "table")
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for a in pairs(allowed) do names[#names + 1] = a end
-      local best = sftp._closest(tostring(k), names)
-      local msg = ("unknown option '%s' to '%s'"):format(tostring(k), fname)
-      if best then msg = msg .. (" (did you mean '%s'?)"):format(best) end
-      sftp.error("ArgumentError", msg)
-    end
-  end
-  return opts
+  return sftp._check_opts(opts, fname, n, allowed)
 end
 
 -- Local directories, created with parents; refuses to go through a symlink or a file.
@@ -45,12 +36,12 @@ local function local_makedirs(path)
   if a then
     if a.type == "dir" then return end
     if a.type == "link" and (fs.stat(path) or {}).type == "dir" then return end
-    sftp.error("FileExists", "cannot create directory " .. path .. ": a file is in the way", path)
+    sftp.error(K.FileExists, "cannot create directory " .. path .. ": a file is in the way", path)
   end
   local parent = path:match("^(.*)/[^/]+/*$")
   if parent and parent ~= "" then local_makedirs(parent) end
   local ok, err = pcall(fs.mkdir, path, 777)
-  if not ok and not (type(err) == "table" and err.kind == "FileExists") then error(err, 0) end
+  if not ok and not (type(err) == "table" and err.kind == K.FileExists) then error(err, 0) end
 end
 
 local function within(root, p)
@@ -109,7 +100,7 @@ sftp.default_parallel = 1
 local function check_parallel(v, fname)
   if v == nil then return sftp.default_parallel end
   if math.type(v) ~= "integer" or v < 1 or v > 64 then
-    sftp.error("ArgumentError", ("bad option 'parallel' to '%s' (integer from 1 to 64 expected)"):format(fname))
+    sftp.error(K.ArgumentError, ("bad option 'parallel' to '%s' (integer from 1 to 64 expected)"):format(fname))
   end
   return v
 end

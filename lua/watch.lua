@@ -2,6 +2,7 @@
 -- poll lists the tree (or, with relist = "changed", stats each directory and lists only those
 -- whose mtime moved), compares with the last snapshot and reports created/modified/deleted.
 local sftp = require("sftp")
+local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local M = sftp._connection_methods
 
@@ -12,16 +13,16 @@ local function num_opt(o, k, fname, min, integer)
   local v = o[k]
   if v == nil then return nil end
   if type(v) ~= "number" or v ~= v or v == math.huge or v < min or (integer and math.type(v) ~= "integer") then
-    sftp.error("ArgumentError", ("bad option '%s' to '%s' (%s >= %s expected)"):format(k, fname, integer and "integer" or "number", min))
+    sftp.error(K.ArgumentError, ("bad option '%s' to '%s' (%s >= %s expected)"):format(k, fname, integer and "integer" or "number", min))
   end
   return v
 end
 
 local function is_connection_error(e)
-  return type(e) == "table" and (e.kind == "ConnectionError" or e.kind == "Timeout")
+  return type(e) == "table" and (e.kind == K.ConnectionError or e.kind == K.Timeout)
 end
 
-local function interrupted(e) return type(e) == "table" and e.kind == "Interrupted" end
+local function interrupted(e) return type(e) == "table" and e.kind == K.Interrupted end
 
 --- c:watch(remote_dir, opts, callback) -> number of events delivered
 function M.watch(c, dir, opts, callback)
@@ -36,18 +37,18 @@ function M.watch(c, dir, opts, callback)
   local max_backoff = num_opt(opts, "max_backoff", "watch", 0.01) or 30
   local recursive = opts.recursive
   if recursive == nil then recursive = true end
-  if type(recursive) ~= "boolean" then sftp.error("ArgumentError", "bad option 'recursive' to 'watch' (boolean expected)") end
+  if type(recursive) ~= "boolean" then sftp.error(K.ArgumentError, "bad option 'recursive' to 'watch' (boolean expected)") end
   local relist = opts.relist or "always"
   if relist ~= "always" and relist ~= "changed" then
-    sftp.error("ArgumentError", "bad option 'relist' to 'watch' (\"always\" or \"changed\" expected)")
+    sftp.error(K.ArgumentError, "bad option 'relist' to 'watch' (\"always\" or \"changed\" expected)")
   end
   if opts.on_poll ~= nil and type(opts.on_poll) ~= "function" then
-    sftp.error("ArgumentError", "bad option 'on_poll' to 'watch' (function expected)")
+    sftp.error(K.ArgumentError, "bad option 'on_poll' to 'watch' (function expected)")
   end
   local exclude = sftp._compile_globs(opts.exclude, "exclude", "watch")
   local root = c:normalize(dir)
   local ra = c:stat(root)
-  if ra.type ~= "dir" then sftp.error("IOError", "watch: " .. dir .. " is not a directory", dir) end
+  if ra.type ~= "dir" then sftp.error(K.IOError, "watch: " .. dir .. " is not a directory", dir) end
 
   local start = sftp.now()
   local deadline = duration and start + duration
@@ -82,7 +83,7 @@ function M.watch(c, dir, opts, callback)
       if not ok then
         -- A subdirectory deleted between its parent's listing and its own: it is gone (the
         -- next poll reports it). The root itself going away is handled below.
-        if rel ~= "" and type(list) == "table" and list.kind == "FileNotFound" then list = {} else error(list, 0) end
+        if rel ~= "" and type(list) == "table" and list.kind == K.FileNotFound then list = {} else error(list, 0) end
       end
       for _, e in ipairs(list) do
         local name = e.filename
@@ -98,7 +99,7 @@ function M.watch(c, dir, opts, callback)
     local ok, err = pcall(walk, root, "", 0)
     if not ok then
       -- The watched directory itself went away: everything in it is gone.
-      local gone = type(err) == "table" and err.kind == "FileNotFound" and not c:exists(root)
+      local gone = type(err) == "table" and err.kind == K.FileNotFound and not c:exists(root)
       if not gone then error(err, 0) end
       cur = {}
     end

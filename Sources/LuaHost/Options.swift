@@ -9,7 +9,10 @@ public struct LuaOptions {
     public let function: String
 
     /// Reads the options table at `i` (nil or absent gives an empty one).
-    public init(_ lua: Lua, _ i: Int32, allowed: [String], function: String = "%FN%", method: Bool = false) throws {
+    /// `arrayPart`: integer keys are the caller's business (a recipe's rules); without it, any
+    /// key that is not an allowed name is refused.
+    public init(_ lua: Lua, _ i: Int32, allowed: [String], function: String = "%FN%", method: Bool = false,
+                arrayPart: Bool = true) throws {
         self.lua = lua
         self.function = function
         if lua.isNoneOrNil(i) {
@@ -21,8 +24,13 @@ public struct LuaOptions {
         index = t
         let allowedSet = Set(allowed)
         try lua.forEach(t) {
-            guard let key = lua.string(-2) else {
-                if lua.type(-2) == LUA_TNUMBER { return } // array part of a mixed table (recipes) is the caller's business
+            guard lua.type(-2) == LUA_TSTRING, let key = lua.string(-2) else {
+                if lua.type(-2) == LUA_TNUMBER {
+                    if arrayPart { return } // array part of a mixed table (recipes) is the caller's business
+                    var m = "unknown option '\(lua.describe(-2))' to '\(function)'"
+                    if allowed.isEmpty { m += " (it takes none)" }
+                    throw LuaArgumentError(m)
+                }
                 throw LuaArgumentError("bad option key to '\(function)' (string expected, got \(lua.typeName(-2)))")
             }
             if !allowedSet.contains(key) {

@@ -31,13 +31,14 @@ final class Connection {
 
     deinit { close() }
 
-    /// Opens a new session with the same settings and swaps it in (the watcher's reconnect).
-    /// The remote cwd is kept. On failure the old (dead) session stays, closed.
+    /// Opens a new session with the same settings and swaps it in (retries and the watcher,
+    /// after a lost connection). The remote cwd is kept. On failure the old (dead) session
+    /// stays. A connection the script closed stays closed: closing is final.
     func reconnect() throws {
+        if closed { throw SSHError(.connection, "the connection is closed") }
         let options = session.options
         sftp.closeWithSession()
         sftp = try SFTP.connect(options)
-        closed = false
         note("reconnected")
     }
 

@@ -36,6 +36,22 @@ public enum SFTPModule {
             l.push(closest(to: word, in: names))
             return 1
         }
+        l.setFunction(m, "_check_opts") { l in
+            // sftp._check_opts(opts, fname, n, allowed) -> opts (or {} for nil): the one option
+            // checker (LuaOptions), for the Lua side too; `allowed` is a set {key = true}.
+            let fname = try l.checkString(2)
+            let n = try l.checkInteger(3)
+            guard l.isTable(4) else { throw l.typeError(4, expected: "table") }
+            var allowed: [String] = []
+            l.forEach(4) { if let k = l.string(-2) { allowed.append(k) } }
+            if l.isNoneOrNil(1) { l.newTable(); return 1 }
+            guard l.isTable(1) else {
+                throw LuaArgumentError("bad argument #\(n) to '\(fname)' (table expected, got \(l.typeName(1)))")
+            }
+            _ = try LuaOptions(l, 1, allowed: allowed, function: fname, arrayPart: false)
+            l.pushValue(1)
+            return 1
+        }
         l.newTable()
         for k in SSHError.Kind.allCases { l.set(-1, k.rawValue, k.rawValue) }
         l.setField(m, "kinds")

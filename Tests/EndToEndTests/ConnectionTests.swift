@@ -35,6 +35,21 @@ struct ConnectionTests {
         #expect(lines[7] == "FileNotFound\ttrue")
     }
 
+    /// Closing is final: nothing reopens a closed connection, not even the retry machinery.
+    @Test func closedIsFinal() throws {
+        let r = try run("""
+        local c2 = sftp.connect\(server.connectLua)
+        c2:close()
+        local ok, e = pcall(c2._reconnect, c2)
+        print(ok, e.kind)
+        ok, e = pcall(c2.listdir, c2, "/")
+        print(ok, e.kind, e.message)
+        ok, e = pcall(c2.get_r, c2, "/nonexistent", "x", {retries = 2})
+        print(ok, e.kind)
+        """)
+        #expect(r.stdout == "false\tConnectionError\nfalse\tConnectionError\tthe connection is closed\nfalse\tConnectionError\n", "\(r.stderr)")
+    }
+
     @Test func listdirIterStreamsEveryEntryAndClosesOnBreak() throws {
         let dir = try server.makeRemoteDir()
         for i in 0..<700 { try "\(i)".write(toFile: dir + "/f\(i)", atomically: false, encoding: .utf8) }
