@@ -25,57 +25,53 @@ end
 local function interrupted(e) return type(e) == "table" and e.kind == K.Interrupted end
 
 --- c:watch(remote_dir, opts, callback) -> number of events delivered
-function M.watch(c, dir, opts, callback)
-  if type(opts) == "function" and callback == nil then opts, callback = nil, opts end
-  U.check(dir, 1, "watch", "string")
-  opts = U.check_opts(opts, "watch", 2, watch_keys)
-  U.check(callback, 3, "watch", "function")
-  local interval = num_opt(opts, "interval", "watch", 0) or 2
-  local settle = num_opt(opts, "settle", "watch", 0) or 0
-  local duration = num_opt(opts, "duration", "watch", 0)
-  local max_events = num_opt(opts, "events", "watch", 1, true)
-  local max_backoff = num_opt(opts, "max_backoff", "watch", 0.01) or 30
-  local recursive = opts.recursive
-  if recursive == nil then recursive = true end
-  if type(recursive) ~= "boolean" then sftp.error(K.ArgumentError, "bad option 'recursive' to 'watch' (boolean expected)") end
-  local relist = opts.relist or "always"
-  if relist ~= "always" and relist ~= "changed" then
+-- The options of a watch, checked; defaults filled in.
+local function watch_options(opts)
+  local o = {
+    interval = num_opt(opts, "interval", "watch", 0) or 2,
+    settle = num_opt(opts, "settle", "watch", 0) or 0,
+    duration = num_opt(opts, "duration", "watch", 0),
+    max_events = num_opt(opts, "events", "watch", 1, true),
+    max_backoff = num_opt(opts, "max_backoff", "watch", 0.01) or 30,
+    recursive = opts.recursive,
+    relist = opts.relist or "always",
+    on_poll = opts.on_poll,
+  }
+  if o.recursive == nil then o.recursive = true end
+  if type(o.recursive) ~= "boolean" then sftp.error(K.ArgumentError, "bad option 'recursive' to 'watch' (boolean expected)") end
+  if o.relist ~= "always" and o.relist ~= "changed" then
     sftp.error(K.ArgumentError, "bad option 'relist' to 'watch' (\"always\" or \"changed\" expected)")
   end
-  if opts.on_poll ~= nil and type(opts.on_poll) ~= "function" then
+  if o.on_poll ~= nil and type(o.on_poll) ~= "function" then
     sftp.error(K.ArgumentError, "bad option 'on_poll' to 'watch' (function expected)")
   end
-  local exclude = sftp._compile_globs(opts.exclude, "exclude", "watch")
-  local root = c:normalize(dir)
-  local ra = c:stat(root)
-  if ra.type ~= "dir" then sftp.error(K.IOError, "watch: " .. dir .. " is not a directory", dir) end
+  o.exclude = sftp._compile_globs(opts.exclude, "exclude", "watch")
+  return o
+end
 
-  local start = sftp.now()
-  local deadline = duration and start + duration
-  local stats = {polls = 0, listed = 0, stated = 0, files = 0, reconnects = 0}
-  local cache = {}          -- rel dir -> {mtime=, entries=} (relist = "changed")
-
-  -- One pass over the tree: rel -> attribute table (files, directories, links, ...).
-  local function scan()
-    local cur = {}
-    local function entries_of(abs, rel)
-      if relist == "changed" then
-        local ok, a = pcall(c.stat, c, abs)
-        stats.stated = stats.stated + 1
-        if not ok then error(a, 0) end
-        local hit = cache[rel]
-        -- A directory listed in a later second than its mtime cannot have changed unseen.
-        if hit and a.st_mtime and hit.mtime == a.st_mtime and hit.listed_at > a.st_mtime + 1 then return hit.entries end
-        local when = os.time()
-        local list = c:listdir_attr(abs)
-        stats.listed = stats.listed + 1
-        cache[rel] = {mtime = a.st_mtime, entries = list, listed_at = when}
-        return list
-      end
+-- A function that makes one pass over the tree: rel -> attribute table (files, directories,
+-- links, ...). With relist = "changed", a directory whose mtime did not move is not listed again.
+local function scanner(c, root, o, stats)
+  local cache = {}          -- rel dir -> {mtime=, entries=, listed_at=}
+  local function entries_of(abs, rel)
+    if o.relist == "changed" then
+      local ok, a = pcall(c.stat, c, abs)
+      stats.stated = stats.stated + 1
+      if not ok then error(a, 0) end
+      local hit = cache[rel]
+      -- A directory listed in a later second than its mtime cannot have changed unseen.
+      if hit and a.st_mtime and hit.mtime == a.st_mtime and hit.listed_at > a.st_mtime + 1 then return hit.entries end
+      local when = os.time()
+      local list = c:listdir_attr(abs)
       stats.listed = stats.listed + 1
-      return c:listdir_attr(abs)
+      cache[rel] = {mtime = a.st_mtime, entries = list, listed_at = when}
+      return list
     end
-    local seen_dirs = {}
+    stats.listed = stats.listed + 1
+    return c:listdir_attr(abs)
+  end
+  return function()
+    local cur, seen_dirs = {}, {}
     local function walk(abs, rel, depth)
       if depth > 256 then return end
       seen_dirs[rel] = true
@@ -89,9 +85,9 @@ function M.watch(c, dir, opts, callback)
         local name = e.filename
         if not U.unsafe_name(name) then
           local r = rel == "" and name or rel .. "/" .. name
-          if not sftp._glob_any(exclude, r, e.type == "dir") then
+          if not sftp._glob_any(o.exclude, r, e.type == "dir") then
             cur[r] = e
-            if e.type == "dir" and recursive then walk(U.join(abs, name), r, depth + 1) end
+            if e.type == "dir" and o.recursive then walk(U.join(abs, name), r, depth + 1) end
           end
         end
       end
@@ -106,17 +102,17 @@ function M.watch(c, dir, opts, callback)
     for rel in pairs(cache) do if not seen_dirs[rel] then cache[rel] = nil end end
     return cur
   end
+end
 
-  local known = scan()
+local function same_file(a, b)
+  return a.type == b.type and a.st_size == b.st_size and a.st_mtime == b.st_mtime
+end
+
+-- A function that compares a scan with the snapshot `known` (which it updates) and returns the
+-- events, in path order. With `settle`, a file is reported once it held still that long.
+local function differ(known, settle)
   local pending = {}        -- rel -> {attr=, since=} for files waiting to settle
-  local count = 0
-
-  local function same_file(a, b)
-    return a.type == b.type and a.st_size == b.st_size and a.st_mtime == b.st_mtime
-  end
-
-  -- Compares a scan with the snapshot; returns the events, in path order.
-  local function diff(cur, now)
+  return function(cur, now)
     local evs = {}
     for rel, a in pairs(cur) do
       local k = known[rel]
@@ -157,37 +153,55 @@ function M.watch(c, dir, opts, callback)
     end)
     return evs
   end
+end
 
-  -- Waits `t` seconds, never past the deadline; false when the deadline has come.
-  local function wait(t)
-    if deadline then
-      local left = deadline - sftp.now()
-      if left <= 0 then return false end
-      if t > left then t = left end
-    end
-    sftp.sleep(t)
-    return not deadline or sftp.now() < deadline
+-- Waits `t` seconds, never past the deadline; false when the deadline has come.
+local function wait_until(deadline, t)
+  if deadline then
+    local left = deadline - sftp.now()
+    if left <= 0 then return false end
+    if t > left then t = left end
   end
+  sftp.sleep(t)
+  return not deadline or sftp.now() < deadline
+end
 
-  -- A dropped connection: reopen it with backoff; permanent failures (auth, host key) raise.
-  local function reconnect()
-    local backoff = math.min(0.5, max_backoff)
-    for _ = 1, 1000000 do
-      if not wait(backoff) then return false end
-      local ok, err = pcall(c._reconnect, c)
-      if ok then stats.reconnects = stats.reconnects + 1; return true end
-      if not is_connection_error(err) then error(err, 0) end
-      backoff = math.min(backoff * 2, max_backoff)
-    end
-    return false
+-- A dropped connection: reopen it with backoff; permanent failures (auth, host key) raise.
+-- False when the deadline came first.
+local function reconnect(c, o, deadline, stats)
+  local backoff = math.min(0.5, o.max_backoff)
+  for _ = 1, 1000000 do
+    if not wait_until(deadline, backoff) then return false end
+    local ok, err = pcall(c._reconnect, c)
+    if ok then stats.reconnects = stats.reconnects + 1; return true end
+    if not is_connection_error(err) then error(err, 0) end
+    backoff = math.min(backoff * 2, o.max_backoff)
   end
+  return false
+end
+
+--- c:watch(dir [, opts], callback) -> number of events: polls, reports, reconnects.
+function M.watch(c, dir, opts, callback)
+  if type(opts) == "function" and callback == nil then opts, callback = nil, opts end
+  U.check(dir, 1, "watch", "string")
+  opts = U.check_opts(opts, "watch", 2, watch_keys)
+  U.check(callback, 3, "watch", "function")
+  local o = watch_options(opts)
+  local root = c:normalize(dir)
+  if c:stat(root).type ~= "dir" then sftp.error(K.IOError, "watch: " .. dir .. " is not a directory", dir) end
+
+  local deadline = o.duration and sftp.now() + o.duration
+  local stats = {polls = 0, listed = 0, stated = 0, files = 0, reconnects = 0}
+  local scan = scanner(c, root, o, stats)
+  local diff = differ(scan(), o.settle)
+  local count = 0
 
   local function poll_once()
-    if not wait(interval) then return "stop" end
+    if not wait_until(deadline, o.interval) then return "stop" end
     local ok, cur = pcall(scan)
     if not ok then
       if not is_connection_error(cur) then error(cur, 0) end
-      if not reconnect() then return "stop" end
+      if not reconnect(c, o, deadline, stats) then return "stop" end
       ok, cur = pcall(scan)
       if not ok then
         if is_connection_error(cur) then return "again" end
@@ -201,9 +215,9 @@ function M.watch(c, dir, opts, callback)
     for _, ev in ipairs(diff(cur, sftp.now())) do
       count = count + 1
       if callback(ev) == false then return "stop" end
-      if max_events and count >= max_events then return "stop" end
+      if o.max_events and count >= o.max_events then return "stop" end
     end
-    if opts.on_poll and opts.on_poll(stats) == false then return "stop" end
+    if o.on_poll and o.on_poll(stats) == false then return "stop" end
     return "again"
   end
 
