@@ -53,7 +53,10 @@ public struct RemoteLister: TreeLister {
 public struct LocalLister: TreeLister {
     public init() {}
     public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void) throws {
-        for (i, d) in dirs.enumerated() { try each(i, try LocalPath.entries(d)) }
+        for (i, d) in dirs.enumerated() {
+            try Interrupt.checkpoint()   // Ctrl-C between directories of a big local tree
+            try each(i, try LocalPath.entries(d))
+        }
     }
 }
 
@@ -92,6 +95,8 @@ public final class DirectoryReader {
     private var inFlight = 0
     private var sawEnd = false
     private var failure: SSHError?
+    /// `sftp.abandoned` when the requests in flight were sent.
+    private var generation = 0
 
     public init(_ sftp: SFTP, path: String) throws {
         self.sftp = sftp
@@ -109,10 +114,16 @@ public final class DirectoryReader {
     /// The next entry, or nil at the end (the directory is then closed).
     public func read() throws -> NameEntry? {
         var rounds = 0
-        while next >= buffer.count, rounds < 10_000_000 {
+        while next >= buffer.count {
             rounds += 1
+            if rounds > 10_000_000 { failure = failure ?? SSHError(.io, "cannot list \(path): the server sends no end", path: path) }
             buffer.removeAll(keepingCapacity: true)
             next = 0
+            if inFlight > 0 && sftp.abandoned != generation {
+                // A timeout or Ctrl-C (in this loop or another call) dropped the READDIRs in
+                // flight: their names are lost, so the listing cannot go on.
+                failure = failure ?? SSHError(.io, "cannot list \(path): the listing was interrupted (a timeout or Ctrl-C dropped its requests)", path: path)
+            }
             if let failure { close(); throw failure }
             if sawEnd && inFlight == 0 { close(); return nil }
             guard handle != nil else { return nil }
@@ -125,6 +136,7 @@ public final class DirectoryReader {
 
     private func refill() {
         guard let h = handle else { return }
+        if inFlight == 0 { generation = sftp.abandoned }
         while !sawEnd, failure == nil, inFlight < min(4, sftp.readdirDepth) {
             inFlight += 1
             sftp.send(FXP.READDIR, expect: 64 << 10, { $0.string(h) }) { [weak self] r in

@@ -52,7 +52,8 @@ extension LocalPath {
     }
 
     /// A local directory's entries (not "." or ".."), each with its lstat(2), in readdir order.
-    /// A name that vanished between readdir and lstat is left out.
+    /// A name that vanished between readdir and lstat is left out; any other lstat failure
+    /// is an error.
     public static func entries(_ path: String) throws -> [NameEntry] {
         guard !refused(path), let d = ByteString.withCString(path, { opendir($0) }) else {
             throw SSHError.local(errno, "cannot list", path: path)
@@ -69,7 +70,13 @@ extension LocalPath {
         var out: [NameEntry] = []
         out.reserveCapacity(names.count)
         for n in names {
-            guard let st = info(ByteString.string(dir + n)) else { continue }
+            let p = ByteString.string(dir + n)
+            guard let st = info(p) else {
+                // Gone since readdir: left out. Any other failure (no search permission, I/O)
+                // is an error: a mirror must never take an unreadable entry for an absent one.
+                if errno == ENOENT { continue }
+                throw SSHError.local(errno, "cannot stat", path: p)
+            }
             out.append(NameEntry(name: n, longname: [], attributes: attributes(st)))
         }
         return out

@@ -114,6 +114,7 @@ public enum Mirror {
         var level = [Dir(node: MirrorTree.root, abs: ByteString.bytes(root), rel: [], depth: 0, match: source == nil ? -1 : MirrorTree.root)]
         var found: [String] = []
         while !level.isEmpty {
+            try Interrupt.checkpoint()
             var next: [Dir] = []
             try lister.list(level.map { ByteString.string($0.abs) }) { i, entries in
                 let d = level[i]
@@ -167,8 +168,10 @@ public enum Mirror {
                 }
             }
             level = next
+            // Warnings in path order, whatever order the replies came in.
+            warnings.append(contentsOf: found.sorted())
+            found.removeAll()
         }
-        warnings.append(contentsOf: found)
         tree.finish()
         return tree
     }
@@ -246,7 +249,12 @@ public enum Mirror {
                 var p = src.nodes[Int(f.source)].parent
                 while p > 0, !needed[Int(p)] { needed[Int(p)] = true; p = src.nodes[Int(p)].parent }
             }
-            mkdirs = mkdirs.filter { needed[Int($0)] || include.matches(src.path($0), isDirectory: true) }
+            for d in mkdirs where !needed[Int(d)] && include.matches(src.path(d), isDirectory: true) {
+                // A directory kept for itself needs its parents too.
+                var p = Int32(d)
+                while p > 0, !needed[Int(p)] { needed[Int(p)] = true; p = src.nodes[Int(p)].parent }
+            }
+            mkdirs = mkdirs.filter { needed[Int($0)] }
         }
         for t in conflicts { plan.target.mark(t, .conflict) }
         plan.mkdirs = mkdirs

@@ -343,9 +343,14 @@ public final class SFTP {
         return count
     }
 
+    /// How many times requests in flight were abandoned (readers that keep requests in flight
+    /// across calls, as `DirectoryReader`, learn theirs were lost).
+    public private(set) var abandoned = 0
+
     /// Replies still owed are dropped when they arrive (after Ctrl-C or a timeout); a handle
     /// that arrives for an abandoned open is closed.
     private func abandonAll() {
+        abandoned += 1
         for (id, p) in pending {
             pending[id] = Pending(expect: p.expect, sent: p.sent) { [weak self] r in
                 if case .success(.handle(let h)) = r { self?.send(FXP.CLOSE, { $0.string(h) }) { _ in } }
@@ -489,6 +494,10 @@ public final class SFTP {
                                 got.append(e)
                             }
                             listing.count += got.count
+                            listing.replies += 1
+                            if listing.replies > 10_000_000 {
+                                return finish(.failure(SSHError(.io, "cannot list \(path): the server sends no end", path: path)))
+                            }
                             if let each { each(got) } else { listing.entries.append(contentsOf: got) }
                             if listing.count > 50_000_000 {
                                 return finish(.failure(SSHError(.io, "cannot list \(path): more than 50,000,000 entries", path: path)))
@@ -514,6 +523,7 @@ public final class SFTP {
         let depth: Int
         var entries: [NameEntry] = []
         var count = 0
+        var replies = 0
         var inFlight = 0
         var sawEnd = false
         var finished = false
@@ -558,11 +568,19 @@ public final class SFTP {
                 do {
                     try Array("ab".utf8).withUnsafeBytes { try first.write($0) }
                     try first.close()
+                    // Opened again for writing without truncation: still 2 bytes? (Asked of the
+                    // open handle before anything is written, so no write goes out of order.)
                     let again = try open(probe, flags: [.write])
+                    defer { try? again.close() }
+                    guard try again.stat().size == 2 else { throw SSHError(.io, "emptied") }
                     try again.seek(2)
                     try Array("c".utf8).withUnsafeBytes { try again.write($0) }
                     try again.close()
-                    kept = try stat(probe, followLinks: false).size == 3
+                    let back = try open(probe, flags: .read)
+                    defer { try? back.close() }
+                    var got = [UInt8](repeating: 0, count: 8)
+                    let n = try got.withUnsafeMutableBytes { try back.read(into: $0.baseAddress!, count: 8) }
+                    kept = Array(got.prefix(n)) == Array("abc".utf8)
                 } catch let e as SSHError where e.kind == .connection || e.kind == .timeout || e.kind == .interrupted {
                     throw e
                 } catch {
@@ -682,6 +700,14 @@ public final class SFTP {
         }
         // Where a reversed request would put a link: at `target`, naming `linkpath`.
         let strayExisted = try statIfExists(target, followLinks: false) != nil
+        // Relative paths are the server's working directory's (for comparing with a READLINK
+        // that answers resolved paths).
+        var home: String?
+        func absolute(_ p: String) -> String {
+            if p.hasPrefix("/") { return p }
+            if home == nil { home = (try? realpath(".")) ?? "" }
+            return home!.isEmpty ? p : Paths.join(home!, p)
+        }
         var firstError: SSHError?
         for attempt in 0..<2 {
             let targetFirst = symlinkTargetFirst
@@ -689,9 +715,10 @@ public final class SFTP {
                 if targetFirst { w.string(target); w.string(linkpath) } else { w.string(linkpath); w.string(target) }
             }
             if case .status(let code, _) = r, code == FX.OK {
-                if let read = try? readlink(linkpath), Self.linkNames(read, target, from: linkpath) { return }
+                if let read = try? readlink(linkpath), Self.linkNames(read, target, from: absolute(linkpath)) { return }
                 // Made the wrong way round: undo it (only a link this request made), switch.
-                if !strayExisted, let read = try? readlink(target), Self.linkNames(read, linkpath, from: target) { try? unlink(target) }
+                if !strayExisted, let read = try? readlink(target),
+                   read == linkpath || Self.linkNames(read, absolute(linkpath), from: absolute(target)) { try? unlink(target) }
                 symlinkTargetFirst.toggle()
                 session.log("symlink: the server reads SYMLINK's arguments the other way; switching")
                 continue

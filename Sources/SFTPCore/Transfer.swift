@@ -482,7 +482,10 @@ public enum Transfer {
             inPlace = true
             temp = remote
         }
-        if resume, !inPlace, let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
+        // Resuming writes into the temp file without truncating it, at its end: only where the
+        // server keeps a file opened so and takes writes at an offset (not rclone's).
+        if resume, !inPlace, sftp.acceptsOutOfOrderWrites, sftp.writeOpenKeepsFile != false,
+           let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
             file = try? sftp.open(temp, flags: .write)
             resuming = file != nil
         }

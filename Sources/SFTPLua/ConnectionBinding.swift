@@ -172,14 +172,24 @@ enum ConnectionBinding {
         let t = l.absIndex(-1)
         var names = NameArena()
         var result: Result<[NameEntry], SSHError>?
-        sftp.listAsync(path, longnames: longnames, each: { batch in
-            for e in batch {
-                names.append(e.name)
-                push(l, e)
-                l.setIndex(t, names.count)
+        // Replies are queued by the completion and become Lua values here, between waits (Lua
+        // never runs inside a network completion: an allocation may run a finalizer).
+        var queue: [[NameEntry]] = []
+        sftp.listAsync(path, longnames: longnames, each: { queue.append($0) }) { result = $0 }
+        var rounds = 0
+        while result == nil || !queue.isEmpty, rounds < 100_000_000 {
+            rounds += 1
+            if queue.isEmpty { try sftp.wait { result != nil || !queue.isEmpty }; continue }
+            let batches = queue
+            queue.removeAll()
+            for batch in batches {
+                for e in batch {
+                    names.append(e.name)
+                    push(l, e)
+                    l.setIndex(t, names.count)
+                }
             }
-        }) { result = $0 }
-        try sftp.wait { result != nil }
+        }
         if case .failure(let e) = result! { throw e }
         // Apply the permutation cycle by cycle (position k takes the entry at order[k]).
         let order = names.sortedOrder()

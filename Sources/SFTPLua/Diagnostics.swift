@@ -15,10 +15,15 @@ public enum Diagnostics {
     /// One `-v` line on stderr.
     static func note(_ s: String) {
         guard verbose else { return }
+        screen.lock(); defer { screen.unlock() }
         ProgressBar.current?.hide()
         FileHandle.standardError.write(Data("sftplua: \(s)\n".utf8))
         ProgressBar.current?.show()
     }
+
+    /// Serializes what goes to the terminal: the progress block (drawn on the Lua thread) and
+    /// `-v` lines, which extra connections' threads write too.
+    static let screen = NSRecursiveLock()
 
     /// Progress bars are drawn on a terminal (stderr), or always with `--progress`.
     static var progressEnabled: Bool {
@@ -60,22 +65,26 @@ final class ProgressBar: @unchecked Sendable {
     let enabled: Bool
     let statsEvery: Double?
 
-    /// The block on screen now, if any (script output and log lines step around it).
+    /// The block on screen now, if any (script output and log lines step around it). A
+    /// transfer started inside another's callback shows nothing of its own: the outer block stays.
     nonisolated(unsafe) static weak var current: ProgressBar?
 
     init(label: String, totalBytes: UInt64, totalFiles: Int? = nil) {
         self.label = label
         self.totalBytes = totalBytes
         self.totalFiles = totalFiles
-        enabled = Diagnostics.progressEnabled
-        statsEvery = enabled ? nil : Diagnostics.statsEvery
+        let outer = ProgressBar.current != nil
+        enabled = Diagnostics.progressEnabled && !outer
+        statsEvery = enabled || outer ? nil : Diagnostics.statsEvery
         if enabled || statsEvery != nil { ProgressBar.current = self }
     }
 
-    /// A file is in flight (any thread).
+    /// A file is in flight (any thread). Its name is shown with control bytes escaped, so a
+    /// name can never move the cursor or forge a line.
     func started(_ key: Int, _ name: String) {
         guard enabled else { return }
-        lock.lock(); inFlight[key] = name; lock.unlock()
+        let safe = String(name.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F || (0x80..<0xA0).contains($0.value) ? "?" : Character($0) })
+        lock.lock(); inFlight[key] = safe; lock.unlock()
     }
 
     /// A file is no longer in flight (any thread).
@@ -112,6 +121,7 @@ final class ProgressBar: @unchecked Sendable {
 
     /// Clears the block (before other output on the terminal).
     func hide() {
+        Diagnostics.screen.lock(); defer { Diagnostics.screen.unlock() }
         guard drawnLines > 0 else { return }
         FileHandle.standardError.write(Data((Self.up(drawnLines) + "\u{1B}[J").utf8))
         drawnLines = 0
@@ -126,6 +136,7 @@ final class ProgressBar: @unchecked Sendable {
     static func up(_ lines: Int) -> String { "\r" + (lines > 1 ? "\u{1B}[\(lines - 1)A" : "") }
 
     private func draw(elapsed: Double) {
+        Diagnostics.screen.lock(); defer { Diagnostics.screen.unlock() }
         let width = Self.columns() - 1
         let lines = block(elapsed: elapsed).map { Self.fit($0, width) }
         var out = drawnLines > 0 ? Self.up(drawnLines) : ""

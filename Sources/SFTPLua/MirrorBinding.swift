@@ -33,6 +33,7 @@ enum MirrorBinding {
         l.setFunction(-1, "match") { l in
             // sftp.glob.match(pattern, path [, is_dir]): does a .gitignore-style pattern match the path?
             let pattern = try l.checkString(1), path = try l.checkString(2)
+            guard !pattern.isEmpty else { throw l.argError(1, "non-empty glob pattern expected") }
             let g = Glob(pattern, bytes: ByteString.bytes(pattern))
             l.push(g.matches(ByteString.bytes(path), isDirectory: l.boolean(3)))
             return 1
@@ -55,11 +56,14 @@ enum MirrorBinding {
         guard l.isTable(i) else {
             throw LuaArgumentError("bad option '\(key)' to '\(function)' (array of glob strings expected, got \(l.typeName(i)))", argument: key)
         }
-        var ok = true
+        var ok = true, count = 0, top: Int64 = 0
         l.forEach(i) {
+            count += 1
             if l.typeName(-2) != "number" || l.integer(-2) == nil || !l.isString(-1) || l.string(-1) == "" { ok = false }
+            top = max(top, l.integer(-2) ?? 0)
         }
-        guard ok else { throw bad(key, function, "array of non-empty glob strings") }
+        // An array without holes: a nil in the middle would hide every pattern after it.
+        guard ok, top == count else { throw bad(key, function, "array of non-empty glob strings") }
         var out: [Glob] = []
         for k in 0..<l.rawLength(i) {
             l.getIndex(i, k + 1)

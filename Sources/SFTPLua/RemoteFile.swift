@@ -210,20 +210,18 @@ extension ConnectionBinding {
             if m.contains("x"), try sftp.statIfExists(path, followLinks: false) != nil {
                 throw SSHError(.fileExists, "cannot create \(path): it exists", path: path)
             }
-            var f: SFTPFile
             if flags.contains(.write), !flags.contains(.truncate), let a = try sftp.statIfExists(path), (a.size ?? 0) > 0 {
                 // Writing into an existing file: only where the server keeps its content.
                 try sftp.checkWriteOpenKeepsFile(beside: path)
-                do { f = try sftp.open(path, flags: flags) } catch let e as SSHError where e.kind == .permissionDenied && flags.contains(.append) {
-                    // Servers that refuse the APPEND flag (ProFTPD's APPE rule) may allow a write
-                    // at the end: this file writes at its end anyway.
-                    var plain = flags
-                    plain.remove(.append)
-                    guard let g = try? sftp.open(path, flags: plain) else { throw e }
-                    f = g
-                }
-            } else {
-                f = try sftp.open(path, flags: flags)
+            }
+            var f: SFTPFile
+            do { f = try sftp.open(path, flags: flags) } catch let e as SSHError where e.kind == .permissionDenied && flags.contains(.append) {
+                // Servers that refuse the APPEND flag (ProFTPD's APPE rule) may allow a write at
+                // the end: this file writes at its end anyway.
+                var plain = flags
+                plain.remove(.append)
+                guard let g = try? sftp.open(path, flags: plain) else { throw e }
+                f = g
             }
             var start: UInt64 = 0
             if m.hasPrefix("a") { start = try f.stat().size ?? 0; try f.seek(start) }

@@ -140,6 +140,13 @@ struct MirrorPlanTests {
         #expect(actions(p) == ["mkdir z", "copy z/w.txt"])
     }
 
+    @Test func aDirectoryIncludedForItselfBringsItsParents() throws {
+        let p = try plan(["a/": 0, "a/keep/": 0, "b/": 0], nil) {
+            $0.include = GlobSet([Glob("keep/", bytes: Array("keep/".utf8))])
+        }
+        #expect(actions(p) == ["mkdir a", "mkdir a/keep"])
+    }
+
     @Test func tempFilesAreNeitherCopiedNorDeletedButCleanedUp() throws {
         let p = try plan([".a.sftplua.part": 1, "a": 1], [".a.sftplua.part": 1, ".sftplua-0123456789abcdef.part.json": 1]) {
             $0.delete = true
