@@ -36,5 +36,5 @@ let package = Package(
         .testTarget(name: "SFTPLuaTests", dependencies: ["SFTPLua", "LuaHost", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["sftplua", "TestSupport"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -50,6 +50,8 @@ void sl_edit_init(const char *histfile, sl_complete_fn complete) {
 
 char *sl_edit_readline(const char *prompt) { return readline(prompt); }
 
+void sl_edit_clear_input_error(void) { clearerr(stdin); }
+
 void sl_edit_remember(const char *line, const char *histfile, int keep) {
     add_history(line);
     if (histfile) {

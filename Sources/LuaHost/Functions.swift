@@ -32,6 +32,7 @@ public enum LuaHost {
             lua.push(String(describing: error))
         }
     }
+    // nonisolated(unsafe): set by the first LuaState, on the thread that creates it, before Lua runs.
     nonisolated(unsafe) static var installed = false
 
     static func install() {

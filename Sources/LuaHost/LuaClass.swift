@@ -2,7 +2,9 @@ import CLua
 
 /// Binds a Swift class to a Lua userdata type: methods, read/write fields, metamethods.
 /// The userdata holds one retained reference to the object, released by `__gc`.
-public final class LuaClass<T: AnyObject> {
+/// `@unchecked Sendable`: its tables are filled once, in the static initializer that makes it,
+/// before any Lua state registers it; after that they are only read.
+public final class LuaClass<T: AnyObject>: @unchecked Sendable {
     public let name: String
     public typealias Method = (T, Lua) throws -> Int32
     var methods: [String: Method] = [:]

@@ -15,6 +15,7 @@ public final class Executor {
     let jobs: JobList
     /// Files at some step at once (also bounded by the server's open-handle limit and the
     /// connection's byte budgets).
+    // nonisolated(unsafe): read from the environment once, at first use; never written after.
     nonisolated(unsafe) public static var maxFiles: Int = {
         if let v = ProcessInfo.processInfo.environment["SFTPLUA_FILES_IN_FLIGHT"], let n = Int(v), (1...1024).contains(n) { return n }
         return 64
@@ -62,7 +63,7 @@ public final class Executor {
         while rounds < 100_000_000 {
             rounds += 1
             if failure == nil, Interrupt.pending() {
-                Interrupt.clear()
+                Interrupt.consume()
                 failure = SSHError(.interrupted, "interrupted (Ctrl-C)")
             }
             feed()

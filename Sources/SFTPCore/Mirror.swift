@@ -18,7 +18,7 @@ public struct MirrorOptions {
     public init() {}
 }
 
-public enum MirrorOp: String { case mkdir, copy, update, delete }
+public enum MirrorOp: String, Sendable { case mkdir, copy, update, delete }
 
 /// One step of a plan, as reported: the path is relative to the root, `/`-separated.
 public struct MirrorAction {
@@ -28,7 +28,7 @@ public struct MirrorAction {
 }
 
 public struct MirrorPlan {
-    public struct File {
+    public struct File: Sendable {
         public let source: Int32
         /// The target's node, or -1 when the target has nothing (or something protected) there.
         public let target: Int32

@@ -6,10 +6,10 @@ import ByteString
 /// Node 0 is the root. Names are bytes, kept in one buffer. After `finish()`, each directory's
 /// children are a run of `children`, sorted by name bytes, so walking it gives the order of a
 /// depth-first walk of sorted listings and a name is found by binary search.
-public struct MirrorTree {
+public struct MirrorTree: Sendable {
     public typealias Kind = FileAttributes.Kind
 
-    struct Node {
+    struct Node: Sendable {
         var parent: Int32
         var nameStart: UInt32
         var nameLength: UInt32
@@ -26,7 +26,7 @@ public struct MirrorTree {
         var childCount: Int32 = 0
     }
 
-    struct Flags: OptionSet {
+    struct Flags: OptionSet, Sendable {
         let rawValue: UInt8
         /// Excluded, filtered, or a link or special file on the source: never copied, never
         /// deleted, not descended.

@@ -2,8 +2,8 @@ import CLibssh2
 import Foundation
 
 /// One file to move in a batch.
-public struct TransferJob {
-    public enum Direction { case download, upload }
+public struct TransferJob: Sendable {
+    public enum Direction: Sendable { case download, upload }
     public var direction: Direction
     public var remote: String
     public var local: String
@@ -47,6 +47,8 @@ public struct TransferJob {
 /// The jobs of a run, made when they are taken: a mirror of 100,000 files holds its plan
 /// compactly and makes each `TransferJob` only when an executor starts it. `make` is called from
 /// the threads of extra connections too, so it must only read what it captured.
+/// `@unchecked Sendable` because `make` is a plain closure; what it captures is immutable (a
+/// plan, or an array of jobs) and only read.
 public struct JobList: @unchecked Sendable {
     public let count: Int
     let make: (Int) -> TransferJob
@@ -124,7 +126,8 @@ public final class TransferPool {
     }
 }
 
-/// The pool's shared counters, behind one condition lock.
+/// The pool's shared counters, behind one condition lock (`@unchecked Sendable` for that:
+/// every field is used under `cond`).
 private final class PoolState: @unchecked Sendable {
     private let cond = NSCondition()
     private let count: Int
@@ -216,7 +219,7 @@ public final class ExtraChannels: @unchecked Sendable {
 }
 
 /// The connections one transfer may use: the caller's, and extra ones that join when ready.
-public struct Channels {
+public struct Channels: Sendable {
     public let main: SFTP
     public let extra: ExtraChannels?
     public init(_ main: SFTP, extra: ExtraChannels? = nil) { self.main = main; self.extra = extra }
@@ -225,9 +228,17 @@ public struct Channels {
     public func channel(_ w: Int) -> SFTP? { w == 0 ? main : extra?.wait(w - 1) }
 }
 
+/// A value handed to a worker closure that only the calling thread uses (a progress report
+/// that runs Lua: called where `ch === sftp`, i.e. on worker 0, the caller's thread).
+/// `@unchecked Sendable` for that reason alone: workers on other threads never touch it.
+struct CallerOnly<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
 /// Runs `body(i)` for i in 1..<count on threads and `body(0)` on the calling thread; waits for
 /// all; rethrows the first error (the calling thread's first).
-func fanOut(_ count: Int, whileWaiting: (() -> Void)? = nil, _ body: @escaping (Int) throws -> Void) throws {
+func fanOut(_ count: Int, whileWaiting: (() -> Void)? = nil, _ body: @escaping @Sendable (Int) throws -> Void) throws {
     let errors = Locked<[Error]>([])
     let group = DispatchGroup()
     for i in 1..<max(count, 1) {
@@ -251,7 +262,8 @@ func fanOut(_ count: Int, whileWaiting: (() -> Void)? = nil, _ body: @escaping (
     if let e = all.first(where: { !($0 is RangeStopped) }) ?? all.first { throw e }
 }
 
-/// A value shared between threads, behind a lock.
+/// A value shared between threads, behind a lock (`@unchecked Sendable` for that: `value` is
+/// only used under `lock`).
 final class Locked<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var v: T

@@ -27,6 +27,7 @@ struct ResumeJournal: Codable {
 }
 
 /// The journal file of one transfer, updated as blocks land (from several threads).
+/// `@unchecked Sendable`: `journal` is only used under `lock`.
 final class JournalFile: @unchecked Sendable {
     let path: String
     private let lock = NSLock()
@@ -84,6 +85,8 @@ extension Transfer {
     public static let rangeThreshold: UInt64 = 64 << 20
     /// Files at least this big keep their partial temp file and a journal after a dropped
     /// connection, Timeout or Ctrl-C, and the next transfer of the same file resumes there.
+    // nonisolated(unsafe) (this and streamsOverride): read from the environment once; tests set
+    // them before starting transfers, never during one.
     nonisolated(unsafe) public static var resumeThreshold: UInt64 = {
         if let v = ProcessInfo.processInfo.environment["SFTPLUA_RESUME_MIN"], let n = UInt64(v) { return n }
         return 8 << 20
@@ -128,7 +131,7 @@ extension Transfer {
     /// next range, opens the file on its channel, and moves it block by block. Channel 0 is the
     /// caller's and runs on this thread (so progress and Ctrl-C are handled here).
     static func runRanges(_ channels: Channels, _ journal: JournalFile,
-                         _ move: @escaping (_ sftp: SFTP, _ range: Int, _ from: UInt64, _ to: UInt64, _ landed: (UInt64) throws -> Void) throws -> Void) throws {
+                         _ move: @escaping @Sendable (_ sftp: SFTP, _ range: Int, _ from: UInt64, _ to: UInt64, _ landed: (UInt64) throws -> Void) throws -> Void) throws {
         defer { try? journal.save() }   // what landed is recorded, however this ends
         let pending = journal.ranges.enumerated().filter { $0.element[2] < $0.element[1] }.map(\.offset)
         let next = Locked(0)

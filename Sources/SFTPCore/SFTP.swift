@@ -35,7 +35,9 @@ public struct DirEntry: Equatable {
 /// Flow control without deadlock: the channel's receive window (`window`) is larger than the
 /// reply bytes allowed in flight (`replyBudget`), so the server can always deliver every reply
 /// it owes, even while a blocking write waits for the server's window.
-public final class SFTP {
+/// `@unchecked Sendable`: an SFTP connection is used by one thread at a time (the caller's, or
+/// the one pool worker or range worker it was handed to); it is never shared while in use.
+public final class SFTP: @unchecked Sendable {
     public let session: Session
     private var channel: OpaquePointer?
     /// The protocol version the server speaks (we ask for 3).
@@ -845,7 +847,8 @@ public final class SFTP {
 /// Reads are pipelined ahead of the caller (a window of READs in flight that grows while the
 /// file is read in order); writes go out without waiting for their acknowledgements, which are
 /// collected before the file closes (an error is reported by the next call or by close).
-public final class SFTPFile {
+/// `@unchecked Sendable`: as its SFTP, used by one thread at a time (the worker that opened it).
+public final class SFTPFile: @unchecked Sendable {
     public let sftp: SFTP
     public let path: String
     public let handle: [UInt8]

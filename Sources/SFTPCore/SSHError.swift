@@ -63,20 +63,35 @@ enum SFTPStatus {
 /// Ctrl-C, as seen from SFTPCore: the layer that owns the signal handler installs `pending` and
 /// `clear`; long loops call `checkpoint()`.
 public enum Interrupt {
+    // nonisolated(unsafe): installed once (`SFTPModule.enableInterrupts`) before any transfer
+    // thread exists; only read afterwards.
     nonisolated(unsafe) public static var pending: () -> Bool = { false }
     nonisolated(unsafe) public static var clear: () -> Void = {}
 
     /// Throws `Interrupted` (and disarms the request) when Ctrl-C was pressed.
     public static func checkpoint() throws {
         if pending() {
-            clear()
+            consume()
             throw SSHError(.interrupted, "interrupted (Ctrl-C)")
         }
+    }
+
+    /// The thread that runs Lua (set with `pending` and `clear`): the one place the flag is
+    /// cleared and the Lua hook disarmed. Workers on other threads see the flag and stop, and
+    /// leave it for that thread.
+    // nonisolated(unsafe): set once at install, before any transfer thread exists.
+    nonisolated(unsafe) public static var owner: pthread_t?
+
+    /// Clears the request, on the Lua thread only (elsewhere it stays for that thread to see).
+    public static func consume() {
+        if let owner, pthread_equal(owner, pthread_self()) == 0 { return }
+        clear()
     }
 }
 
 /// How many libssh2 objects are alive (sessions, SFTP channels, open remote files): leak checks.
 public enum LiveHandles {
+    /// `@unchecked Sendable`: `n` is only used under `lock`.
     public final class Counter: @unchecked Sendable {
         private let lock = NSLock()
         private var n = 0

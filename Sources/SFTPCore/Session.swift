@@ -2,14 +2,14 @@ import CLibssh2
 import Foundation
 
 /// How an unknown or changed host key is handled.
-public enum HostKeyPolicy: String, CaseIterable {
+public enum HostKeyPolicy: String, CaseIterable, Sendable {
     case acceptNew = "accept-new"
     case strict
     case off
 }
 
 /// Everything `sftp.connect` takes.
-public struct ConnectOptions {
+public struct ConnectOptions: Sendable {
     public var host: String
     public var port: Int = 22
     public var username: String?
@@ -22,9 +22,9 @@ public struct ConnectOptions {
     public var ciphers: [String]?
     public var compression = false
     /// Where connection events are written; never given a secret.
-    public var log: ((String) -> Void)?
+    public var log: (@Sendable (String) -> Void)?
     /// What a user should see even without -v (as ssh prints it): a host key newly recorded.
-    public var notice: ((String) -> Void)?
+    public var notice: (@Sendable (String) -> Void)?
     /// `$HOME`: `~` expands to it, default identities and known_hosts live under it.
     public var home: String = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
 
@@ -130,7 +130,7 @@ public final class Session {
         }
         if Interrupt.pending() {
             // poll() was cut short by SIGINT; libssh2 reports it as a timeout.
-            Interrupt.clear()
+            Interrupt.consume()
             return SSHError(.interrupted, "\(what): interrupted (Ctrl-C)", path: path, code: Int(rc))
         }
         switch rc {

@@ -10,6 +10,7 @@ public typealias TransferProgress = (UInt64, UInt64) throws -> Void
 public enum Transfer {
     /// Buffer per read/write call; libssh2 keeps this many bytes of requests in flight.
     /// `SFTPLUA_BLOCK_SIZE` (bytes, 64 KiB-64 MiB) overrides it, for benchmarking.
+    // nonisolated(unsafe): read from the environment once, at first use; never written after.
     nonisolated(unsafe) public static var blockSize: Int = {
         if let v = ProcessInfo.processInfo.environment["SFTPLUA_BLOCK_SIZE"], let n = Int(v), (65536...(64 << 20)).contains(n) { return n }
         return 1 << 20   // measured here: 1 MiB beat 256 KiB, 512 KiB, 2, 4, 8 and 16 MiB (docs/performance.md)
@@ -65,7 +66,7 @@ public enum Transfer {
         }
         return try writeLocalAtomically(local: local, resumable: true) { fd, temp in
             let jpath = temp + ".json"
-            var journal: JournalFile
+            let journal: JournalFile
             var st = stat()
             if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == (attrs.mtime ?? 0),
                fstat(fd, &st) == 0, UInt64(st.st_size) == size {
@@ -78,6 +79,7 @@ public enum Transfer {
                 try journal.save()
             }
             try progress?(journal.done, size)
+            let report = CallerOnly(progress)
             try runRanges(channels, journal) { ch, _, from, to, landed in
                 let file = try ch.open(remote, flags: .read)
                 defer { try? file.close() }
@@ -99,7 +101,7 @@ public enum Transfer {
                     }
                     off += UInt64(n)
                     try landed(off)
-                    if ch === sftp { try progress?(journal.done, size) }
+                    if ch === sftp { try report.value?(journal.done, size) }
                 }
             }
             try progress?(size, size)
@@ -299,6 +301,7 @@ public enum Transfer {
                 try journal.save()
             }
             try progress?(journal.done, size)
+            let report = CallerOnly(progress)
             do {
                 try runRanges(sftp.acceptsOutOfOrderWrites ? channels : Channels(sftp), journal) { ch, _, from, to, landed in
                     let file = ch === sftp ? first : try ch.open(temp, flags: .write)
@@ -316,7 +319,7 @@ public enum Transfer {
                         // The journal claims only what the server acknowledged (writes go out
                         // ahead of their acknowledgements).
                         try landed(max(from, file.acknowledgedThrough))
-                        if ch === sftp { try progress?(journal.done, size) }
+                        if ch === sftp { try report.value?(journal.done, size) }
                     }
                     // Every write of the range acknowledged (a failure surfaces here, on any
                     // connection), then the range is complete.

@@ -4,7 +4,7 @@ import SFTPCore
 
 /// Attribute tables, filled from one table of rows (as lfs does).
 enum AttributeTable {
-    static let rows: [(String, (FileAttributes) -> Int64?)] = [
+    static let rows: [(String, @Sendable (FileAttributes) -> Int64?)] = [
         ("st_size", { $0.size.map { Int64(truncatingIfNeeded: $0) } }),
         ("st_uid", { $0.uid.map(Int64.init) }),
         ("st_gid", { $0.gid.map(Int64.init) }),

@@ -76,9 +76,11 @@ final class Connection {
 }
 
 /// The connection log (`log = true | path`): events, never secrets.
-final class ConnectionLog {
+/// `@unchecked Sendable`: extra connections log from their threads; every write takes `lock`.
+final class ConnectionLog: @unchecked Sendable {
     let path: String
     private let handle: FileHandle
+    private let lock = NSLock()
 
     init(path: String) throws {
         if !FileManager.default.fileExists(atPath: path) {
@@ -104,6 +106,7 @@ final class ConnectionLog {
 
     func write(_ line: String) {
         let stamp = ISO8601DateFormatter().string(from: Date())
+        lock.lock(); defer { lock.unlock() }
         handle.write(Data("\(stamp) \(line)\n".utf8))
     }
 }

@@ -6,6 +6,7 @@ import SFTPCore
 /// passphrases are ever formatted into it).
 public enum Diagnostics {
     public enum ProgressMode { case auto, on, off }
+    // nonisolated(unsafe): set once by the CLI before any work starts, only read afterwards.
     nonisolated(unsafe) public static var verbose = false
     nonisolated(unsafe) public static var quiet = false
     nonisolated(unsafe) public static var progress: ProgressMode = .auto
@@ -41,6 +42,8 @@ public enum Diagnostics {
 /// second, redraws at most ten times a second, fits the terminal's width, and steps aside for
 /// script output and log lines (`hide()` before, `show()` after). With `--stats PERIOD` and no
 /// block (stderr is not a terminal), one status line goes to stderr every PERIOD.
+/// `@unchecked Sendable`: the files in flight are kept under `lock` (executors on other threads
+/// report them); everything else is used on the Lua thread, and drawing takes `Diagnostics.screen`.
 final class ProgressBar: @unchecked Sendable {
     let label: String
     let totalBytes: UInt64
@@ -67,6 +70,8 @@ final class ProgressBar: @unchecked Sendable {
 
     /// The block on screen now, if any (script output and log lines step around it). A
     /// transfer started inside another's callback shows nothing of its own: the outer block stays.
+    // nonisolated(unsafe): set and cleared on the Lua thread (the transfer's); other threads
+    // only read it in `Diagnostics.note`, under `Diagnostics.screen`.
     nonisolated(unsafe) static weak var current: ProgressBar?
 
     init(label: String, totalBytes: UInt64, totalFiles: Int? = nil) {

@@ -99,7 +99,7 @@ public enum SFTPModule {
             return 0
         }
         l.setFunction(m, "_progress_show") { _ in
-            fflush(stdout)
+            fflush(nil)   // every C stream: what print wrote
             ProgressBar.current?.show()
             return 0
         }
@@ -164,6 +164,7 @@ public enum SFTPModule {
     /// `Interrupted` error instead of killing the process.
     public static func enableInterrupts(_ state: LuaState) {
         LuaInterrupt.install(state.lua, errorMetatable: ErrorObject.metatable)
+        Interrupt.owner = pthread_self()
         Interrupt.pending = { LuaInterrupt.pending() }
         Interrupt.clear = { LuaInterrupt.clear() }
     }

@@ -57,6 +57,7 @@ struct Repl: ParsableCommand {
     }
 
     /// The runner the completion callback asks (the REPL has one).
+    // nonisolated(unsafe): set once before the loop; libedit calls the completer on this thread.
     nonisolated(unsafe) static var active: Runner?
 
     static func loop(connect: String?, global: GlobalOptions = GlobalOptions()) -> Int32 {
@@ -118,7 +119,7 @@ struct Repl: ParsableCommand {
                 if runner.takeInterrupt() {
                     if tty { print("") }
                     buffer = ""
-                    clearerr(stdin)
+                    sl_edit_clear_input_error()
                     continue
                 }
                 break
@@ -126,7 +127,7 @@ struct Repl: ParsableCommand {
             if runner.takeInterrupt() { buffer = ""; continue }
             buffer += buffer.isEmpty ? line : "\n" + line
             if buffer.trimmingCharacters(in: .whitespaces).isEmpty { buffer = ""; continue }
-            if runner.interactive(buffer, print: { print($0); fflush(stdout) }) == .complete {
+            if runner.interactive(buffer, print: { print($0); fflush(nil) }) == .complete {
                 remember(buffer)
                 buffer = ""
             }

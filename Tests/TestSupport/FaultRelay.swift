@@ -3,6 +3,7 @@ import Foundation
 /// A TCP relay on 127.0.0.1 between sftplua and the test sshd that injects real network faults:
 /// cut a connection after N bytes, stall it (bytes stop flowing, the socket stays open), or slow
 /// it down. Loopback only. Settings apply to connections from the moment they are set.
+/// `@unchecked Sendable`: every mutable field is used under `lock`.
 public final class FaultRelay: @unchecked Sendable {
     public let port: Int
     let target: Int
@@ -16,7 +17,9 @@ public final class FaultRelay: @unchecked Sendable {
     /// Connections accepted so far.
     public private(set) var accepted = 0
 
-    final class Link {
+    /// One relayed connection. `@unchecked Sendable`: its mutable fields are read and written
+    /// only under the relay's `lock`.
+    final class Link: @unchecked Sendable {
         let client: Int32
         let server: Int32
         var bytes = 0

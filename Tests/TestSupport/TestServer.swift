@@ -6,6 +6,7 @@ public let repoRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathCompo
 /// A real OpenSSH sshd on 127.0.0.1, started by scripts/test-sshd in a temp dir and stopped
 /// when the test process exits. One per process, shared by the tests (each works in its own
 /// remote directory under `root`).
+/// `@unchecked Sendable`: immutable after init (the tests share one).
 public final class TestServer: @unchecked Sendable {
     public let pid: Int32
     public let host = "127.0.0.1"
@@ -50,12 +51,24 @@ public final class TestServer: @unchecked Sendable {
         root = v["SFTPLUA_TEST_ROOT"] ?? ""
         passwordUser = (v["SFTPLUA_TEST_PW_USER"] ?? "").isEmpty ? nil : v["SFTPLUA_TEST_PW_USER"]
         password = v["SFTPLUA_TEST_PASSWORD"] ?? ""
-        TestServer.started.append(pid)
-        TestServer.installExitHook
+        TestServer.remember(pid)
     }
 
+    /// Servers to stop when the test process exits (tests start them concurrently).
+    static let startedLock = NSLock()
+    // nonisolated(unsafe): only used under `startedLock`.
     nonisolated(unsafe) static var started: [Int32] = []
-    static let installExitHook: Void = { atexit { for p in TestServer.started { kill(p, SIGTERM) } } }()
+    static func remember(_ pid: Int32) {
+        startedLock.lock(); started.append(pid); startedLock.unlock()
+        installExitHook
+    }
+    static let installExitHook: Void = {
+        atexit {
+            TestServer.startedLock.lock()
+            for p in TestServer.started { kill(p, SIGTERM) }
+            TestServer.startedLock.unlock()
+        }
+    }()
 
     public func stop() { kill(pid, SIGTERM) }
 
@@ -167,6 +180,7 @@ extension TestServer {
 /// An SFTP server of another implementation, started from a script in Tests/Fixtures on
 /// 127.0.0.1 (a free port it prints), logging in with the shared test identity; stopped with
 /// `stop()` or when the test process ends. The script gets: host key, authorized keys, our pid.
+/// `@unchecked Sendable`: immutable after init.
 public final class ScriptedSFTPServer: @unchecked Sendable {
     public let port: Int
     public let knownHosts: String
@@ -213,6 +227,7 @@ public final class ScriptedSFTPServer: @unchecked Sendable {
 /// sftp), started in the foreground on 127.0.0.1 and a free port, with host keys and its
 /// configuration in a temp dir; stopped with `stop()` or when the test process ends.
 /// `command(dir, port)` gives the program and its arguments. known_hosts comes from ssh-keyscan.
+/// `@unchecked Sendable`: immutable after init.
 public final class DaemonSFTPServer: @unchecked Sendable {
     public let port: Int
     public let dir: String
@@ -260,8 +275,7 @@ public final class DaemonSFTPServer: @unchecked Sendable {
             if up {
                 self.port = port
                 pid = p
-                TestServer.started.append(p)
-                TestServer.installExitHook
+                TestServer.remember(p)
                 let scan = try runProcess("/usr/bin/ssh-keyscan", ["-p", String(port), "127.0.0.1"], timeout: 30)
                 knownHosts = dir + "/known_hosts"
                 try scan.stdout.write(toFile: knownHosts, atomically: true, encoding: .utf8)

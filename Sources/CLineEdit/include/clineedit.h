@@ -10,6 +10,8 @@ typedef char **(*sl_complete_fn)(const char *word, const char *line_to_cursor);
 void sl_edit_init(const char *histfile, sl_complete_fn complete);
 /* Reads a line (malloc'd, without newline), NULL at end of input or on Ctrl-C. */
 char *sl_edit_readline(const char *prompt);
+/* After Ctrl-C or Ctrl-D at the prompt: standard input can be read again. */
+void sl_edit_clear_input_error(void);
 /* Adds a line to the history and saves the history file (at most `keep` lines). */
 void sl_edit_remember(const char *line, const char *histfile, int keep);
 #endif
