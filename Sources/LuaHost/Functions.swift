@@ -5,9 +5,12 @@ import CLua
 final class FunctionBox {
     let name: String
     let body: LuaFunction
-    init(name: String, body: @escaping LuaFunction) {
+    /// A method: self is argument 1, and positions in argument errors do not count it.
+    let isMethod: Bool
+    init(name: String, body: @escaping LuaFunction, isMethod: Bool) {
         self.name = name
         self.body = body
+        self.isMethod = isMethod
     }
 }
 
@@ -69,6 +72,12 @@ private let luaDispatch: sl_dispatch_fn = { L in
         lua.push(m)
         return SL_RAISE
     } catch var e as LuaArgumentError {
+        if let position = e.position, let detail = e.detail {
+            // As luaL_argerror: a method's arguments are counted without self.
+            let shown = box.isMethod ? position - 1 : position
+            e.message = shown == 0 ? "calling '\(box.name)' on bad self (\(detail))"
+                                   : "bad argument #\(shown) to '\(box.name)' (\(detail))"
+        }
         e.message = e.message.replacingFirst("%FN%", with: box.name)
         LuaHost.pushError(lua, e)
         return SL_RAISE
@@ -94,18 +103,18 @@ extension Lua {
     }
 
     /// Pushes a Lua function that calls `body`. `name` fills in argument error messages.
-    /// (Methods number their arguments from the one after self: their checks pass `method: true`.)
-    public func push(function name: String, _ body: @escaping LuaFunction) {
+    /// With `method`, self is argument 1: argument errors count from the one after it.
+    public func push(function name: String, method: Bool = false, _ body: @escaping LuaFunction) {
         LuaHost.install()
-        let box = FunctionBox(name: name, body: body)
+        let box = FunctionBox(name: name, body: body, isMethod: method)
         sl_newbox(L, Unmanaged.passRetained(box as AnyObject).toOpaque(), boxMeta)
         sl_pushtrampoline(L)
     }
 
     /// Registers `body` as field `name` of the table at `table`.
-    public func setFunction(_ table: Int32, _ name: String, _ body: @escaping LuaFunction) {
+    public func setFunction(_ table: Int32, _ name: String, method: Bool = false, _ body: @escaping LuaFunction) {
         let t = absIndex(table)
-        push(function: name, body)
+        push(function: name, method: method, body)
         setField(t, name)
     }
 
@@ -134,51 +143,50 @@ extension Lua {
 // MARK: argument checks (luaL_check* without raising)
 
 extension Lua {
-    /// The position users see: methods do not count self.
-    func userPosition(_ i: Int32, method: Bool) -> Int32 { method ? i - 1 : i }
-
-    public func argError(_ i: Int32, _ what: String, method: Bool = false) -> LuaArgumentError {
-        LuaArgumentError("bad argument #\(userPosition(i, method: method)) to '%FN%' (\(what))")
+    /// "bad argument #i to 'f' (what)": the dispatcher names the function and, for a method,
+    /// counts the arguments without self (as luaL_argerror).
+    public func argError(_ i: Int32, _ what: String) -> LuaArgumentError {
+        LuaArgumentError(position: i, what)
     }
-    public func typeError(_ i: Int32, expected: String, method: Bool = false) -> LuaArgumentError {
+    public func typeError(_ i: Int32, expected: String) -> LuaArgumentError {
         let got = isNoneOrNil(i) && type(i) == LUA_TNONE ? "no value" : typeName(i)
-        return argError(i, "\(expected) expected, got \(got)", method: method)
+        return argError(i, "\(expected) expected, got \(got)")
     }
-    public func checkString(_ i: Int32, method: Bool = false) throws -> String {
-        guard let s = string(i) else { throw typeError(i, expected: "string", method: method) }
+    public func checkString(_ i: Int32) throws -> String {
+        guard let s = string(i) else { throw typeError(i, expected: "string") }
         return s
     }
-    public func optString(_ i: Int32, method: Bool = false) throws -> String? {
+    public func optString(_ i: Int32) throws -> String? {
         if isNoneOrNil(i) { return nil }
-        return try checkString(i, method: method)
+        return try checkString(i)
     }
-    public func checkInteger(_ i: Int32, method: Bool = false) throws -> Int64 {
-        guard type(i) == LUA_TNUMBER else { throw typeError(i, expected: "number", method: method) }
-        guard let v = integer(i) else { throw argError(i, "number has no integer representation", method: method) }
+    public func checkInteger(_ i: Int32) throws -> Int64 {
+        guard type(i) == LUA_TNUMBER else { throw typeError(i, expected: "number") }
+        guard let v = integer(i) else { throw argError(i, "number has no integer representation") }
         return v
     }
-    public func optInteger(_ i: Int32, method: Bool = false) throws -> Int64? {
+    public func optInteger(_ i: Int32) throws -> Int64? {
         if isNoneOrNil(i) { return nil }
-        return try checkInteger(i, method: method)
+        return try checkInteger(i)
     }
-    public func optNumber(_ i: Int32, method: Bool = false) throws -> Double? {
+    public func optNumber(_ i: Int32) throws -> Double? {
         if isNoneOrNil(i) { return nil }
-        guard let v = number(i) else { throw typeError(i, expected: "number", method: method) }
+        guard let v = number(i) else { throw typeError(i, expected: "number") }
         return v
     }
-    public func optBoolean(_ i: Int32, method: Bool = false) throws -> Bool? {
+    public func optBoolean(_ i: Int32) throws -> Bool? {
         if isNoneOrNil(i) { return nil }
-        guard type(i) == LUA_TBOOLEAN else { throw typeError(i, expected: "boolean", method: method) }
+        guard type(i) == LUA_TBOOLEAN else { throw typeError(i, expected: "boolean") }
         return boolean(i)
     }
     /// nil or the absolute index of a function argument.
-    public func optFunction(_ i: Int32, method: Bool = false) throws -> Int32? {
+    public func optFunction(_ i: Int32) throws -> Int32? {
         if isNoneOrNil(i) { return nil }
-        guard isFunction(i) else { throw typeError(i, expected: "function", method: method) }
+        guard isFunction(i) else { throw typeError(i, expected: "function") }
         return absIndex(i)
     }
-    public func checkFunction(_ i: Int32, method: Bool = false) throws -> Int32 {
-        guard isFunction(i) else { throw typeError(i, expected: "function", method: method) }
+    public func checkFunction(_ i: Int32) throws -> Int32 {
+        guard isFunction(i) else { throw typeError(i, expected: "function") }
         return absIndex(i)
     }
 }

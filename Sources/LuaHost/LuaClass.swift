@@ -32,7 +32,7 @@ public final class LuaClass<T: AnyObject>: @unchecked Sendable {
         lua.newTable()
         let mtab = lua.absIndex(-1)
         for (mname, body) in methods {
-            lua.setFunction(mtab, mname) { l in
+            lua.setFunction(mtab, mname, method: true) { l in
                 let obj = try self.check(l, 1, method: mname)
                 return try body(obj, l)
             }
@@ -71,7 +71,7 @@ public final class LuaClass<T: AnyObject>: @unchecked Sendable {
             return 0
         }
         for (mname, body) in metamethods {
-            lua.setFunction(mt, mname) { l in
+            lua.setFunction(mt, mname, method: true) { l in
                 let obj = try self.check(l, 1, method: mname)
                 return try body(obj, l)
             }

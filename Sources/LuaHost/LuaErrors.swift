@@ -12,9 +12,19 @@ public enum LuaError: Error {
 public struct LuaArgumentError: Error, CustomStringConvertible {
     public var message: String
     public var argument: String?
+    /// For "bad argument #N" errors: the stack position and what is wrong. The dispatcher
+    /// writes the message, as luaL_argerror does: the position a user sees (a method does not
+    /// count self) and the function's name.
+    public var position: Int32?
+    public var detail: String?
     public init(_ message: String, argument: String? = nil) {
         self.message = message
         self.argument = argument
+    }
+    public init(position: Int32, _ detail: String) {
+        self.message = "bad argument #\(position) (\(detail))"
+        self.position = position
+        self.detail = detail
     }
     public var description: String { message }
 }

@@ -11,7 +11,7 @@ public struct LuaOptions {
     /// Reads the options table at `i` (nil or absent gives an empty one).
     /// `arrayPart`: integer keys are the caller's business (a recipe's rules); without it, any
     /// key that is not an allowed name is refused.
-    public init(_ lua: Lua, _ i: Int32, allowed: [String], function: String = "%FN%", method: Bool = false,
+    public init(_ lua: Lua, _ i: Int32, allowed: [String], function: String = "%FN%",
                 arrayPart: Bool = true) throws {
         self.lua = lua
         self.function = function
@@ -19,7 +19,7 @@ public struct LuaOptions {
             index = nil
             return
         }
-        guard lua.isTable(i) else { throw lua.typeError(i, expected: "table", method: method) }
+        guard lua.isTable(i) else { throw lua.typeError(i, expected: "table") }
         let t = lua.absIndex(i)
         index = t
         let allowedSet = Set(allowed)

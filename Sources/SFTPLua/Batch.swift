@@ -16,14 +16,14 @@ enum Batch {
         c.method("_reconnect") { conn, _ in try conn.reconnect(); return 0 }
         c.method("sha256") { conn, l in
             // c:sha256(path): the SHA-256 of a remote file (hex), computed by reading it.
-            l.push(try SHA256Digest.remote(try conn.channel(), try conn.remote(try l.checkString(2, method: true))))
+            l.push(try SHA256Digest.remote(try conn.channel(), try conn.remote(try l.checkString(2))))
             return 1
         }
         c.method("_listdirs") { conn, l in
             // c:_listdirs({dir, ...}) -> {listing | false, ...}, {[i] = error}: every directory
             // listed at once (pipelined over the connection); each listing is sorted by name,
             // as listdir_attr's. A directory that cannot be listed gets false and its error.
-            guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
+            guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
             let n = l.rawLength(2)
             var paths: [String] = []
             paths.reserveCapacity(n)
@@ -76,7 +76,7 @@ enum Batch {
             // c:_mkdirs({dir, ...}, mode): creates every directory at once (pipelined; give one
             // level of a tree at a time: parents first). Raises the first failure, after all
             // replies are in.
-            guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
+            guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
             let mode = UInt32(try pysftpMode(l, 3))
             let sftp = try conn.channel()
             var paths: [String] = []
@@ -90,9 +90,9 @@ enum Batch {
             return 0
         }
         c.method("_transfer") { conn, l in
-            guard l.isTable(2) else { throw l.typeError(2, expected: "table", method: true) }
-            let parallel = Int(try l.optInteger(3, method: true) ?? 1)
-            let done = try l.checkFunction(4, method: true)
+            guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
+            let parallel = Int(try l.optInteger(3) ?? 1)
+            let done = try l.checkFunction(4)
             var jobs: [TransferJob] = []
             let n = l.rawLength(2)
             jobs.reserveCapacity(n)

@@ -85,7 +85,7 @@ enum ConnectionBinding {
             // for e in c:listdir_iter(path) do ... end: entries as listdir_attr's, in the server's
             // order, read as the loop asks (a directory of any size in bounded memory). The
             // iterator is also the loop's to-be-closed value: leaving the loop closes the handle.
-            let path = try conn.remote(try l.optString(2, method: true) ?? ".")
+            let path = try conn.remote(try l.optString(2) ?? ".")
             let reader = DirectoryIterator(try DirectoryReader(try conn.channel(), path: path))
             dirClass.push(reader, in: l)
             l.pushNil(); l.pushNil()
@@ -93,12 +93,12 @@ enum ConnectionBinding {
             return 4
         }
         c.method("stat") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             AttributeTable.push(l, try conn.channel().stat(path))
             return 1
         }
         c.method("lstat") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             AttributeTable.push(l, try conn.channel().stat(path, followLinks: false))
             return 1
         }
@@ -106,9 +106,9 @@ enum ConnectionBinding {
 
     static func defineTransfers(_ c: LuaClass<Connection>) {
         c.method("get") { conn, l in
-            let remote = try conn.remote(try l.checkString(2, method: true))
-            let given = try l.optString(3, method: true)
-            let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel", "fsync"], function: "get", method: true)
+            let remote = try conn.remote(try l.checkString(2))
+            let given = try l.optString(3)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "preserve_mtime", "parallel", "fsync"], function: "get")
             // No local path, or "" (pysftp's `if not localpath`): the remote basename; a path
             // ending in "/" is a directory to put it in (as cp and sftp do).
             var local = given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(remote)
@@ -130,9 +130,9 @@ enum ConnectionBinding {
             return 0
         }
         c.method("put") { conn, l in
-            let local = try l.checkString(2, method: true)
-            let given = try l.optString(3, method: true)
-            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync", "atomic"], function: "put", method: true)
+            let local = try l.checkString(2)
+            let given = try l.optString(3)
+            let o = try LuaOptions(l, 4, allowed: ["callback", "confirm", "preserve_mtime", "parallel", "fsync", "atomic"], function: "put")
             var target = given.flatMap { $0.isEmpty ? nil : $0 } ?? Paths.basename(local)
             if target.hasSuffix("/") { target += Paths.basename(local) }   // into that directory
             let remote = try conn.remote(target)
@@ -166,7 +166,7 @@ enum ConnectionBinding {
     /// value as its reply arrives, and only the names are kept here to sort the array in place
     /// at the end: a listing of 100,000 entries is never held twice.
     static func pushListing(_ conn: Connection, _ l: Lua, longnames: Bool, _ push: @escaping (Lua, NameEntry) -> Void) throws {
-        let path = try conn.remote(try l.optString(2, method: true) ?? ".")
+        let path = try conn.remote(try l.optString(2) ?? ".")
         let sftp = try conn.channel()
         l.newTable()
         let t = l.absIndex(-1)

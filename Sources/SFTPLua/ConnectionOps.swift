@@ -3,10 +3,10 @@ import LuaHost
 import SFTPCore
 
 /// pysftp modes are the decimal digits of the octal mode: 755 means 0o755.
-func pysftpMode(_ l: Lua, _ i: Int32, default def: Int32 = 0o777, method: Bool = true) throws -> Int32 {
-    guard let v = try l.optInteger(i, method: method) else { return def }
+func pysftpMode(_ l: Lua, _ i: Int32, default def: Int32 = 0o777) throws -> Int32 {
+    guard let v = try l.optInteger(i) else { return def }
     guard v >= 0, let m = Int32(String(v), radix: 8), m <= 0o7777 else {
-        throw l.argError(i, "mode expected as octal digits like 755, got \(v)", method: method)
+        throw l.argError(i, "mode expected as octal digits like 755, got \(v)")
     }
     return m
 }
@@ -15,7 +15,7 @@ extension ConnectionBinding {
     static func defineFileOps(_ c: LuaClass<Connection>) {
         func probe(_ name: String, follow: Bool, _ test: @escaping (FileAttributes) -> Bool) {
             c.method(name) { conn, l in
-                let path = try conn.remote(try l.checkString(2, method: true))
+                let path = try conn.remote(try l.checkString(2))
                 // Any refusal from the server means "no" (as pysftp's): some servers answer a
                 // bare FAILURE for a path under a file. Only a lost connection raises.
                 l.push(try conn.channel().statIfPresent(path, followLinks: follow).map(test) ?? false)
@@ -28,7 +28,7 @@ extension ConnectionBinding {
         probe("isfile", follow: true) { $0.kind == .file }
 
         c.method("mkdir") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let mode = try pysftpMode(l, 3)
             let sftp = try conn.channel()
             // Some servers answer OK to MKDIR of an existing directory: look first.
@@ -37,7 +37,7 @@ extension ConnectionBinding {
             return 0
         }
         c.method("makedirs") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let mode = try pysftpMode(l, 3)
             let sftp = try conn.channel()
             // A bare FAILURE (some servers' answer for a path under a file) means: walk the
@@ -59,10 +59,10 @@ extension ConnectionBinding {
             return 0
         }
         c.method("rmdir") { conn, l in
-            try conn.channel().rmdir(try conn.remote(try l.checkString(2, method: true))); return 0
+            try conn.channel().rmdir(try conn.remote(try l.checkString(2))); return 0
         }
         let remove: LuaClass<Connection>.Method = { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let sftp = try conn.channel()
             do { try sftp.unlink(path) } catch var e as SSHError where e.kind == .io {
                 if let a = try sftp.statIfExists(path, followLinks: false), a.isDir { e.message = "cannot remove \(path): is a directory (use rmdir)" }
@@ -73,14 +73,14 @@ extension ConnectionBinding {
         c.method("remove", remove)
         c.method("unlink", remove)
         c.method("rename") { conn, l in
-            let src = try conn.remote(try l.checkString(2, method: true))
-            let dst = try conn.remote(try l.checkString(3, method: true))
-            let o = try LuaOptions(l, 4, allowed: ["overwrite"], function: "rename", method: true)
+            let src = try conn.remote(try l.checkString(2))
+            let dst = try conn.remote(try l.checkString(3))
+            let o = try LuaOptions(l, 4, allowed: ["overwrite"], function: "rename")
             try conn.channel().rename(src, dst, overwrite: try o.bool("overwrite") ?? false, checked: true)
             return 0
         }
         c.method("chmod") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let mode = UInt32(try pysftpMode(l, 3))
             let sftp = try conn.channel()
             try sftp.setstat(path, FileAttributes(mode: mode))
@@ -91,8 +91,8 @@ extension ConnectionBinding {
             return 0
         }
         c.method("chown") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
-            let uid = try l.optInteger(3, method: true), gid = try l.optInteger(4, method: true)
+            let path = try conn.remote(try l.checkString(2))
+            let uid = try l.optInteger(3), gid = try l.optInteger(4)
             let sftp = try conn.channel()
             let cur = try sftp.stat(path)
             if uid == nil && gid == nil { return 0 }
@@ -101,28 +101,28 @@ extension ConnectionBinding {
             return 0
         }
         c.method("symlink") { conn, l in
-            let target = try l.checkString(2, method: true)
-            let link = try conn.remote(try l.checkString(3, method: true))
+            let target = try l.checkString(2)
+            let link = try conn.remote(try l.checkString(3))
             try conn.channel().symlink(target: target, linkpath: link)
             return 0
         }
         c.method("link") { conn, l in
             // c:link(target, linkpath): a hard link (hardlink@openssh.com).
-            let target = try conn.remote(try l.checkString(2, method: true))
-            let link = try conn.remote(try l.checkString(3, method: true))
+            let target = try conn.remote(try l.checkString(2))
+            let link = try conn.remote(try l.checkString(3))
             try conn.channel().hardlink(target: target, linkpath: link)
             return 0
         }
         c.method("copy") { conn, l in
             // c:copy(src, dst): server-side (copy-data) where offered, else streamed; atomic.
-            let src = try conn.remote(try l.checkString(2, method: true))
-            let dst = try conn.remote(try l.checkString(3, method: true))
+            let src = try conn.remote(try l.checkString(2))
+            let dst = try conn.remote(try l.checkString(3))
             AttributeTable.push(l, try Transfer.remoteCopy(try conn.channel(), from: src, to: dst))
             conn.note("copy \(src) -> \(dst)")
             return 1
         }
         c.method("statvfs") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let fields = try conn.channel().statvfs(path)
             l.newTable(nrec: Int32(fields.count))
             for (k, v) in fields { l.set(-1, k, Int64(truncatingIfNeeded: v)) }
@@ -134,7 +134,7 @@ extension ConnectionBinding {
             for (k, v) in ext { l.set(-1, k, v) }
         }
         c.method("readlink") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let sftp = try conn.channel()
             var target = try sftp.readlink(path)
             if !target.hasPrefix("/") {
@@ -146,13 +146,13 @@ extension ConnectionBinding {
             return 1
         }
         c.method("normalize") { conn, l in
-            l.push(try conn.channel().realpath(try conn.remote(try l.checkString(2, method: true))))
+            l.push(try conn.channel().realpath(try conn.remote(try l.checkString(2))))
             return 1
         }
         c.method("truncate") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
-            let size = try l.checkInteger(3, method: true)
-            guard size >= 0 else { throw l.argError(3, "size must not be negative", method: true) }
+            let path = try conn.remote(try l.checkString(2))
+            let size = try l.checkInteger(3)
+            guard size >= 0 else { throw l.argError(3, "size must not be negative") }
             let sftp = try conn.channel()
             if size > 0 && sftp.sizeChangeEmptiesFile {
                 throw SSHError(.io, "truncate \(path): refused, to keep the file intact: this server (\(sftp.session.serverBanner)) empties a file when it sets its size (paramiko's SFTPServer opens it with \"w+\")", path: path)
@@ -167,7 +167,7 @@ extension ConnectionBinding {
             return 1
         }
         let chdir: LuaClass<Connection>.Method = { conn, l in
-            guard let p = try l.optString(2, method: true) else { conn.cwd = nil; return 0 }
+            guard let p = try l.optString(2) else { conn.cwd = nil; return 0 }
             let sftp = try conn.channel()
             let path = try sftp.realpath(try conn.remote(p))
             let a = try sftp.stat(path)
@@ -187,7 +187,7 @@ extension ConnectionBinding {
             for (k, v) in Session.securityOptions { l.push(strings: v); l.setField(-2, k) }
         }
         c.method("execute") { conn, l in
-            let cmd = try l.checkString(2, method: true)
+            let cmd = try l.checkString(2)
             if cmd.utf8.contains(0) { throw SSHError(.argument, "bad command (it contains a NUL byte)") }
             if conn.closed { throw SSHError(.connection, "the connection is closed") }
             let (out, err, status) = try conn.session.exec(cmd)
@@ -208,7 +208,7 @@ extension ConnectionBinding {
             return 3
         }
         c.method("read") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let f = try conn.channel().open(path, flags: .read)
             defer { try? f.close() }
             var data: [UInt8] = []
@@ -217,8 +217,8 @@ extension ConnectionBinding {
             return 1
         }
         c.method("write") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
-            guard l.isString(3) else { throw l.typeError(3, expected: "string", method: true) }
+            let path = try conn.remote(try l.checkString(2))
+            guard l.isString(3) else { throw l.typeError(3, expected: "string") }
             let count = l.rawLength(3)
             var off = 0
             try l.withBytes(3) { bytes in

@@ -51,7 +51,7 @@ enum LocalFS {
         }
         l.setFunction(t, "mkdir") { l in
             let path = try checkPath(l, 1)
-            let mode = try pysftpMode(l, 2, method: false)
+            let mode = try pysftpMode(l, 2)
             if ByteString.withCString(path, { mkdir($0, mode_t(mode)) }) != 0 { throw SSHError.local(errno, "cannot create directory", path: path) }
             return 0
         }

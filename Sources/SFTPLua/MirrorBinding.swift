@@ -96,7 +96,7 @@ enum MirrorBinding {
 
     static func define(_ c: LuaClass<Connection>) {
         c.method("_mirror") { conn, l in
-            let o = try LuaOptions(l, 2, allowed: specKeys, function: "_mirror", method: true)
+            let o = try LuaOptions(l, 2, allowed: specKeys, function: "_mirror")
             let summary = try mirror(conn, l, o)
             l.newTable(nrec: 8)
             let r = l.absIndex(-1)

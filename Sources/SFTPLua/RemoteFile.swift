@@ -85,7 +85,7 @@ extension ConnectionBinding {
             if rf.mode == "r" { throw SSHError(.io, "cannot write \(rf.file.path): the file is open for reading only", path: rf.file.path) }
             if !rf.buffer.isEmpty { try rf.seekTo(rf.position) } // drop read-ahead before writing
             for i in 2...max(2, l.top) where l.top >= 2 {
-                guard l.isString(i) || l.isNumber(i) else { throw l.typeError(i, expected: "string", method: true) }
+                guard l.isString(i) || l.isNumber(i) else { throw l.typeError(i, expected: "string") }
                 let bytes = l.isString(i) ? l.bytes(i)! : Array(l.describe(i).utf8)
                 try bytes.withUnsafeBytes { try rf.file.write($0) }
                 rf.position += UInt64(bytes.count)
@@ -95,17 +95,17 @@ extension ConnectionBinding {
         }
         f.method("seek") { rf, l in
             try rf.check()
-            let whence = try l.optString(2, method: true) ?? "cur"
-            let off = try l.optInteger(3, method: true) ?? 0
+            let whence = try l.optString(2) ?? "cur"
+            let off = try l.optInteger(3) ?? 0
             let base: Int64
             switch whence {
             case "set": base = 0
             case "cur": base = Int64(rf.position)
             case "end": base = Int64(try rf.file.stat().size ?? 0)
-            default: throw l.argError(2, "invalid option '\(whence)' ('set', 'cur' or 'end' expected)", method: true)
+            default: throw l.argError(2, "invalid option '\(whence)' ('set', 'cur' or 'end' expected)")
             }
             let target = base + off
-            guard target >= 0 else { throw l.argError(3, "seek before the start of the file", method: true) }
+            guard target >= 0 else { throw l.argError(3, "seek before the start of the file") }
             if whence != "cur" || off != 0 { try rf.seekTo(UInt64(target)) }
             l.push(target)
             return 1
@@ -137,7 +137,7 @@ extension ConnectionBinding {
         var pushed: Int32 = 0
         for i in formats {
             if let n = l.integer(i) {
-                guard n >= 0 else { throw l.argError(i, "negative count", method: first == 2) }
+                guard n >= 0 else { throw l.argError(i, "negative count") }
                 try rf.fill(Int(n))
                 if n == 0 {
                     if rf.buffer.count - rf.bufferStart == 0 { try rf.fill(1) }
@@ -149,7 +149,7 @@ extension ConnectionBinding {
                 l.push(bytes: bytes); pushed += 1
                 continue
             }
-            guard var f = l.string(i) else { throw l.typeError(i, expected: "string", method: first == 2) }
+            guard var f = l.string(i) else { throw l.typeError(i, expected: "string") }
             if f.hasPrefix("*") { f.removeFirst() }
             switch f.first {
             case "a":
@@ -182,7 +182,7 @@ extension ConnectionBinding {
                 }
                 pushed += 1
             default:
-                throw l.argError(i, "invalid format '\(f)'", method: first == 2)
+                throw l.argError(i, "invalid format '\(f)'")
             }
         }
         return pushed
@@ -190,9 +190,9 @@ extension ConnectionBinding {
 
     static func defineFileObjects(_ c: LuaClass<Connection>) {
         c.method("open") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
-            let mode = try l.optString(3, method: true) ?? "r"
-            let bufsize = try l.optInteger(4, method: true) ?? -1
+            let path = try conn.remote(try l.checkString(2))
+            let mode = try l.optString(3) ?? "r"
+            let bufsize = try l.optInteger(4) ?? -1
             let m = mode.replacingOccurrences(of: "b", with: "")
             var flags: OpenFlags
             switch m.replacingOccurrences(of: "x", with: "") {
@@ -203,7 +203,7 @@ extension ConnectionBinding {
             case "w+": flags = [.read, .write, .create, .truncate]
             case "a": flags = [.write, .create, .append]
             case "a+": flags = [.read, .write, .create, .append]
-            default: throw l.argError(3, "invalid mode '\(mode)'", method: true)
+            default: throw l.argError(3, "invalid mode '\(mode)'")
             }
             if m.contains("x") { flags.formUnion([.exclusive, .create]) }
             let sftp = try conn.channel()
@@ -230,17 +230,17 @@ extension ConnectionBinding {
             return 1
         }
         c.method("getfo") { conn, l in
-            let path = try conn.remote(try l.checkString(2, method: true))
+            let path = try conn.remote(try l.checkString(2))
             let fileIdx: Int32 = 3
-            guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file", method: true) }
-            let o = try LuaOptions(l, 4, allowed: ["callback"], function: "getfo", method: true)
+            guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file") }
+            let o = try LuaOptions(l, 4, allowed: ["callback"], function: "getfo")
             let cb = progress(l, try o.function("callback"))
             let sftp = try conn.channel()
             let total = try sftp.stat(path).size
             let f = try sftp.open(path, flags: .read)
             defer { try? f.close() }
             l.getFieldProtected(fileIdx, "write")
-            guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a write method expected, got \(l.typeName(fileIdx))", method: true) }
+            guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a write method expected, got \(l.typeName(fileIdx))") }
             let writeFn = l.absIndex(-1)
             let done = try Transfer.stream(f, size: total, progress: cb) { chunk in
                 try l.call(writeFn, nresults: 2) { l.pushValue(fileIdx); l.push(bytes: chunk); return 2 }
@@ -254,16 +254,16 @@ extension ConnectionBinding {
         }
         c.method("putfo") { conn, l in
             let fileIdx: Int32 = 2
-            guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file", method: true) }
-            guard let given = try l.optString(3, method: true) else {
-                throw l.argError(3, "remote path expected (a file object has no name)", method: true)
+            guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file") }
+            guard let given = try l.optString(3) else {
+                throw l.argError(3, "remote path expected (a file object has no name)")
             }
             let path = try conn.remote(given)
-            let o = try LuaOptions(l, 4, allowed: ["file_size", "callback", "confirm"], function: "putfo", method: true)
+            let o = try LuaOptions(l, 4, allowed: ["file_size", "callback", "confirm"], function: "putfo")
             let size = try o.integer("file_size") ?? 0
             let cb = progress(l, try o.function("callback"))
             l.getFieldProtected(fileIdx, "read")
-            guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a read method expected, got \(l.typeName(fileIdx))", method: true) }
+            guard l.isFunction(-1) else { throw l.argError(fileIdx, "file with a read method expected, got \(l.typeName(fileIdx))") }
             let readFn = l.absIndex(-1)
             let job = TransferJob(.upload, remote: path, local: "", confirm: try o.bool("confirm") ?? true)
             let attrs = try Transfer.upload(try conn.channel(), job, size: size > 0 ? UInt64(size) : nil, progress: cb) { buf, cap in
