@@ -403,7 +403,7 @@ final class UploadTask: Task {
             outstanding += 1
             buf.withUnsafeBytes { b in
                 let data = UnsafeRawBufferPointer(rebasing: b[0..<n])
-                sftp.send(FXP.WRITE, { $0.string(h); $0.u64(at); $0.u32(UInt32(n)); $0.raw(data) }) { [self] r in acked(x, r, "cannot write") }
+                sftp.send(FXP.WRITE, data: n, { $0.string(h); $0.u64(at); $0.u32(UInt32(n)); $0.raw(data) }) { [self] r in acked(x, r, "cannot write") }
             }
             nextOffset += UInt64(n)
         }

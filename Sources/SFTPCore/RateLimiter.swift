@@ -1,8 +1,8 @@
 import Foundation
 
-/// `bwlimit`: caps the bytes per second a transfer moves, over all its connections together.
-/// The SFTP layer reports what it sends and receives (`pace`), and sleeps when it is ahead of
-/// the allowed rate. Set for the length of one call (`RateLimiter.active`).
+/// `bwlimit`: caps the file bytes per second a transfer moves, over all its connections
+/// together. The SFTP layer reports the data of each READ reply and WRITE request (`pace`), and
+/// sleeps when it is ahead of the allowed rate. Set for the length of one call (`RateLimiter.active`).
 /// `@unchecked Sendable`: see below.
 public final class RateLimiter: @unchecked Sendable {
     // Safe to share between the threads of one transfer: every field is used under `lock`.

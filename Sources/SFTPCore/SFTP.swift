@@ -239,8 +239,10 @@ public final class SFTP: @unchecked Sendable {
 
     /// Queues a request (written by the next `wait`/`flush`); `done` gets its reply.
     /// `expect`: the most reply bytes it can bring (counted against the window).
+    /// `data`: the file bytes a WRITE carries (what `bwlimit` counts).
     @discardableResult
-    func send(_ type: UInt8, expect: Int = 256, _ body: (inout WireWriter) -> Void, done: @escaping Completion) -> UInt32 {
+    func send(_ type: UInt8, expect: Int = 256, data: Int = 0, _ body: (inout WireWriter) -> Void, done: @escaping Completion) -> UInt32 {
+        if data > 0, let limit = RateLimiter.active { limit.pace(data) }
         let id = nextID
         nextID = nextID == UInt32.max ? 1 : nextID + 1
         var w = WireWriter()
@@ -275,7 +277,6 @@ public final class SFTP: @unchecked Sendable {
             }
             if n == 0 && rounds > 1_000_000 { throw broken(SSHError(.connection, "the server accepts no data")) }
             off += n
-            if let limit = RateLimiter.active { limit.pace(n) }
         }
         out.removeAll(keepingCapacity: out.capacity <= 2 << 20)
     }
@@ -304,7 +305,6 @@ public final class SFTP: @unchecked Sendable {
             if libssh2_channel_eof(ch) != 0 { throw broken(SSHError(.connection, "the server closed the SFTP channel")) }
             return
         }
-        if let limit = RateLimiter.active { limit.pace(n) }
         if inHead > 0 && inHead == inbuf.count { inbuf.removeAll(keepingCapacity: true); inHead = 0 }
         else if inHead >= 1 << 20 { inbuf.removeFirst(inHead); inHead = 0 }
         inbuf.append(contentsOf: scratch[0..<n])
@@ -339,6 +339,9 @@ public final class SFTP: @unchecked Sendable {
                 dispatching = false
                 throw broken(SSHError(.connection, "the server broke the SFTP protocol: \(d.count) bytes of data for a read of \(p.expect)"))
             }
+            // bwlimit counts file data, as rclone's and lftp's do (a listing or a tree of tiny
+            // files is not slowed by its requests' own bytes).
+            if case .data(let d) = parsed.reply, let limit = RateLimiter.active { limit.pace(d.count) }
             p.done(.success(parsed.reply))
             count += 1
         }
@@ -1039,7 +1042,7 @@ public final class SFTPFile: @unchecked Sendable {
             writeEnds.append(at + UInt64(n))
             writeAcked.append(false)
             let what = path
-            sftp.send(FXP.WRITE, expect: 256, { $0.string(handle); $0.u64(at); $0.u32(UInt32(n)); $0.raw(chunk) }) { [weak self] r in
+            sftp.send(FXP.WRITE, expect: 256, data: n, { $0.string(handle); $0.u64(at); $0.u32(UInt32(n)); $0.raw(chunk) }) { [weak self] r in
                 guard let self else { return }
                 self.writesInFlight -= 1
                 guard self.writeError == nil else { return }
