@@ -37,7 +37,7 @@ local function walk_tree(list, target_type, path, fcb, dcb, ucb, recurse, errkin
   check(ucb, 4, "walktree", "function", true)
   if recurse == nil then recurse = true end
   local function walk(dir, depth)
-    if depth > 256 then sftp.error(errkind, "walktree: directories nested deeper than 256 levels under " .. path, dir) end
+    if depth > U.max_depth then U.too_deep(errkind, "walktree", path, dir) end
     for _, e in ipairs(list(dir)) do
       local p = join(dir, e.filename)
       local t = e.type
@@ -112,7 +112,7 @@ local function plan_download(c, root, ldir, recursive, pm, fname)
   local jobs = plan.jobs
   local level, depth = {{root, ldir}}, 0
   while #level > 0 do
-    if depth > 256 then sftp.error(K.IOError, fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    if depth > U.max_depth then U.too_deep(K.IOError, fname, root, level[1][1]) end
     local dirs = {}
     for i, p in ipairs(level) do dirs[i] = p[1] end
     local listings, errs = c:_listdirs(dirs)
@@ -184,7 +184,7 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
   local fresh = {}   -- remote directories this call makes: known to be empty, not listed
   local level, depth = {{ldir, rroot}}, 0
   while #level > 0 do
-    if depth > 256 then sftp.error(K.OSError, fname .. ": directories nested deeper than 256 levels", level[1][1]) end
+    if depth > U.max_depth then U.too_deep(K.OSError, fname, ldir, level[1][1]) end
     -- One listing per remote dir tells which names are directories (no stat per file); the
     -- level's listings go out together.
     local dirs, idx = {}, {}
@@ -250,7 +250,7 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
       -- Nothing of the target exists yet: every local directory and file would be new.
       local plan = {mkdirs = {}, jobs = {}}
       local function walk(ld, rd, depth)
-        if depth > 256 then sftp.error(K.OSError, fname .. ": directories nested deeper than 256 levels", ld) end
+        if depth > U.max_depth then U.too_deep(K.OSError, fname, ldir, ld) end
         for _, e in ipairs(fs.ls(ld)) do
           local lp, rp = join(ld, e.filename), join(rd, e.filename)
           if e.type == "file" then plan.jobs[#plan.jobs + 1] = {op = "put", remote = rp, ["local"] = lp}

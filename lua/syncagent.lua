@@ -278,7 +278,7 @@ function Agent:_cached_files()
   local out = {}
   local root = self.local_root
   local function walk(dir, rel, depth)
-    if depth > 256 then return end
+    if depth > U.max_depth then return end   -- as every walk (util.max_depth)
     for _, e in ipairs(fs.ls(dir)) do
       local r = rel == "" and e.filename or rel .. "/" .. e.filename
       if not (rel == "" and (e.filename == JOURNAL or e.filename == CACHE or e.filename:match("^%.sftplua%-.*%.tmp$"))) then

@@ -73,7 +73,7 @@ local function scanner(c, root, o, stats)
   return function()
     local cur, seen_dirs = {}, {}
     local function walk(abs, rel, depth)
-      if depth > 256 then return end
+      if depth > U.max_depth then return end   -- as every walk (util.max_depth)
       seen_dirs[rel] = true
       local ok, list = pcall(entries_of, abs, rel)
       if not ok then

@@ -84,6 +84,29 @@ struct HostileInputTests {
         #expect(lines.last == "true\ttrue", "\(r.stdout)")
     }
 
+    /// Every tree walk stops at the same depth with the same error (a loop of links a server
+    /// follows, or a hostile tree, cannot run away).
+    @Test func treesDeeperThanTheLimitStopEveryWalk() throws {
+        let remote = try server.makeRemoteDir()
+        var deep = remote + "/deep"
+        for _ in 0...257 { deep += "/d" }
+        try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+        let r = try run("""
+        local c <close> = sftp.connect\(server.connectLua)
+        local R = "\(remote)"
+        local function msg(f, ...) local ok, e = pcall(f, ...); return ok and "ok" or (e.kind .. ": " .. e.message) end
+        print(msg(c.walktree, c, R .. "/deep", function() end))
+        print(msg(c.get_r, c, R .. "/deep", "out"))
+        print(msg(c.put_r, c, R .. "/deep", R .. "/copy"))
+        print(msg(c.mirror_down, c, R .. "/deep", "m"))
+        """)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "\(r.stdout) \(r.stderr)")
+        for (line, kind) in zip(lines, ["IOError", "IOError", "OSError", "IOError"]) {
+            #expect(line.hasPrefix(kind + ": ") && line.contains("directories nested deeper than 256 levels under "), "\(line)")
+        }
+    }
+
     /// The path-safety rule, on a generated table of names (including ones no sshd can create:
     /// "/", NUL): a name is used only when joining it to a root gives a direct child of the root.
     @Test func pathSafetyOnGeneratedNames() throws {
