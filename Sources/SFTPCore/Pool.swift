@@ -240,11 +240,11 @@ struct CallerOnly<T>: @unchecked Sendable {
 /// all; rethrows the first error (the calling thread's first).
 func fanOut(_ count: Int, whileWaiting: (() -> Void)? = nil, _ body: @escaping @Sendable (Int) throws -> Void) throws {
     let errors = Locked<[Error]>([])
-    let group = DispatchGroup()
+    let running = Running()
     for i in 1..<max(count, 1) {
-        group.enter()
+        running.started()
         let t = Thread {
-            defer { group.leave() }
+            defer { running.finished() }
             do { try body(i) } catch { errors.update { $0.append(error) } }
         }
         t.stackSize = 1 << 20
@@ -252,14 +252,29 @@ func fanOut(_ count: Int, whileWaiting: (() -> Void)? = nil, _ body: @escaping @
     }
     var mine: Error?
     do { try body(0) } catch { mine = error }
-    if let whileWaiting {
-        while group.wait(timeout: .now() + .milliseconds(50)) == .timedOut { whileWaiting() }
-    } else {
-        group.wait()
-    }
+    // Wait for the others; every 50 ms `whileWaiting` runs (it watches for Ctrl-C).
+    while !running.waitForAll(upTo: whileWaiting == nil ? nil : 0.05) { whileWaiting?() }
     // The cause, not a worker that merely stopped because of it.
     let all = (mine.map { [$0] } ?? []) + errors.value
     if let e = all.first(where: { !($0 is RangeStopped) }) ?? all.first { throw e }
+}
+
+/// Threads still running, counted under a condition (the one way threads are waited for here,
+/// as in PoolState and ExtraChannels). `@unchecked Sendable`: `n` is only used under `cond`.
+final class Running: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var n = 0
+    func started() { cond.lock(); n += 1; cond.unlock() }
+    func finished() { cond.lock(); n -= 1; cond.broadcast(); cond.unlock() }
+    /// True when none is running; waits up to `seconds` (nil: until then).
+    func waitForAll(upTo seconds: Double?) -> Bool {
+        cond.lock(); defer { cond.unlock() }
+        let deadline = seconds.map { Date().addingTimeInterval($0) }
+        while n > 0 {
+            if let deadline { if !cond.wait(until: deadline) { return n == 0 } } else { cond.wait() }
+        }
+        return true
+    }
 }
 
 /// A value shared between threads, behind a lock (`@unchecked Sendable` for that: `value` is
