@@ -8,6 +8,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // C side: Lua headers + trampolines (lua_error only ever runs here).
@@ -18,7 +19,7 @@ let package = Package(
         .target(name: "CLineEdit", linkerSettings: [.linkedLibrary("edit")]),
         // Names are bytes: the lossless String <-> bytes mapping every layer uses for names.
         .target(name: "ByteString"),
-        .target(name: "SFTPCore", dependencies: ["CLibssh2", "ByteString"]),
+        .target(name: "SFTPCore", dependencies: ["CLibssh2", "ByteString", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "LuaHost", dependencies: ["CLua", "ByteString"]),
         // lua/*.lua and docs/reference.md, embedded at build time (never generated into git).
         .executableTarget(name: "EmbedLuaTool"),

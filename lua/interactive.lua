@@ -198,7 +198,13 @@ do
   io.write = function(...)
     sftp._progress_hide()
     local r = table.pack(raw_write(...))
-    sftp._progress_show()
+    -- Output that did not end its line: the block is drawn below it, not over it.
+    local partial = false
+    for i = select("#", ...), 1, -1 do
+      local v = select(i, ...)
+      if (type(v) == "string" or type(v) == "number") and #tostring(v) > 0 then partial = tostring(v):sub(-1) ~= "\n"; break end
+    end
+    sftp._progress_show(partial)
     return table.unpack(r, 1, r.n)
   end
 end

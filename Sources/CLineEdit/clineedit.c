@@ -32,9 +32,22 @@ static char **sl_attempt(const char *text, int start, int end) {
     free(upto);
     rl_attempted_completion_over = 1;   /* never fall back to file names */
     if (!sl_candidates || !sl_candidates[0]) return NULL;
-    /* A directory ("name/") goes on with its contents: no space after it. */
+    /* No space after a directory ("name/": its contents come next) nor inside a string (a
+       remote name: the closing quote comes next). */
     size_t n0 = strlen(sl_candidates[0]);
-    rl_completion_append_character = (!sl_candidates[1] && n0 > 0 && sl_candidates[0][n0 - 1] == '/') ? '\0' : ' ';
+    int in_string = 0;
+    char quote = 0;
+    for (int i = 0; rl_line_buffer && i < start && rl_line_buffer[i]; i++) {
+        char ch = rl_line_buffer[i];
+        if (quote) {
+            if (ch == '\\' && rl_line_buffer[i + 1]) i++;
+            else if (ch == quote) quote = 0;
+        } else if (ch == '"' || ch == '\'') {
+            quote = ch;
+        }
+    }
+    in_string = quote != 0;
+    rl_completion_append_character = (in_string || (!sl_candidates[1] && n0 > 0 && sl_candidates[0][n0 - 1] == '/')) ? '\0' : ' ';
     return rl_completion_matches(text, sl_generator);
 }
 

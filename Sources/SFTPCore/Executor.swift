@@ -317,7 +317,7 @@ final class UploadTask: Task {
         guard fstat(fd, &st) == 0 else { let e = errno; Foundation.close(fd); throw SSHError.local(e, "cannot read", path: job.local) }
         if st.st_mode & S_IFMT == S_IFDIR {
             Foundation.close(fd)
-            throw SSHError(.os, "cannot upload \(job.local): is a directory", path: job.local, code: Int(EISDIR))
+            throw SSHError(.os, "cannot upload \(job.local): is a directory", path: job.local, errno: EISDIR)
         }
         let slash = job.remote.lastIndex(of: "/")
         let dir = slash.map { String(job.remote[...$0]) } ?? ""
@@ -506,7 +506,7 @@ final class LocalTemp {
     init(local: String) throws {
         self.local = local
         if LocalPath.isDirectory(local) {
-            throw SSHError(.os, "cannot write \(local): is a directory", path: local, code: Int(EISDIR))
+            throw SSHError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
         }
         let dir = Paths.dirname(local)
         temp = (dir.isEmpty ? "" : dir + "/") + Transfer.tempName(for: Paths.basename(local))
@@ -519,7 +519,7 @@ final class LocalTemp {
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             Foundation.close(fd); fd = -1
-            throw SSHError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, code: Int(EWOULDBLOCK))
+            throw SSHError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
         }
         if ftruncate(fd, 0) != 0 {
             let e = errno

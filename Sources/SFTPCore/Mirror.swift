@@ -143,8 +143,11 @@ public enum Mirror {
                         protected = true
                     }
                     if protected {
-                        // Excluded or filtered (links and special files too): never deleted.
-                        if side == .source { tree.add(e, parent: d.node, flags: .protected) } else { tree.keepAncestors(of: d.node) }
+                        // Excluded or filtered (links and special files too): never deleted, not
+                        // descended. Kept as a node on both sides: the source's protect the
+                        // target's, and the target's still tell what is physically there.
+                        tree.add(e, parent: d.node, flags: .protected)
+                        if side == .target { tree.keepAncestors(of: d.node) }
                         continue
                     }
                     switch kind {
@@ -207,18 +210,22 @@ public enum Mirror {
         func visit(_ sDir: Int32, _ tDir: Int32) {
             for s in src.children(of: sDir) where !src.flags(s).contains(.protected) {
                 var t = tDir >= 0 ? dst.child(of: tDir, named: src.name(s)) ?? -1 : -1
-                if t >= 0 && dst.flags(t).contains(.protected) { t = -1 }
+                // What is there, filtered or not: a file never becomes a directory, nor the reverse.
                 let tKind = t >= 0 ? dst.kind(t) : nil
+                // A target entry the filter left out is not part of the mirror: as if absent (its
+                // contents were not listed), except for what it physically is.
+                let tProtected = t >= 0 && dst.flags(t).contains(.protected)
+                if tProtected { t = -1 }
                 if src.kind(s) == .dir {
                     if let tKind, tKind != .dir {
                         warnings.append("target: \(ByteString.string(src.path(s))) is a \(tKind.rawValue) where the source has a directory; left alone")
                         continue
                     }
-                    if t < 0 { mkdirs.append(s) }
+                    if tKind == nil { mkdirs.append(s) }
                     visit(s, t)
                 } else if tKind == .dir {
                     warnings.append("target: \(ByteString.string(src.path(s))) is a directory where the source has a file; left alone")
-                    conflicts.append(t)
+                    if t >= 0 { conflicts.append(t) }
                 } else if t < 0 {
                     files.append(.init(source: s, target: -1, update: false))
                 } else if tKind != .file || src.size(s) != dst.size(t) {

@@ -13,6 +13,17 @@ public final class RateLimiter: @unchecked Sendable {
 
     public init(bytesPerSecond: Double) { self.bytesPerSecond = max(1, bytesPerSecond) }
 
+    /// File bytes the rate has let through so far (counted bytes wait their turn: a block is
+    /// counted when it is sent, and the sender sleeps until the rate allows it).
+    public var moved: UInt64 {
+        lock.lock(); defer { lock.unlock() }
+        return UInt64(min(bytes, max(0, Date().timeIntervalSince(start)) * bytesPerSecond))
+    }
+
+    /// Called on the Lua thread while a transfer waits for the rate (set by the bindings).
+    // nonisolated(unsafe): installed once at start, before any transfer.
+    nonisolated(unsafe) public static var waiting: (() -> Void)?
+
     private static let current = Locked<RateLimiter?>(nil)
     /// The limiter in force (nil: no limit).
     public static var active: RateLimiter? {
@@ -33,6 +44,8 @@ public final class RateLimiter: @unchecked Sendable {
             let slice = min(left, 0.2)
             Thread.sleep(forTimeInterval: slice)
             left -= slice
+            // A slow transfer still shows time passing (progress block, --stats lines).
+            if Interrupt.onLuaThread { RateLimiter.waiting?() }
         }
     }
 
@@ -49,7 +62,8 @@ public final class RateLimiter: @unchecked Sendable {
         case "G": mult = 1024 * 1024 * 1024; num.removeLast()
         default: mult = 1
         }
-        guard let v = Double(num), v.isFinite, v > 0 else { return nil }
+        // Up to 1 TiB/s: a larger number is a typo, not a rate.
+        guard let v = Double(num), v.isFinite, v > 0, v * mult <= Double(1 << 40) else { return nil }
         return v * mult
     }
 }

@@ -407,7 +407,7 @@ public final class SFTP: @unchecked Sendable {
     public func statusError(_ code: UInt32, _ message: String, _ what: String, path: String?) -> SSHError {
         let subject = path.map { "\(what) \($0)" } ?? what
         let detail = message.isEmpty || message.lowercased() == FX.text(code) ? FX.text(code) : "\(FX.text(code)) (\(message))"
-        return SSHError(SFTPStatus.kind(code), "\(subject): \(detail)", path: path, code: Int(code))
+        return SSHError(SFTPStatus.kind(code), "\(subject): \(detail)", path: path, code: .sftpStatus(SFTPStatusCode(rawValue: code)))
     }
 
     /// The error for an unexpected reply.
@@ -433,7 +433,7 @@ public final class SFTP: @unchecked Sendable {
     /// some servers answer a bare FAILURE there, not allowed); only a lost connection raises.
     public func statIfPresent(_ path: String, followLinks: Bool = true) throws -> FileAttributes? {
         do { return try statIfExists(path, followLinks: followLinks) } catch let e as SSHError
-            where e.code != nil && (e.kind == .io || e.kind == .permissionDenied) { return nil }
+            where e.isStatus && (e.kind == .io || e.kind == .permissionDenied) { return nil }
     }
 
     /// stat that answers nil for a missing path instead of raising.

@@ -1,5 +1,6 @@
 import CLibssh2
 import Foundation
+import SystemPackage
 
 /// Every failure of SFTPCore. `kind` is one of the contract's error kinds.
 public struct SSHError: Error, CustomStringConvertible, Equatable {
@@ -21,16 +22,37 @@ public struct SSHError: Error, CustomStringConvertible, Equatable {
     public var kind: Kind
     public var message: String
     public var path: String?
-    /// SFTP status code or errno, where one applies.
-    public var code: Int?
+    /// What the failure's code is, where one applies: a local errno, the server's SFTP status,
+    /// or a libssh2 error. Three types, never confused (Lua sees the number as `code`).
+    public var code: Code?
 
-    public init(_ kind: Kind, _ message: String, path: String? = nil, code: Int? = nil) {
+    public enum Code: Equatable, Sendable {
+        case errno(Errno)
+        case sftpStatus(SFTPStatusCode)
+        case libssh2(LibSSH2Code)
+        /// The number (for Lua's `code` field).
+        public var number: Int {
+            switch self {
+            case .errno(let e): return Int(e.rawValue)
+            case .sftpStatus(let s): return Int(s.rawValue)
+            case .libssh2(let c): return Int(c.rawValue)
+            }
+        }
+    }
+
+    public init(_ kind: Kind, _ message: String, path: String? = nil, code: Code? = nil) {
         self.kind = kind
         self.message = message
         self.path = path
         self.code = code
     }
+    /// A failure with a local errno.
+    public init(_ kind: Kind, _ message: String, path: String? = nil, errno err: Int32) {
+        self.init(kind, message, path: path, code: .errno(Errno(rawValue: err)))
+    }
     public var description: String { "\(kind.rawValue): \(message)" }
+    /// The server answered with an SFTP status (a refusal, not a lost connection).
+    public var isStatus: Bool { if case .sftpStatus = code { return true }; return false }
 
     /// A local (errno) failure about `path`.
     public static func local(_ err: Int32 = errno, _ what: String, path: String) -> SSHError {
@@ -43,8 +65,20 @@ public struct SSHError: Error, CustomStringConvertible, Equatable {
         case EEXIST: kind = .fileExists
         default: kind = .os
         }
-        return SSHError(kind, "\(what) \(path): \(text)", path: path, code: Int(err))
+        return SSHError(kind, "\(what) \(path): \(text)", path: path, errno: err)
     }
+}
+
+/// An SFTP status code, as a server answered it (`FX`).
+public struct SFTPStatusCode: RawRepresentable, Equatable, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+}
+
+/// A libssh2 error code (LIBSSH2_ERROR_*, negative).
+public struct LibSSH2Code: RawRepresentable, Equatable, Sendable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
 }
 
 /// SFTP status codes (draft-ietf-secsh-filexfer-02 and later drafts) as error kinds.
@@ -84,8 +118,14 @@ public enum Interrupt {
 
     /// Clears the request, on the Lua thread only (elsewhere it stays for that thread to see).
     public static func consume() {
-        if let owner, pthread_equal(owner, pthread_self()) == 0 { return }
+        guard onLuaThread else { return }
         clear()
+    }
+
+    /// Is this the thread that runs Lua (or is there no Lua thread set)?
+    public static var onLuaThread: Bool {
+        guard let owner else { return true }
+        return pthread_equal(owner, pthread_self()) != 0
     }
 }
 

@@ -131,18 +131,18 @@ public final class Session {
         if Interrupt.pending() {
             // poll() was cut short by SIGINT; libssh2 reports it as a timeout.
             Interrupt.consume()
-            return SSHError(.interrupted, "\(what): interrupted (Ctrl-C)", path: path, code: Int(rc))
+            return SSHError(.interrupted, "\(what): interrupted (Ctrl-C)", path: path, code: .libssh2(LibSSH2Code(rawValue: Int32(rc))))
         }
         switch rc {
         case LIBSSH2_ERROR_TIMEOUT, LIBSSH2_ERROR_SOCKET_TIMEOUT:
-            return SSHError(.timeout, "\(what): timed out after \(timeout.map { "\($0)" } ?? "?") s", path: path, code: Int(rc))
+            return SSHError(.timeout, "\(what): timed out after \(timeout.map { "\($0)" } ?? "?") s", path: path, code: .libssh2(LibSSH2Code(rawValue: Int32(rc))))
         case LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_DISCONNECT,
              LIBSSH2_ERROR_BANNER_RECV, LIBSSH2_ERROR_BANNER_SEND, LIBSSH2_ERROR_KEX_FAILURE,
              LIBSSH2_ERROR_DECRYPT, LIBSSH2_ERROR_CHANNEL_CLOSED, LIBSSH2_ERROR_CHANNEL_EOF_SENT,
              LIBSSH2_ERROR_BAD_SOCKET:
-            return SSHError(.connection, "\(what): \(text) (connection lost)", path: path, code: Int(rc))
+            return SSHError(.connection, "\(what): \(text) (connection lost)", path: path, code: .libssh2(LibSSH2Code(rawValue: Int32(rc))))
         default:
-            return SSHError(.io, "\(what): \(text)", path: path, code: Int(rc))
+            return SSHError(.io, "\(what): \(text)", path: path, code: .libssh2(LibSSH2Code(rawValue: Int32(rc))))
         }
     }
 
@@ -198,8 +198,8 @@ public final class Session {
             Foundation.close(fd)
         }
         let what = "cannot connect to \(options.host) port \(options.port)"
-        if timedOut { throw SSHError(.timeout, "\(what): timed out after \(options.timeout ?? 0) s", code: Int(ETIMEDOUT)) }
-        throw SSHError(.connection, "\(what): \(String(cString: strerror(lastError)))", code: Int(lastError))
+        if timedOut { throw SSHError(.timeout, "\(what): timed out after \(options.timeout ?? 0) s", errno: ETIMEDOUT) }
+        throw SSHError(.connection, "\(what): \(String(cString: strerror(lastError)))", errno: lastError)
     }
 
     static let preferredCiphers = ["aes128-ctr", "aes128-gcm@openssh.com", "aes256-ctr", "aes192-ctr",
@@ -358,7 +358,7 @@ extension Session {
         let req = "exec"
         var rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), command, UInt32(command.utf8.count))
         if rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED {
-            throw SSHError(.io, "cannot run command: the server does not run commands (it refused exec; SFTP-only servers do)", code: Int(rc))
+            throw SSHError(.io, "cannot run command: the server does not run commands (it refused exec; SFTP-only servers do)", code: .libssh2(LibSSH2Code(rawValue: Int32(rc))))
         }
         if rc != 0 { throw error(rc, "cannot run command") }
         var out: [UInt8] = [], err: [UInt8] = []

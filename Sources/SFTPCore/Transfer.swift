@@ -131,7 +131,7 @@ public enum Transfer {
     static func writeLocalAtomically<R>(local: String, resumable: Bool, _ body: (Int32, String) throws -> R,
                                         finish: (Int32) throws -> Void) throws -> R {
         if LocalPath.isDirectory(local) {
-            throw SSHError(.os, "cannot write \(local): is a directory", path: local, code: Int(EISDIR))
+            throw SSHError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
         }
         let dir = Paths.dirname(local)
         let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: Paths.basename(local))
@@ -145,7 +145,7 @@ public enum Transfer {
         guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             Foundation.close(fd)
-            throw SSHError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, code: Int(EWOULDBLOCK))
+            throw SSHError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
         }
         if !resumable && ftruncate(fd, 0) != 0 { let e = errno; Foundation.close(fd); throw SSHError.local(e, "cannot write", path: local) }
         var closed = false
@@ -262,7 +262,7 @@ public enum Transfer {
         defer { Foundation.close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SSHError.local(errno, "cannot read", path: local) }
-        if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(local): is a directory", path: local, code: Int(EISDIR)) }
+        if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(local): is a directory", path: local, errno: EISDIR) }
         let size = UInt64(max(0, st.st_size))
         let mtime: (UInt64, UInt64)? = preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil
         let mode = Int32(st.st_mode & 0o777)

@@ -113,8 +113,21 @@ final class ProgressBar: @unchecked Sendable {
         draw(elapsed: elapsed)
     }
 
+    /// Time passed with no news of bytes (a transfer waiting for its rate): redraw or print a
+    /// status line if one is due.
+    func tick() {
+        let moved = RateLimiter.active?.moved ?? 0
+        update(bytes: max(bytes, totalBytes > 0 ? min(moved, totalBytes) : moved))
+    }
+
     func finish(bytes: UInt64, files: Int? = nil) {
         defer { if ProgressBar.current === self { ProgressBar.current = nil } }
+        if statsEvery != nil, Date().timeIntervalSince(start) >= statsEvery! {
+            // A last status line with the totals, as rclone's final stats.
+            self.bytes = bytes
+            if let files { self.files = files }
+            FileHandle.standardError.write(Data("sftplua: \(statusLine(elapsed: Date().timeIntervalSince(start)))\n".utf8))
+        }
         guard enabled, drawnLines > 0 else { return }
         self.bytes = bytes
         if let files { self.files = files }
@@ -132,11 +145,13 @@ final class ProgressBar: @unchecked Sendable {
         drawnLines = 0
     }
 
-    /// Draws it again after other output.
-    func show() {
+    /// Draws it again after other output (which, when it did not end its line, stays above it).
+    func show(afterPartialLine: Bool = false) {
+        if afterPartialLine { partialLine = true }
         guard enabled, lastDraw != Date.distantPast else { return }
         draw(elapsed: Date().timeIntervalSince(start))
     }
+    private var partialLine = false
 
     static func up(_ lines: Int) -> String { "\r" + (lines > 1 ? "\u{1B}[\(lines - 1)A" : "") }
 
@@ -145,6 +160,7 @@ final class ProgressBar: @unchecked Sendable {
         let width = Self.columns() - 1
         let lines = block(elapsed: elapsed).map { Self.fit($0, width) }
         var out = drawnLines > 0 ? Self.up(drawnLines) : ""
+        if drawnLines == 0 && partialLine { out = "\n"; partialLine = false }
         out += lines.map { "\u{1B}[2K" + $0 }.joined(separator: "\n") + "\u{1B}[J"
         FileHandle.standardError.write(Data(out.utf8))
         drawnLines = lines.count

@@ -37,7 +37,7 @@ enum ErrorObject {
     static func pusher(_ lua: Lua, _ error: Error) {
         switch error {
         case let e as SSHError:
-            push(lua, kind: e.kind.rawValue, message: e.message, path: e.path, code: e.code)
+            push(lua, kind: e.kind.rawValue, message: e.message, path: e.path, code: e.code?.number)
         case let e as LuaArgumentError:
             push(lua, kind: "ArgumentError", message: e.message, path: nil)
             if let arg = e.argument { lua.set(-1, "argument", arg) }

@@ -98,9 +98,10 @@ public enum SFTPModule {
             ProgressBar.current?.hide()
             return 0
         }
-        l.setFunction(m, "_progress_show") { _ in
+        l.setFunction(m, "_progress_show") { l in
+            // After script output; true when that output did not end its line.
             fflush(nil)   // every C stream: what print wrote
-            ProgressBar.current?.show()
+            ProgressBar.current?.show(afterPartialLine: l.boolean(1))
             return 0
         }
         l.setFunction(m, "now") { l in
@@ -165,6 +166,7 @@ public enum SFTPModule {
     public static func enableInterrupts(_ state: LuaState) {
         LuaInterrupt.install(state.lua, errorMetatable: ErrorObject.metatable)
         Interrupt.owner = pthread_self()
+        RateLimiter.waiting = { ProgressBar.current?.tick() }
         Interrupt.pending = { LuaInterrupt.pending() }
         Interrupt.clear = { LuaInterrupt.clear() }
     }

@@ -165,6 +165,10 @@ public final class Runner {
     }
 
     /// Prints a failure as `FILE:LINE: message` plus a traceback; returns the exit code for it.
+    /// A quick command (`sftplua mirror ...`): its program is sftplua's own, so an error shows
+    /// as one line without a traceback, and a wrong word (an ArgumentError) is a usage error.
+    public var quickCommand: String?
+
     public func report(_ error: Error) -> Exit {
         switch error {
         case LuaState.Failure.load(let message):
@@ -182,6 +186,10 @@ public final class Runner {
             // String errors raised by Lua already carry their position: the line that raised it,
             // also inside a callback (filter, progress, on_action) that sftplua called from the
             // line of the call, which is not repeated in front.
+            if let quick = quickCommand {
+                stderr("sftplua \(quick): \(message)\n")
+                return kind == "ArgumentError" ? .usage : Self.exit(forKind: kind)
+            }
             let text = kind == nil && Self.hasPosition(message) ? message : "\(whereAt): \(message)"
             stderr("\(text)\n\(Self.userTraceback(traceback))\n")
             return Self.exit(forKind: kind)

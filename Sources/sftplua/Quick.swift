@@ -8,6 +8,7 @@ import SFTPLua
 enum Quick {
     static func run(_ op: String, _ words: [String], _ global: GlobalOptions, dryRun: Bool = false) throws {
         let runner = try Runner()
+        runner.quickCommand = op
         runner.enableInterrupts()
         global.apply(to: runner)
         if dryRun { runner.setDryRun(true) }

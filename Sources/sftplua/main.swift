@@ -199,7 +199,19 @@ func normalizedArguments(_ argv: [String]) -> [String] {
     return ["run"] + flags + (file.map { [$0] } ?? []) + (args.isEmpty ? [] : ["--"] + args)
 }
 
+/// A value-taking flag with nothing after it (`sftplua f.lua --stats`): its name, to say so
+/// before the script's name could be taken for the value.
+func danglingValueFlag(_ argv: [String]) -> String? {
+    let words = Array(argv.dropFirst().prefix { $0 != "--" })
+    guard let last = words.last, ["--bwlimit", "--stats"].contains(last) else { return nil }
+    return last
+}
+
 // Usage errors exit with 2 (ArgumentParser's default is 64).
+if let flag = danglingValueFlag(CommandLine.arguments) {
+    FileHandle.standardError.write(Data("Error: \(flag) needs a value (\(flag == "--stats" ? "a period: 10s, 1m, 500ms" : "a rate: 10M, 512K, 1G")).\nSee 'sftplua --help'.\n".utf8))
+    exit(2)
+}
 do {
     var command = try SFTPLuaCommand.parseAsRoot(normalizedArguments(CommandLine.arguments))
     try command.run()

@@ -118,11 +118,15 @@ func freshHome(_ server: TestServer) throws -> String {
         try "x".write(toFile: remote + "/other.txt", atomically: true, encoding: .utf8)
         let t = try TmuxSession(command: "\(shellQuote(sftpluaBinary)) repl --connect root@127.0.0.1:\(server.port)", env: ["HOME": home])
         try t.wait(for: "Ctrl-D to exit")
-        try t.type("c:listdir(\"\(remote)/subd"); try t.keys("Tab")
-        try t.wait(for: "c:listdir(\"\(remote)/subdir-one/")
+        try t.type("c:stat(\"\(remote)/subd"); try t.keys("Tab")
+        try t.wait(for: "c:stat(\"\(remote)/subdir-one/")
         // A name with word-breaking characters ("-") completes whole.
         try t.type("report-2"); try t.keys("Tab")
         try t.wait(for: "\(remote)/subdir-one/report-2026.csv")
+        // No space inside the string: the closing quote follows the name.
+        try t.type("\")"); try t.keys("Enter")
+        try t.wait(for: "report-2026.csv\")")
+        try t.wait(for: "st_size = 1,")
         try t.keys("C-u")
         try t.keys("C-d")
         try t.wait(for: "EXITED 0")

@@ -133,6 +133,16 @@ struct MirrorPlanTests {
                                "target: e is a file where the source has a directory; left alone"])
     }
 
+    /// A target entry the filter leaves out still is what it is: a file where the source has a
+    /// directory is a conflict (left alone), never a mkdir that would fail.
+    @Test func filteredTargetEntriesStillConflict() throws {
+        let p = try plan(["confd/": 0, "confd/a.conf": 1, "x.log": 1], ["confd": 5, "x.log": 1]) {
+            $0.filter = { e, rel in e.attributes.kind == .dir || ByteString.string(rel).hasSuffix(".log") }
+        }
+        #expect(actions(p).isEmpty || !actions(p).contains("mkdir confd"), "\(actions(p))")
+        #expect(p.warnings == ["target: confd is a file where the source has a directory; left alone"])
+    }
+
     @Test func includeMakesOnlyDirectoriesThatHoldSomething() throws {
         let p = try plan(["x/": 0, "x/y.bin": 1, "z/": 0, "z/w.txt": 1, "top.bin": 1], nil) {
             $0.include = GlobSet([Glob("*.txt", bytes: Array("*.txt".utf8))])
