@@ -70,7 +70,7 @@ end
 -- Counters of the outermost transfer call, for its summary line (see transfer_call).
 local current_stats
 
-local function run_jobs(c, jobs, parallel, each)
+local function run_jobs(c, jobs, parallel, label, each)
   if #jobs == 0 then return end
   c:_transfer(jobs, parallel, function(i, attrs, err)
     if err then error(err, 0) end
@@ -83,7 +83,7 @@ local function run_jobs(c, jobs, parallel, each)
                   size = attrs and attrs.st_size or jobs[i].size})
     end
     if each then each(jobs[i], attrs) end
-  end)
+  end, label)
 end
 
 -- Trees are walked a level at a time: every directory of a level is listed at once
@@ -174,7 +174,7 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   for _, level in ipairs(plan.mkdirs) do
     for _, d in ipairs(level) do if not fs.lstat(d) then fs.mkdir(d, 777) end end
   end
-  run_jobs(c, plan.jobs, parallel)
+  run_jobs(c, plan.jobs, parallel, ("%s %s -> %s"):format(fname, rdir, ldir))
 end
 
 local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
@@ -267,7 +267,7 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   for _, level in ipairs(plan.mkdirs) do
     if #level > 0 then c:_mkdirs(level, 777) end
   end
-  run_jobs(c, plan.jobs, parallel)
+  run_jobs(c, plan.jobs, parallel, ("%s %s -> %s"):format(fname, ldir, rdir))
 end
 
 function M.get_d(c, rdir, ldir, opts) download_dir(c, rdir, ldir, opts, false, "get_d") end

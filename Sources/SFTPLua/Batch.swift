@@ -93,6 +93,7 @@ enum Batch {
             guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
             let parallel = Int(try l.optInteger(3) ?? 1)
             let done = try l.checkFunction(4)
+            let label = try l.optString(5)   // the progress block's title (the call, from and to)
             var jobs: [TransferJob] = []
             let n = l.rawLength(2)
             jobs.reserveCapacity(n)
@@ -126,10 +127,10 @@ enum Batch {
             }
             let pool = TransferPool(main: try conn.channel(), options: conn.session.options, parallel: parallel)
             var total: UInt64 = 0
-            if Diagnostics.progressEnabled {
+            if Diagnostics.progressEnabled || Diagnostics.statsEvery != nil {
                 for j in jobs { total += j.direction == .download ? (j.sourceAttributes?.size ?? 0) : (Transfer.localSize(j.local) ?? 0) }
             }
-            let bar = ProgressBar(label: jobs.first?.direction == .upload ? "put" : "get", totalBytes: total, totalFiles: jobs.count)
+            let bar = ProgressBar(label: label ?? (jobs.first?.direction == .upload ? "put" : "get"), totalBytes: total, totalFiles: jobs.count)
             var bytes: UInt64 = 0
             var files = 0
             defer { bar.finish(bytes: bytes, files: files) }
