@@ -241,8 +241,22 @@ public enum Transfer {
     /// dropped connection, Timeout or Ctrl-C (with a journal under ~/.cache/sftplua/resume), and
     /// the next upload of the same unchanged file to the same place resumes there.
     @discardableResult
+    /// A split upload (ranges written at once over several connections) that a server refuses
+    /// with a plain failure (not a lost connection): the server cannot take writes out of order
+    /// (rclone's VFS, a Go server over a sequential backend). Again as one stream, and so from
+    /// then on for this connection.
+    static func uploadSplitOrNot(_ channels: Channels, _ job: TransferJob, progress: TransferProgress?) throws -> FileAttributes {
+        let sftp = channels.main
+        let split = channels.count > 1 && sftp.acceptsOutOfOrderWrites && (localSize(job.local) ?? 0) >= rangeThreshold
+        do { return try uploadOnce(channels, job, progress: progress) } catch let e as SSHError where split && e.kind == .io {
+            sftp.acceptsOutOfOrderWrites = false
+            sftp.session.log("put \(job.remote): the server refused writes out of order (\(e.message)); again as one stream")
+            return try uploadOnce(Channels(sftp), job, progress: progress)
+        }
+    }
+
     public static func upload(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
-        do { return try uploadOnce(channels, job, progress: progress) } catch let refused as RenameRefused {
+        do { return try uploadSplitOrNot(channels, job, progress: progress) } catch let refused as RenameRefused {
             channels.main.session.log("put \(job.remote): the directory lets us write the file but not replace it; writing it in place")
             var j = job
             j.inPlace = true

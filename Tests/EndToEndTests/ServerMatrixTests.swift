@@ -178,4 +178,30 @@ struct ServerMatrixTests {
             if lstat(p, &st) == 0 { #expect(st.st_mode & S_IFMT != S_IFLNK, "\(name): stray link \(p)") }
         }
     }
+
+    /// A server that cannot take a file's writes out of order, and does not say so in its
+    /// banner: the split upload fails (rclone waits ~30 s, then "Illegal seek"), and the file goes
+    /// again as one stream. (The banner check is skipped to make rclone such a server.)
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/rclone"), "rclone is installed by scripts/setup"))
+    func aRefusedSplitUploadGoesAgainAsOneStream() throws {
+        let shared = TestServer.shared
+        let d = try MatrixDaemons.rclone(identityFrom: shared)
+        defer { d.stop() }
+        let remote = try makeTempDir("split-remote")
+        let work = try makeTempDir("split")
+        let script = work + "/s.lua"
+        try """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = \(d.port), known_hosts = "\(d.knownHosts)"}
+        local f = io.open("big", "wb"); f:write(string.rep("0123456789abcdef", 4 * 1024 * 1024)); f:close()
+        local a = c:put("big", "\(remote)/big")
+        print(a.st_size, sftp.fs.sha256("big") == sftp.fs.sha256("\(remote)/big"))
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try runProcess(sftpluaBinary, ["-v", "run", script], env: ["HOME": shared.home, "SFTPLUA_ASSUME_OUT_OF_ORDER": "1"],
+                               cwd: work, timeout: 240)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "67108864\ttrue\n", "\(r.stdout)")
+        #expect(r.stderr.contains("refused writes out of order"), "\(r.stderr)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: remote)
+        #expect(names == ["big"], "\(names)")
+    }
 }
