@@ -140,18 +140,8 @@ struct SessionTests {
 extension SessionTests {
     /// A server that accepts the TCP connection but never speaks: `timeout` raises Timeout.
     @Test func silentServerTimesOut() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(fd >= 0)
+        let (fd, port) = try loopbackSocket(listening: true)
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        #expect(listen(fd, 4) == 0)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        let port = Int(UInt16(bigEndian: addr.sin_port))
         let start = Date()
         expectKind(.timeout) { _ = try Session(options { $0.port = port; $0.timeout = 1 }) }
         #expect(Date().timeIntervalSince(start) < 30)

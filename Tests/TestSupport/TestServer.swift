@@ -299,18 +299,9 @@ public final class DaemonSFTPServer: @unchecked Sendable {
 
     /// A port free on 127.0.0.1 just now.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok else { throw TestError("no free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        let (fd, port) = try loopbackSocket(listening: false)
+        close(fd)
+        return port
     }
 
     /// Does 127.0.0.1:port accept a connection and send an SSH banner?
@@ -400,4 +391,21 @@ public enum MatrixDaemons {
              "--authorized-keys", dir + "/authorized_keys", "--config", dir + "/rclone.conf", "--log-level", "ERROR"]
         })
     }
+}
+
+/// A TCP socket bound to 127.0.0.1 on a port the system picks (listening, if asked): its
+/// descriptor and port. The caller closes it.
+public func loopbackSocket(listening: Bool) throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestError("socket: \(String(cString: strerror(errno)))") }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && (!listening || listen(fd, 4) == 0) && getsockname(fd, $0, &len) == 0 }
+    }
+    guard ok else { close(fd); throw TestError("cannot bind a loopback port") }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
 }
