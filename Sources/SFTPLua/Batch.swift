@@ -19,6 +19,13 @@ enum Batch {
             l.push(try SHA256Digest.remote(try conn.channel(), try conn.remote(try l.checkString(2))))
             return 1
         }
+        defineTreeSteps(c)
+        defineTransfer(c)
+    }
+
+    /// c:_listdirs and c:_mkdirs: a level of a tree listed or made at once (pipelined). (Two
+    /// bindings; `_listdirs` converts its listings to Lua in one pass, kept together.)
+    static func defineTreeSteps(_ c: LuaClass<Connection>) {
         c.method("_listdirs") { conn, l in
             // c:_listdirs({dir, ...}) -> {listing | false, ...}, {[i] = error}: every directory
             // listed at once (pipelined over the connection); each listing is sorted by name,
@@ -89,6 +96,11 @@ enum Batch {
             try sftp.mkdirMany(paths, mode: Int32(mode))
             return 0
         }
+    }
+
+    /// c:_transfer(jobs, parallel, done [, label]): the batch engine (see above). (One binding:
+    /// the jobs table read and checked, then run with its progress; kept in one place.)
+    static func defineTransfer(_ c: LuaClass<Connection>) {
         c.method("_transfer") { conn, l in
             guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
             let parallel = Int(try l.optInteger(3) ?? 1)

@@ -27,6 +27,14 @@ extension ConnectionBinding {
         probe("isdir", follow: true) { $0.isDir }
         probe("isfile", follow: true) { $0.kind == .file }
 
+        defineDirectories(c)
+        defineNamesAndAttributes(c)
+        definePaths(c)
+        defineCommandsAndContent(c)
+    }
+
+    /// mkdir, makedirs, rmdir, remove/unlink.
+    static func defineDirectories(_ c: LuaClass<Connection>) {
         c.method("mkdir") { conn, l in
             let path = try conn.remote(try l.checkString(2))
             let mode = try pysftpMode(l, 3)
@@ -72,6 +80,10 @@ extension ConnectionBinding {
         }
         c.method("remove", remove)
         c.method("unlink", remove)
+    }
+
+    /// rename, chmod, chown, symlink, link, copy, statvfs.
+    static func defineNamesAndAttributes(_ c: LuaClass<Connection>) {
         c.method("rename") { conn, l in
             let src = try conn.remote(try l.checkString(2))
             let dst = try conn.remote(try l.checkString(3))
@@ -133,6 +145,10 @@ extension ConnectionBinding {
             l.newTable(nrec: Int32(ext.count))
             for (k, v) in ext { l.set(-1, k, v) }
         }
+    }
+
+    /// readlink, normalize, truncate, the working directory (chdir/cwd/getcwd/pwd), ciphers.
+    static func definePaths(_ c: LuaClass<Connection>) {
         c.method("readlink") { conn, l in
             let path = try conn.remote(try l.checkString(2))
             let sftp = try conn.channel()
@@ -186,6 +202,10 @@ extension ConnectionBinding {
             l.newTable()
             for (k, v) in Session.securityOptions { l.push(strings: v); l.setField(-2, k) }
         }
+    }
+
+    /// execute, read, write.
+    static func defineCommandsAndContent(_ c: LuaClass<Connection>) {
         c.method("execute") { conn, l in
             let cmd = try l.checkString(2)
             if cmd.utf8.contains(0) { throw SSHError(.argument, "bad command (it contains a NUL byte)") }

@@ -19,6 +19,54 @@ public enum SFTPModule {
         l.newTable()
         let m = l.absIndex(-1)
         l.set(m, "_VERSION", "sftplua \(version)")
+        installFunctions(l, module: m)
+        l.push(strings: ConnectOptions.luaKeys)
+        l.setField(m, "_connect_keys")
+        LocalFS.install(l, module: m)
+        MirrorBinding.install(l, module: m)
+        // The Lua side adds methods to Connection through this table.
+        l.getRegistry(ConnectionBinding.cls.name + ".methods")
+        l.setField(m, "_connection_methods")
+        l.getRegistry(ConnectionBinding.fileClass.name + ".methods")
+        l.setField(m, "_remotefile_methods")
+        l.pushValue(m); l.setGlobal("sftp")
+        l.registerModule("sftp", table: m)
+        l.pop()
+        // The reference text (help() in the REPL).
+        state.lua.getGlobal("sftp")
+        state.lua.set(-1, "_reference", Prelude.reference)
+        state.lua.pop()
+        try loadLibrary(state)
+        state.lua.top = 0
+    }
+
+    /// lua/*.lua as modules: lua/NAME.lua is package.preload["sftp.NAME"] (embedded at build
+    /// time, or with SFTPLUA_LUA_DIR read from that directory), and each is required once; a
+    /// module requires what it uses, so no order between files matters.
+    static func loadLibrary(_ state: LuaState) throws {
+        let l2 = state.lua
+        l2.getGlobal("package")
+        l2.getField(-1, "preload")
+        let preload = l2.absIndex(-1)
+        var modules: [String] = []
+        for (file, code) in try luaChunks() {
+            let module = "sftp." + (file.hasSuffix(".lua") ? String(file.dropLast(4)) : file)
+            try state.load(code, name: LuaLibrary.chunkName(file))
+            l2.setField(preload, module)
+            modules.append(module)
+        }
+        l2.pop(2)
+        for module in modules {
+            l2.getGlobal("require")
+            l2.push(module)
+            try state.call(nargs: 1)
+            l2.top = 0
+        }
+    }
+
+    /// The functions of the `sftp` table (at `m`) written in Swift. (Long as a list is: one short
+    /// function per field, each with its comment.)
+    static func installFunctions(_ l: Lua, module m: Int32) {
         l.setFunction(m, "connect") { l in try connect(l) }
         l.setFunction(m, "error") { l in
             // sftp.error(kind, message [, path]): raise an error object from Lua.
@@ -109,44 +157,6 @@ public enum SFTPModule {
             l.push(Date().timeIntervalSince1970)
             return 1
         }
-        l.push(strings: ConnectOptions.luaKeys)
-        l.setField(m, "_connect_keys")
-        LocalFS.install(l, module: m)
-        MirrorBinding.install(l, module: m)
-        // The Lua side adds methods to Connection through this table.
-        l.getRegistry(ConnectionBinding.cls.name + ".methods")
-        l.setField(m, "_connection_methods")
-        l.getRegistry(ConnectionBinding.fileClass.name + ".methods")
-        l.setField(m, "_remotefile_methods")
-        l.pushValue(m); l.setGlobal("sftp")
-        l.registerModule("sftp", table: m)
-        l.pop()
-        // The reference text (help() in the REPL).
-        state.lua.getGlobal("sftp")
-        state.lua.set(-1, "_reference", Prelude.reference)
-        state.lua.pop()
-        // The Lua side of the library, as modules: lua/NAME.lua is package.preload["sftp.NAME"]
-        // (embedded at build time, or with SFTPLUA_LUA_DIR read from that directory), and each
-        // is required once; a module requires what it uses, so no order between files matters.
-        let l2 = state.lua
-        l2.getGlobal("package")
-        l2.getField(-1, "preload")
-        let preload = l2.absIndex(-1)
-        var modules: [String] = []
-        for (file, code) in try luaChunks() {
-            let module = "sftp." + (file.hasSuffix(".lua") ? String(file.dropLast(4)) : file)
-            try state.load(code, name: LuaLibrary.chunkName(file))
-            l2.setField(preload, module)
-            modules.append(module)
-        }
-        l2.pop(2)
-        for module in modules {
-            l2.getGlobal("require")
-            l2.push(module)
-            try state.call(nargs: 1)
-            l2.top = 0
-        }
-        state.lua.top = 0
     }
 
     /// lua/*.lua by file name: from `SFTPLUA_LUA_DIR` when set, else the embedded copy.

@@ -188,6 +188,8 @@ extension ConnectionBinding {
         return pushed
     }
 
+    /// c:open, c:getfo, c:putfo: the calls that hand Lua a file or take one. (Three bindings,
+    /// each reading its mode or file argument first.)
     static func defineFileObjects(_ c: LuaClass<Connection>) {
         c.method("open") { conn, l in
             let path = try conn.remote(try l.checkString(2))
