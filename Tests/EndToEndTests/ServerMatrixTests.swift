@@ -97,6 +97,8 @@ struct ServerMatrixTests {
         let connectLua = started.connectLua
         let remote = started.remote
         let local = try makeTempDir("matrix")
+        // 64 MiB each way per server: nothing of it stays behind.
+        defer { try? FileManager.default.removeItem(atPath: local); try? FileManager.default.removeItem(atPath: remote) }
         try FileManager.default.createDirectory(atPath: local + "/tree/sub", withIntermediateDirectories: true)
         try "one".write(toFile: local + "/tree/a", atomically: true, encoding: .utf8)
         try "two".write(toFile: local + "/tree/sub/b", atomically: true, encoding: .utf8)
@@ -189,6 +191,7 @@ struct ServerMatrixTests {
         defer { d.stop() }
         let remote = try makeTempDir("split-remote")
         let work = try makeTempDir("split")
+        defer { try? FileManager.default.removeItem(atPath: work); try? FileManager.default.removeItem(atPath: remote) }
         let script = work + "/s.lua"
         try """
         local c <close> = sftp.connect{host = "127.0.0.1", port = \(d.port), known_hosts = "\(d.knownHosts)"}
