@@ -18,6 +18,14 @@ public struct RemoteLister: TreeLister {
     public init(_ sftp: SFTP) { self.sftp = sftp }
 
     public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void) throws {
+        var errors: [Int: SSHError] = [:]
+        try list(dirs, each: each) { i, e in errors[i] = e }
+        if let first = errors.keys.min(), let e = errors[first] { throw e }
+    }
+
+    /// The same, with each directory that cannot be listed reported to `failed` (its entries
+    /// handed over before the failure, if any, are to be dropped by the caller).
+    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws {
         let n = dirs.count
         var queue: [(Int, [NameEntry])] = []
         var errors: [Int: SSHError] = [:]
@@ -45,7 +53,7 @@ public struct RemoteLister: TreeLister {
                 try sftp.wait { done >= target || !queue.isEmpty }
             }
         }
-        if let first = errors.keys.min(), let e = errors[first] { throw e }
+        for (i, e) in errors { failed(i, e) }
     }
 }
 

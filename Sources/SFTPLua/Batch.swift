@@ -40,22 +40,15 @@ enum Batch {
                 guard let s = l.string(-1) else { throw LuaArgumentError("bad directory #\(i + 1) to '_listdirs' (string expected)") }
                 paths.append(try conn.remote(s))
             }
-            let sftp = try conn.channel()
-            var listings = [Result<[NameEntry], SSHError>?](repeating: nil, count: n)
-            var next = 0, done = 0
-            // Bounded: at most 256 directories open at once (and within the server's handle limit).
-            let most = max(1, min(256, (sftp.maxOpenHandles ?? 512) / 2))
-            var rounds = 0
-            while done < n, rounds < 100_000_000 {
-                rounds += 1
-                while next < n, next - done < most, sftp.hasRoom(expect: 64 << 10) {
-                    let i = next
-                    next += 1
-                    sftp.listAsync(paths[i]) { r in listings[i] = r; done += 1 }
-                }
-                let target = done + 1
-                try sftp.wait { done >= target || done == n }
+            // The tree walks' lister (pipelined, at most 256 directories open at once).
+            var found = [[NameEntry]](repeating: [], count: n)
+            var failures: [Int: SSHError] = [:]
+            try RemoteLister(try conn.channel()).list(paths, each: { i, part in found[i] += part },
+                                                      failed: { i, e in failures[i] = e })
+            var listings: [Result<[NameEntry], SSHError>?] = (0..<n).map { i in
+                failures[i].map { .failure($0) } ?? .success(found[i])
             }
+            found.removeAll()
             l.newTable(narr: Int32(clamping: n))
             l.newTable()
             for i in 0..<n {
