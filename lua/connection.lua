@@ -5,7 +5,7 @@ local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kin
 local U = require("sftp.util")
 local M = sftp._connection_methods
 local fs = sftp.fs
-local check, check_opts, argerror, join, unsafe_name = U.check, U.check_opts, U.argerror, U.join, U.unsafe_name
+local check, check_opts, argerror, join = U.check, U.check_opts, U.argerror, U.join
 local local_makedirs, within, check_parallel, shown, json_value = U.makedirs, U.within, U.check_parallel, U.shown, U.json_value
 -- What the other modules use: transfer_call (below), and no_summary (recipes print their own).
 local module = {no_summary = false}
@@ -27,27 +27,43 @@ function M.cd(c, path, fn)
   return table.unpack(res, 2, res.n)
 end
 
--- The walk shared by c:walktree and sftp.walktree: depth first over sorted listings. Symlinks
--- to files go to fcb, to directories to dcb (not descended, so links cannot loop); anything
--- else to ucb. `list(dir)` gives entries with filename/type; `target_type(path)` follows a link.
-local function walk_tree(list, target_type, path, fcb, dcb, ucb, recurse, errkind)
+-- The walk shared by c:walktree and sftp.walktree (`conn` nil: local). The tree is listed first
+-- by the one tree walk (sftp._walk: a level at a time, remote levels pipelined), keeping only
+-- names and types; then the callbacks run depth first over sorted listings. Symlinks to files
+-- go to fcb, to directories to dcb (not descended, so links cannot loop); anything else to ucb.
+-- `target_type(path)` follows a link.
+local function walk_tree(conn, target_type, path, fcb, dcb, ucb, recurse)
   check(path, 1, "walktree", "string")
   check(fcb, 2, "walktree", "function", true)
   check(dcb, 3, "walktree", "function", true)
   check(ucb, 4, "walktree", "function", true)
   if recurse == nil then recurse = true end
-  local function walk(dir, depth)
-    if depth > U.max_depth then U.too_deep(errkind, "walktree", path, dir) end
-    for _, e in ipairs(list(dir)) do
-      local p = join(dir, e.filename)
-      local t = e.type
+  local listed = {}   -- directory path -> {names, types}
+  sftp._walk(conn, {path = path}, "walktree", function(level)
+    local nextlevel = {}
+    for _, d in ipairs(level) do
+      if d.error then error(d.error, 0) end
+      local names, types = {}, {}
+      for i, e in ipairs(d.entries) do
+        names[i], types[i] = e.filename, e.type
+        if recurse and e.type == "dir" then nextlevel[#nextlevel + 1] = {path = join(d.path, e.filename)} end
+      end
+      listed[d.path] = {names, types}
+    end
+    return nextlevel
+  end)
+  local function visit(dir)
+    local names, types = listed[dir][1], listed[dir][2]
+    listed[dir] = nil
+    for i, name in ipairs(names) do
+      local p, t = join(dir, name), types[i]
       if t == "link" then
         t = target_type(p) or "other"
         if t == "dir" then if dcb then dcb(p) end; t = nil end
       end
       if t == "dir" then
         if dcb then dcb(p) end
-        if recurse then walk(p, depth + 1) end
+        if recurse then visit(p) end
       elseif t == "file" then
         if fcb then fcb(p) end
       elseif t ~= nil then
@@ -55,14 +71,13 @@ local function walk_tree(list, target_type, path, fcb, dcb, ucb, recurse, errkin
       end
     end
   end
-  walk(path, 0)
+  visit(path)
 end
 
 --- c:walktree(path, fcb, dcb, ucb, recurse=true)
 function M.walktree(c, path, fcb, dcb, ucb, recurse)
-  walk_tree(function(d) return c:listdir_attr(d) end,
-            function(p) local ok, a = pcall(c.stat, c, p); return ok and a.type or nil end,
-            path, fcb, dcb, ucb, recurse, K.IOError)
+  walk_tree(c, function(p) local ok, a = pcall(c.stat, c, p); return ok and a.type or nil end,
+            path, fcb, dcb, ucb, recurse)
 end
 
 -- Runs file jobs through the batch engine (several in flight); the first failure is raised
@@ -110,21 +125,16 @@ end
 local function plan_download(c, root, ldir, recursive, pm, fname)
   local plan = {mkdirs = {}, jobs = {}}
   local jobs = plan.jobs
-  local level, depth = {{root, ldir}}, 0
-  while #level > 0 do
-    if depth > U.max_depth then U.too_deep(K.IOError, fname, root, level[1][1]) end
-    local dirs = {}
-    for i, p in ipairs(level) do dirs[i] = p[1] end
-    local listings, errs = c:_listdirs(dirs)
+  sftp._walk(c, {path = root, ld = ldir}, fname, function(level)
     local nextlevel, mk = {}, {}
-    for i, p in ipairs(level) do
-      local rd, ld = p[1], p[2]
-      if not listings[i] then error(errs[i], 0) end
-      for _, e in ipairs(listings[i]) do
+    for _, d in ipairs(level) do
+      if d.error then error(d.error, 0) end
+      local rd, ld = d.path, d.ld
+      for _, e in ipairs(d.entries) do
         local name = e.filename
         -- sftplua's own temp files (an upload in progress, an interrupted one) are not part of
         -- the tree, as for mirrors: copying one would also collide with the temp name of its file.
-        if not unsafe_name(name) and not sftp.is_temp_name(name) then
+        if not sftp.is_temp_name(name) then
           local rp, lp = join(rd, name), join(ld, name)
           local t = e.type
           local known = e
@@ -144,15 +154,15 @@ local function plan_download(c, root, ldir, recursive, pm, fname)
           elseif t == "dir" and recursive then
             if not la or la.type == "dir" then   -- never descend through a local symlink
               if not la then mk[#mk + 1] = lp end
-              nextlevel[#nextlevel + 1] = {rp, lp}
+              nextlevel[#nextlevel + 1] = {path = rp, ld = lp}
             end
           end
         end
       end
     end
     plan.mkdirs[#plan.mkdirs + 1] = mk
-    level, depth = nextlevel, depth + 1
-  end
+    return nextlevel
+  end)
   return plan
 end
 
@@ -177,31 +187,31 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   run_jobs(c, plan.jobs, parallel, ("%s %s -> %s"):format(fname, rdir, ldir))
 end
 
-local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
+-- `missing`: the remote root does not exist yet (a dry run): everything would be new.
+local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname, missing)
   local plan = {mkdirs = {}, jobs = {}}
   local jobs = plan.jobs
   local root = fs.realpath(ldir)
-  local fresh = {}   -- remote directories this call makes: known to be empty, not listed
-  local level, depth = {{ldir, rroot}}, 0
-  while #level > 0 do
-    if depth > U.max_depth then U.too_deep(K.OSError, fname, ldir, level[1][1]) end
+  -- `fresh`: a remote directory this call makes, known to be empty, not listed.
+  sftp._walk(nil, {path = ldir, rd = rroot, fresh = missing}, fname, function(level)
     -- One listing per remote dir tells which names are directories (no stat per file); the
     -- level's listings go out together.
     local dirs, idx = {}, {}
-    for i, p in ipairs(level) do
-      if not fresh[p[2]] then dirs[#dirs + 1] = p[2]; idx[i] = #dirs end
+    for i, d in ipairs(level) do
+      if d.error then error(d.error, 0) end
+      if not d.fresh then dirs[#dirs + 1] = d.rd; idx[i] = #dirs end
     end
     local listings, errs = c:_listdirs(dirs)
     local nextlevel, mk = {}, {}
-    for i, p in ipairs(level) do
-      local ld, rd = p[1], p[2]
+    for i, d in ipairs(level) do
+      local ld, rd = d.path, d.rd
       local there = {}
       if idx[i] then
         local listing = listings[idx[i]]
         if not listing then error(errs[idx[i]], 0) end
         for _, e in ipairs(listing) do there[e.filename] = e end
       end
-      for _, e in ipairs(fs.ls(ld)) do
+      for _, e in ipairs(d.entries) do
         local lp, rp = join(ld, e.filename), join(rd, e.filename)
         local t = e.type
         if sftp.is_temp_name(e.filename) then t = nil end   -- sftplua's own temp files: not the tree's
@@ -210,29 +220,29 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname)
           local a = ok and within(root, target) and fs.stat(lp)
           t = (a and a.type == "file") and "file" or nil
         end
-        local d = there[e.filename]
+        local r = there[e.filename]
         if t == "file" then
           -- The listed target: a file there keeps its mode and owner. A link there is replaced,
           -- never written through (a tree copy writes nothing outside its target).
-          local f = d and d.type == "file" and d or nil
+          local f = r and r.type == "file" and r or nil
           jobs[#jobs + 1] = {op = "put", remote = rp, ["local"] = lp, preserve_mtime = pm, confirm = confirm,
-                             checked = d == nil or d.type == "file" or d.type == "link",
+                             checked = r == nil or r.type == "file" or r.type == "link",
                              dst_mode = f and f.st_mode, dst_uid = f and f.st_uid, dst_gid = f and f.st_gid}
         elseif t == "dir" and recursive then
-          if d == nil then mk[#mk + 1] = rp; fresh[rp] = true
-          elseif d.type == "link" then
+          if r == nil then mk[#mk + 1] = rp
+          elseif r.type == "link" then
             -- Never through a link: it could lead anywhere on the server.
             sftp.error(K.FileExists, fname .. ": " .. rp .. " is a symlink where the tree has a directory (a tree copy never writes through links)", rp)
-          elseif d.type ~= "dir" then
+          elseif r.type ~= "dir" then
             sftp.error(K.FileExists, fname .. ": " .. rp .. " exists and is not a directory", rp)
           end
-          nextlevel[#nextlevel + 1] = {lp, rp}
+          nextlevel[#nextlevel + 1] = {path = lp, rd = rp, fresh = r == nil}
         end
       end
     end
     plan.mkdirs[#plan.mkdirs + 1] = mk
-    level, depth = nextlevel, depth + 1
-  end
+    return nextlevel
+  end)
   return plan
 end
 
@@ -247,18 +257,7 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   if sftp.dry_run then
     if not c:exists(rdir) then
       io.write(("dry run: would makedirs %s\n"):format(shown(rdir)))
-      -- Nothing of the target exists yet: every local directory and file would be new.
-      local plan = {mkdirs = {}, jobs = {}}
-      local function walk(ld, rd, depth)
-        if depth > U.max_depth then U.too_deep(K.OSError, fname, ldir, ld) end
-        for _, e in ipairs(fs.ls(ld)) do
-          local lp, rp = join(ld, e.filename), join(rd, e.filename)
-          if e.type == "file" then plan.jobs[#plan.jobs + 1] = {op = "put", remote = rp, ["local"] = lp}
-          elseif e.type == "dir" and recursive then plan.mkdirs[#plan.mkdirs + 1] = {rp}; walk(lp, rp, depth + 1) end
-        end
-      end
-      walk(ldir, rdir, 0)
-      return show_plan(plan)
+      return show_plan(plan_upload(c, ldir, rdir, recursive, pm, confirm, fname, true))
     end
     return show_plan(plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname))
   end
@@ -291,8 +290,8 @@ end
 
 --- sftp.walktree(localpath, fcb, dcb, ucb, recurse=true): the local twin of c:walktree.
 function sftp.walktree(localpath, fcb, dcb, ucb, recurse)
-  walk_tree(fs.ls, function(p) local a = fs.stat(p); return a and a.type end,
-            localpath, fcb, dcb, ucb, recurse, K.OSError)
+  walk_tree(nil, function(p) local a = fs.stat(p); return a and a.type end,
+            localpath, fcb, dcb, ucb, recurse)
 end
 
 local function split(path, sep)

@@ -276,18 +276,21 @@ end
 -- Every regular file under local_root (relative paths, sorted), the agent's own files aside.
 function Agent:_cached_files()
   local out = {}
-  local root = self.local_root
-  local function walk(dir, rel, depth)
-    if depth > U.max_depth then return end   -- as every walk (util.max_depth)
-    for _, e in ipairs(fs.ls(dir)) do
-      local r = rel == "" and e.filename or rel .. "/" .. e.filename
-      if not (rel == "" and (e.filename == JOURNAL or e.filename == CACHE or e.filename:match("^%.sftplua%-.*%.tmp$"))) then
-        if e.type == "file" and not sftp.is_temp_name(e.filename) then out[#out + 1] = r
-        elseif e.type == "dir" then walk(U.join(dir, e.filename), r, depth + 1) end
+  sftp._walk(nil, {path = self.local_root, rel = ""}, "status", function(level)
+    local nextlevel = {}
+    for _, d in ipairs(level) do
+      if d.error then error(d.error, 0) end
+      local rel = d.rel
+      for _, e in ipairs(d.entries) do
+        local r = rel == "" and e.filename or rel .. "/" .. e.filename
+        if not (rel == "" and (e.filename == JOURNAL or e.filename == CACHE or e.filename:match("^%.sftplua%-.*%.tmp$"))) then
+          if e.type == "file" and not sftp.is_temp_name(e.filename) then out[#out + 1] = r
+          elseif e.type == "dir" then nextlevel[#nextlevel + 1] = {path = U.join(d.path, e.filename), rel = r} end
+        end
       end
     end
-  end
-  walk(root, "", 0)
+    return nextlevel
+  end)
   table.sort(out)
   return out
 end

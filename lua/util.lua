@@ -19,10 +19,9 @@ local function join(a, b)
   return a .. "/" .. b
 end
 
--- A name from a listing that must never be used to build a local path.
-local function unsafe_name(name)
-  return name == "" or name == "." or name == ".." or name:find("/", 1, true) or name:find("\0", 1, true)
-end
+-- A name from a listing that must never be used to build a path (the one rule, the tree
+-- walk's: empty, ".", "..", or holding "/" or NUL).
+local unsafe_name = sftp._unsafe_name
 
 -- Options are checked by the one checker the Swift bindings use (LuaOptions): unknown keys are
 -- refused with the closest valid one suggested.
@@ -125,17 +124,10 @@ local function note(msg)
   end
 end
 
--- Every tree walk stops at the same depth (the Swift mirror's, `sftp._max_depth`) with the same
--- error: a loop of links a server follows, or a hostile listing, cannot run away.
-local max_depth = sftp._max_depth
-local function too_deep(kind, fname, root, at)
-  sftp.error(kind, ("%s: directories nested deeper than %d levels under %s"):format(fname, max_depth, root), at)
-end
-
 fs.makedirs = local_makedirs
 -- sftp._shown stays for scripts that print names as plans do.
 sftp._shown = shown
 
 return {check = check, check_opts = check_opts, argerror = argerror, join = join, unsafe_name = unsafe_name,
-        makedirs = local_makedirs, within = within, max_depth = max_depth, too_deep = too_deep, check_parallel = check_parallel, shown = shown,
+        makedirs = local_makedirs, within = within, check_parallel = check_parallel, shown = shown,
         emit = emit, json_value = json_value, note = note}

@@ -49,50 +49,53 @@ local function watch_options(opts)
   return o
 end
 
--- A function that makes one pass over the tree: rel -> attribute table (files, directories,
--- links, ...). With relist = "changed", a directory whose mtime did not move is not listed again.
+-- A function that makes one pass over the tree (the one tree walk, sftp._walk): rel ->
+-- attribute table (files, directories, links, ...). With relist = "changed", each directory is
+-- stated, and one whose mtime did not move is not listed again.
 local function scanner(c, root, o, stats)
-  local cache = {}          -- rel dir -> {mtime=, entries=, listed_at=}
-  local function entries_of(abs, rel)
-    if o.relist == "changed" then
-      local ok, a = pcall(c.stat, c, abs)
-      stats.stated = stats.stated + 1
-      if not ok then error(a, 0) end
-      local hit = cache[rel]
-      -- A directory listed in a later second than its mtime cannot have changed unseen.
-      if hit and a.st_mtime and hit.mtime == a.st_mtime and hit.listed_at > a.st_mtime + 1 then return hit.entries end
-      local when = os.time()
-      local list = c:listdir_attr(abs)
-      stats.listed = stats.listed + 1
-      cache[rel] = {mtime = a.st_mtime, entries = list, listed_at = when}
-      return list
+  local changed_only = o.relist == "changed"
+  local cache = {}          -- rel dir -> {mtime=, entries=, listed_at=} (relist = "changed")
+  -- A directory to walk; with relist = "changed", its cached entries if it cannot have changed
+  -- unseen (listed in a later second than its mtime), or the mtime and time to cache it under.
+  local function record(abs, rel)
+    local rec = {path = abs, rel = rel}
+    if not changed_only then return rec end
+    local ok, a = pcall(c.stat, c, abs)
+    stats.stated = stats.stated + 1
+    if not ok then rec.error, rec.entries = a, {}; return rec end   -- not listed
+    local hit = cache[rel]
+    if hit and a.st_mtime and hit.mtime == a.st_mtime and hit.listed_at > a.st_mtime + 1 then
+      rec.entries, rec.cached = hit.entries, true
+    else
+      rec.mtime, rec.when = a.st_mtime, os.time()
     end
-    stats.listed = stats.listed + 1
-    return c:listdir_attr(abs)
+    return rec
   end
   return function()
     local cur, seen_dirs = {}, {}
-    local function walk(abs, rel, depth)
-      if depth > U.max_depth then return end   -- as every walk (util.max_depth)
-      seen_dirs[rel] = true
-      local ok, list = pcall(entries_of, abs, rel)
-      if not ok then
-        -- A subdirectory deleted between its parent's listing and its own: it is gone (the
-        -- next poll reports it). The root itself going away is handled below.
-        if rel ~= "" and type(list) == "table" and list.kind == K.FileNotFound then list = {} else error(list, 0) end
-      end
-      for _, e in ipairs(list) do
-        local name = e.filename
-        if not U.unsafe_name(name) then
-          local r = rel == "" and name or rel .. "/" .. name
+    local ok, err = pcall(sftp._walk, c, record(root, ""), "watch", function(level)
+      local nextlevel = {}
+      for _, d in ipairs(level) do
+        local rel, list = d.rel, d.entries
+        seen_dirs[rel] = true
+        if d.error then
+          -- A subdirectory deleted between its parent's listing and its own: it is gone (the
+          -- next poll reports it). The root itself going away is handled below.
+          if rel ~= "" and type(d.error) == "table" and d.error.kind == K.FileNotFound then list = {} else error(d.error, 0) end
+        elseif not d.cached then
+          stats.listed = stats.listed + 1
+          if changed_only then cache[rel] = {mtime = d.mtime, entries = list, listed_at = d.when} end
+        end
+        for _, e in ipairs(list) do
+          local r = rel == "" and e.filename or rel .. "/" .. e.filename
           if not sftp._glob_any(o.exclude, r, e.type == "dir") then
             cur[r] = e
-            if e.type == "dir" and o.recursive then walk(U.join(abs, name), r, depth + 1) end
+            if e.type == "dir" and o.recursive then nextlevel[#nextlevel + 1] = record(U.join(d.path, e.filename), r) end
           end
         end
       end
-    end
-    local ok, err = pcall(walk, root, "", 0)
+      return nextlevel
+    end)
     if not ok then
       -- The watched directory itself went away: everything in it is gone.
       local gone = type(err) == "table" and err.kind == K.FileNotFound and not c:exists(root)

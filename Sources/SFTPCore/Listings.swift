@@ -7,9 +7,24 @@ import ByteString
 /// Lists many directories of one side for a tree walk.
 public protocol TreeLister {
     /// Lists `dirs`; `each(index, entries)` gets each directory's entries, possibly in several
-    /// parts, never from inside a network completion (it may run Lua). Throws the failure of the
-    /// first directory (by index) that cannot be listed.
-    func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void) throws
+    /// parts, never from inside a network completion (it may run Lua). Each directory that cannot
+    /// be listed is reported to `failed`, in index order, once the others are done (entries of
+    /// it handed over before the failure, if any, are to be dropped by the caller).
+    func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws
+    /// The kind of a failure of this side's walk (the depth limit): IOError for a server,
+    /// OSError for the local file system.
+    var failureKind: SSHError.Kind { get }
+}
+
+extension TreeLister {
+    public var failureKind: SSHError.Kind { .io }
+
+    /// The same, throwing the failure of the first directory (by index) that cannot be listed.
+    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void) throws {
+        var first: SSHError?
+        try list(dirs, each: each) { _, e in if first == nil { first = e } }
+        if let first { throw first }
+    }
 }
 
 /// Remote directories, listed at once (pipelined over the connection; at most 256 open).
@@ -17,14 +32,6 @@ public struct RemoteLister: TreeLister {
     public let sftp: SFTP
     public init(_ sftp: SFTP) { self.sftp = sftp }
 
-    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void) throws {
-        var errors: [Int: SSHError] = [:]
-        try list(dirs, each: each) { i, e in errors[i] = e }
-        if let first = errors.keys.min(), let e = errors[first] { throw e }
-    }
-
-    /// The same, with each directory that cannot be listed reported to `failed` (its entries
-    /// handed over before the failure, if any, are to be dropped by the caller).
     public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws {
         let n = dirs.count
         var queue: [(Int, [NameEntry])] = []
@@ -53,17 +60,20 @@ public struct RemoteLister: TreeLister {
                 try sftp.wait { done >= target || !queue.isEmpty }
             }
         }
-        for (i, e) in errors { failed(i, e) }
+        for (i, e) in errors.sorted(by: { $0.key < $1.key }) { failed(i, e) }
     }
 }
 
 /// Local directories, one after another (a local listing costs no round trip).
 public struct LocalLister: TreeLister {
     public init() {}
-    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void) throws {
+    public var failureKind: SSHError.Kind { .os }
+    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws {
         for (i, d) in dirs.enumerated() {
             try Interrupt.checkpoint()   // Ctrl-C between directories of a big local tree
-            try each(i, try LocalPath.entries(d))
+            let entries: [NameEntry]
+            do { entries = try LocalPath.entries(d) } catch let e as SSHError { failed(i, e); continue }
+            try each(i, entries)
         }
     }
 }

@@ -63,9 +63,8 @@ public struct MirrorPlan {
 public enum Mirror {
     public enum Side: String { case source, target }
 
-    /// Directories nested deeper than this under the root are an IOError (a loop of links a
-    /// server follows, or a hostile listing).
-    public static let maxDepth = 256
+    /// The depth limit of every walk (`TreeWalk.maxDepth`).
+    public static var maxDepth: Int { TreeWalk.maxDepth }
 
     /// Scans both sides and compares them. `checksums(paths)` gives each relative path's
     /// SHA-256 on the source and on the target (only with `compare = .checksum`).
@@ -86,97 +85,78 @@ public enum Mirror {
 
     // MARK: Scanning
 
+    /// What the scan carries with each directory.
     private struct Dir {
         let node: Int32
-        let abs: [UInt8]
         let rel: [UInt8]
-        let depth: Int
         /// The same directory on the source (target scans only), or -1.
         let match: Int32
     }
 
-    static func join(_ a: [UInt8], _ b: ArraySlice<UInt8>) -> [UInt8] {
-        if a.isEmpty { return Array(b) }
-        if a.last == UInt8(ascii: "/") { return a + b }
-        return a + [UInt8(ascii: "/")] + b
-    }
-
     /// A name from a listing that must never be used to build a path.
-    static func unsafe(_ name: [UInt8]) -> Bool {
-        name.isEmpty || name == [0x2E] || name == [0x2E, 0x2E] || name.contains(UInt8(ascii: "/")) || name.contains(0)
-    }
+    static func unsafe(_ name: [UInt8]) -> Bool { TreeWalk.unsafe(name) }
 
-    /// Lists one side a level at a time (every directory of a level at once) into a tree.
-    /// On the target, `against` is the source: what the source protects is protected here too.
+    /// Walks one side (`TreeWalk`) into a tree. On the target, `against` is the source: what the
+    /// source protects is protected here too.
     static func scan(_ lister: TreeLister, root: String, side: Side, options: MirrorOptions, warnings: inout [String],
                      against source: MirrorTree?) throws -> MirrorTree {
         var tree = MirrorTree()
-        var level = [Dir(node: MirrorTree.root, abs: ByteString.bytes(root), rel: [], depth: 0, match: source == nil ? -1 : MirrorTree.root)]
         var found: [String] = []
-        while !level.isEmpty {
-            try Interrupt.checkpoint()
-            var next: [Dir] = []
-            try lister.list(level.map { ByteString.string($0.abs) }) { i, entries in
-                let d = level[i]
-                for e in entries {
-                    let name = e.name
-                    let rel = d.rel.isEmpty ? name : d.rel + [UInt8(ascii: "/")] + name
-                    if Transfer.isTempName(name) {
-                        if side == .target { tree.add(e, parent: d.node, flags: [.temp, .protected]) }
-                        tree.keepAncestors(of: d.node)
-                        continue
-                    }
-                    if unsafe(name) {
-                        found.append("\(side.rawValue): unsafe name \(luaQuoted(name)) in \(ByteString.string(d.abs)) skipped")
-                        tree.keepAncestors(of: d.node)
-                        continue
-                    }
-                    let kind = e.attributes.kind, isDir = kind == .dir
-                    var protected = false
-                    if let source, let s = source.child(of: d.match, named: name[...]), source.flags(s).contains(.protected) {
-                        protected = true
-                    } else if options.exclude?.matches(rel, isDirectory: isDir) == true {
-                        protected = true
-                    } else if let filter = options.filter, kind == .file || isDir, try !filter(e, rel) {
-                        protected = true
-                    } else if !isDir, let inc = options.include, !inc.matches(rel, isDirectory: false) {
-                        protected = true
-                    }
-                    if protected {
-                        // Excluded or filtered (links and special files too): never deleted, not
-                        // descended. Kept as a node on both sides: the source's protect the
-                        // target's, and the target's still tell what is physically there.
-                        tree.add(e, parent: d.node, flags: .protected)
-                        if side == .target { tree.keepAncestors(of: d.node) }
-                        continue
-                    }
-                    switch kind {
-                    case .link where side == .source:
-                        found.append("source: symlink \(ByteString.string(rel)) skipped (links are not followed)")
-                        tree.add(e, parent: d.node, flags: .protected)   // what the target has there is left alone
-                    case .other where side == .source:
-                        found.append("source: other \(ByteString.string(rel)) skipped")
-                        tree.add(e, parent: d.node, flags: .protected)
-                    case .dir:
-                        let node = tree.add(e, parent: d.node)
-                        guard d.depth < maxDepth else {
-                            throw SSHError(.io, "mirror: directories nested deeper than \(maxDepth) levels under \(root)",
-                                           path: ByteString.string(d.abs))
-                        }
-                        let match = source.flatMap { $0.child(of: d.match, named: name[...]) } ?? -1
-                        next.append(Dir(node: node, abs: join(d.abs, name[...]), rel: rel, depth: d.depth + 1, match: match))
-                    default:
-                        tree.add(e, parent: d.node)
-                    }
+        let top = Dir(node: MirrorTree.root, rel: [], match: source == nil ? -1 : MirrorTree.root)
+        try TreeWalk.walk(lister, root: root, info: top, function: "mirror", unsafe: { d, name in
+            found.append("\(side.rawValue): unsafe name \(luaQuoted(name)) in \(d.path) skipped")
+            tree.keepAncestors(of: d.info.node)
+        }) { dir, entries, descend in
+            let d = dir.info
+            for e in entries {
+                let name = e.name
+                let rel = d.rel.isEmpty ? name : d.rel + [UInt8(ascii: "/")] + name
+                if Transfer.isTempName(name) {
+                    if side == .target { tree.add(e, parent: d.node, flags: [.temp, .protected]) }
+                    tree.keepAncestors(of: d.node)
+                    continue
+                }
+                let kind = e.attributes.kind
+                if try protects(e, rel, kind: kind, in: d, source: source, options: options) {
+                    // Excluded or filtered (links and special files too): never deleted, not
+                    // descended. Kept as a node on both sides: the source's protect the
+                    // target's, and the target's still tell what is physically there.
+                    tree.add(e, parent: d.node, flags: .protected)
+                    if side == .target { tree.keepAncestors(of: d.node) }
+                    continue
+                }
+                switch kind {
+                case .link where side == .source:
+                    found.append("source: symlink \(ByteString.string(rel)) skipped (links are not followed)")
+                    tree.add(e, parent: d.node, flags: .protected)   // what the target has there is left alone
+                case .other where side == .source:
+                    found.append("source: other \(ByteString.string(rel)) skipped")
+                    tree.add(e, parent: d.node, flags: .protected)
+                case .dir:
+                    let node = tree.add(e, parent: d.node)
+                    let match = source.flatMap { $0.child(of: d.match, named: name[...]) } ?? -1
+                    try descend(e, Dir(node: node, rel: rel, match: match))
+                default:
+                    tree.add(e, parent: d.node)
                 }
             }
-            level = next
-            // Warnings in path order, whatever order the replies came in.
-            warnings.append(contentsOf: found.sorted())
-            found.removeAll()
         }
+        // Warnings in path order, whatever order the replies came in.
+        warnings.append(contentsOf: found.sorted())
         tree.finish()
         return tree
+    }
+
+    /// Is an entry left out of the mirror (and so protected)? What the source protects, what is
+    /// excluded, what `filter` rejects, and files `include` does not name.
+    private static func protects(_ e: NameEntry, _ rel: [UInt8], kind: FileAttributes.Kind, in d: Dir, source: MirrorTree?,
+                                 options: MirrorOptions) throws -> Bool {
+        let isDir = kind == .dir
+        if let source, let s = source.child(of: d.match, named: e.name[...]), source.flags(s).contains(.protected) { return true }
+        if options.exclude?.matches(rel, isDirectory: isDir) == true { return true }
+        if let filter = options.filter, kind == .file || isDir, try !filter(e, rel) { return true }
+        if !isDir, let inc = options.include, !inc.matches(rel, isDirectory: false) { return true }
+        return false
     }
 
     /// `string.format("%q", s)` of Lua, on bytes (warnings name odd entries as Lua would).
@@ -316,8 +296,9 @@ public struct MirrorTargetOps {
 }
 
 extension Mirror {
+    /// `root/rel` (the root as given when `rel` is empty).
     public static func absolute(_ root: String, _ rel: [UInt8]) -> String {
-        ByteString.string(join(ByteString.bytes(root), rel[...]))
+        rel.isEmpty ? root : TreeWalk.join(root, rel)
     }
 
     /// A local target (`mirror_down`); `label` names the call in errors.

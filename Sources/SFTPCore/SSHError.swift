@@ -4,7 +4,7 @@ import SystemPackage
 
 /// Every failure of SFTPCore. `kind` is one of the contract's error kinds.
 public struct SSHError: Error, CustomStringConvertible, Equatable {
-    public enum Kind: String, CaseIterable {
+    public enum Kind: String, CaseIterable, Sendable {
         case connection = "ConnectionError"
         case hostKey = "HostKeyError"
         case credential = "CredentialError"

@@ -39,7 +39,6 @@ enum MirrorBinding {
             return 1
         }
         l.setField(m, "glob")
-        l.set(m, "_max_depth", Int64(Mirror.maxDepth))
         l.setFunction(m, "is_temp_name") { l in
             // sftp.is_temp_name(name): one of sftplua's temp files (".NAME.sftplua.part", or the
             // resume journal beside it)?

@@ -24,6 +24,7 @@ public enum SFTPModule {
         l.setField(m, "_connect_keys")
         LocalFS.install(l, module: m)
         MirrorBinding.install(l, module: m)
+        WalkBinding.install(l, module: m)
         // The Lua side adds methods to Connection through this table.
         l.getRegistry(ConnectionBinding.cls.name + ".methods")
         l.setField(m, "_connection_methods")

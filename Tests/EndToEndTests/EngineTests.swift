@@ -205,8 +205,9 @@ struct EngineTests {
             "dry run: would get \(remote)/src/d/b g/d/b",
             "dry run: would makedirs \(remote)/up",
             "dry run: would mkdir \(remote)/up/e",
-            "dry run: would put lsrc/e/y \(remote)/up/e/y",
+            // The plan's order, a level at a time, as when the target exists.
             "dry run: would put lsrc/x \(remote)/up/x",
+            "dry run: would put lsrc/e/y \(remote)/up/e/y",
             "dry run: would link \(remote)/src/a \(remote)/src/hard",
             "dry run: would copy \(remote)/src/a \(remote)/src/copy",
         ])
