@@ -116,8 +116,9 @@ struct WatchTests {
         let own = try TestServer()
         let restartedPidFile = own.dir + "/server/sshd.pid"
         defer {
-            own.stop()
+            // The restarted sshd first: its pid file is in the dir that stop() removes.
             if let s = try? String(contentsOfFile: restartedPidFile, encoding: .utf8), let p = Int32(s.trimmingCharacters(in: .whitespacesAndNewlines)) { kill(p, SIGTERM) }
+            own.stop()
         }
         let sshd = FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") ? "/usr/sbin/sshd" : "sshd"
         let (out, status, err) = try lua("""
