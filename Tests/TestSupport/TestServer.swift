@@ -97,8 +97,9 @@ public struct TestError: Error, CustomStringConvertible {
 }
 
 /// The one directory under which this test process makes every temp dir (its own and its
-/// servers'): `$TMPDIR/sftplua-tests-PID-RANDOM`, made on first use and removed when the process
-/// exits (atexit, after the servers are told to stop). Tests run in parallel, so nothing under it
+/// servers'): `$TMPDIR/sftplua-tests-PID-RANDOM`, made on first use and removed when the
+/// process exits (atexit, after the servers are told to stop). Names are short: Lua names a
+/// chunk by at most 59 characters of its path, and tests compare messages that name scripts. Tests run in parallel, so nothing under it
 /// is removed before then except by its owner (a server's `stop()` removes the server's dir).
 /// Programs the tests start get it as TMPDIR (runProcess), so their temp files land there too.
 /// What a killed run left behind is swept the next time: a parent whose process is gone and that
@@ -106,7 +107,7 @@ public struct TestError: Error, CustomStringConvertible {
 public let testTempRoot: String = {
     let base = FileManager.default.temporaryDirectory.path
     sweepStaleTempRoots(in: base)
-    let path = base + "/sftplua-tests-\(getpid())-\(UUID().uuidString.prefix(8))"
+    let path = base + "/sftplua-tests-\(getpid())-\(UUID().uuidString.prefix(4))"
     do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
         fatalError("cannot make the test temp dir \(path): \(error)")
     }
@@ -149,7 +150,7 @@ func sweepStaleTempRoots(in base: String) {
 
 /// A fresh local temp directory (under `testTempRoot`, removed when the test process exits).
 public func makeTempDir(_ name: String = "t") throws -> String {
-    let path = testTempRoot + "/\(name.filter { $0.isLetter || $0.isNumber }.prefix(24))-\(UUID().uuidString.prefix(8))"
+    let path = testTempRoot + "/\(name.filter { $0.isLetter || $0.isNumber }.prefix(24))-\(UUID().uuidString.prefix(6))"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
