@@ -213,7 +213,6 @@ struct OutputTests {
         let work = try makeTempDir("progress")
         let remote = try server.makeRemoteDir()
         FileManager.default.createFile(atPath: remote + "/data.bin", contents: Data(count: 3 << 20))
-        for i in 0..<20 { FileManager.default.createFile(atPath: remote + "/t/\(i)", contents: nil) }
         try FileManager.default.createDirectory(atPath: remote + "/t", withIntermediateDirectories: true)
         for i in 0..<20 { FileManager.default.createFile(atPath: remote + "/t/\(i)", contents: Data(count: 1000)) }
         let script = """
@@ -235,6 +234,40 @@ struct OutputTests {
         try script.write(toFile: work + "/s.lua", atomically: true, encoding: .utf8)
         let run = try runProcess(sftpluaBinary, ["run", "--progress", work + "/s.lua"], env: env, cwd: work)
         #expect(run.stderr.contains("Files:        20 / 20"))
+        // Checks count what a mirror found current: a second mirror copies the one new file and
+        // checks the 20 it has.
+        let mirror = try runProcess(sftpluaBinary, ["--progress", "-e", """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+        c:mirror_down("\(remote)/t", "m")
+        c:write("\(remote)/t/new", "n")
+        c:mirror_down("\(remote)/t", "m")
+        """], env: env, cwd: work)
+        #expect(mirror.status == 0, "\(mirror.stderr)")
+        #expect(mirror.stderr.contains("Files:        20 / 20, 100%   Checks: 0   Errors: 0"), "\(mirror.stderr)")
+        #expect(mirror.stderr.contains("Files:        1 / 1, 100%   Checks: 20   Errors: 0"), "\(mirror.stderr)")
+    }
+
+    /// Errors count the files that failed: one the login may not read fails the tree copy.
+    @Test(.enabled(if: TestServer.shared.passwordUser != nil, "needs the password account that scripts/setup creates as root"))
+    func progressBlockCountsFailedFiles() throws {
+        let user = try #require(server.passwordUser)
+        let work = try makeTempDir("progresserr")
+        let remote = try server.makeRemoteDir()
+        chmod(remote, 0o755)
+        try FileManager.default.createDirectory(atPath: remote + "/t", withIntermediateDirectories: true)
+        chmod(remote + "/t", 0o755)
+        for i in 0..<5 { FileManager.default.createFile(atPath: remote + "/t/f\(i)", contents: Data(count: 1000)) }
+        FileManager.default.createFile(atPath: remote + "/t/z-locked", contents: Data(count: 1000))
+        chmod(remote + "/t/z-locked", 0o600)
+        let r = try runProcess(sftpluaBinary, ["--progress", "-e", """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port), username = "\(user)", password = "\(server.password)", known_hosts = "\(server.knownHosts)"}
+        local ok, e = pcall(c.get_r, c, "\(remote)/t", "t", {parallel = 1})
+        print(ok, e.kind)
+        """], env: ["HOME": server.home, "SFTPLUA_PROGRESS_DELAY": "0"], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "false\tPermissionDenied\n")
+        #expect(r.stderr.contains("Checks: 0   Errors: 1"), "\(r.stderr)")
+        #expect(!r.stderr.contains("Errors: 0"), "\(r.stderr)")
     }
 
     /// The block on a 60-column terminal: every line fits, and what the script prints while it is

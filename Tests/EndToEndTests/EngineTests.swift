@@ -256,12 +256,27 @@ struct EngineTests {
         #expect(msg.contains("aes128-ctr") && msg.contains("this build (libssh2"), "\(msg)")
     }
 
-    /// What a review found, each fixed: temp names in a tree's source are not copied (they
-    /// collided with the temp name of their file); put_r never writes through a directory link on
-    /// the server; a NUL byte in a path is an ArgumentError (it ended the session); rename's
-    /// fallback never replaces a file by a directory; a command killed by a signal has status
-    /// 128+n; put returns the server's attributes; plans quote names that hold spaces or controls.
-    @Test func reviewFindingsStayFixed() throws {
+    // What a review found, each fixed (one test each): temp names in a tree's source are not
+    // copied (they collided with the temp name of their file); put_r never writes through a
+    // directory link on the server; a NUL byte in a path is an ArgumentError (it ended the
+    // session); rename's fallback never replaces a file by a directory; a command killed by a
+    // signal has status 128+n; put returns the server's attributes; plans quote names that hold
+    // spaces or controls. They run as the review ran them: posix-rename ignored (renames take
+    // the fallback).
+
+    /// Runs `body` connected as `c`, with `R` the remote dir, `kind(f, ...)` and the cwd `local`.
+    func review(_ body: String, remote: String, local: String) throws -> [String] {
+        let r = try server.runScript(#"""
+        local c <close> = sftp.connect\#(server.connectLua)
+        local R = "\#(remote)"
+        local function kind(f, ...) local ok, e = pcall(f, ...); return ok and "ok" or e.kind end
+        \#(body)
+        """#, env: ["SFTPLUA_IGNORE_EXTENSIONS": "posix-rename@openssh.com"], cwd: local)
+        #expect(r.status == 0, "\(r.stderr)")
+        return r.stdout.split(separator: "\n").map(String.init)
+    }
+
+    @Test func treeCopiesSkipTempNamesInTheirSource() throws {
         let remote = try server.makeRemoteDir()
         let local = try makeTempDir("review")
         try FileManager.default.createDirectory(atPath: remote + "/x", withIntermediateDirectories: true)
@@ -271,30 +286,69 @@ struct EngineTests {
         try "y".write(toFile: local + "/tree/s/y", atomically: true, encoding: .utf8)
         try "A2".write(toFile: local + "/tree/a", atomically: true, encoding: .utf8)
         try "junk".write(toFile: local + "/tree/.a.sftplua.part", atomically: true, encoding: .utf8)
+        let out = try review("""
+        c:get_r(R .. "/x", "got"); c:put_r("tree", R .. "/up")
+        print(io.open("got/a"):read("a"), sftp.fs.stat("got/.a.sftplua.part") == nil, c:read(R .. "/up/a"), c:exists(R .. "/up/.a.sftplua.part"))
+        """, remote: remote, local: local)
+        #expect(out == ["A\ttrue\tA2\tfalse"])
+    }
+
+    @Test func putRNeverWritesThroughADirectoryLinkOnTheServer() throws {
+        let remote = try server.makeRemoteDir()
+        let local = try makeTempDir("review")
+        try FileManager.default.createDirectory(atPath: local + "/tree/s", withIntermediateDirectories: true)
+        try "y".write(toFile: local + "/tree/s/y", atomically: true, encoding: .utf8)
+        try "A2".write(toFile: local + "/tree/a", atomically: true, encoding: .utf8)
         let outside = try makeTempDir("outside")
         try FileManager.default.createDirectory(atPath: remote + "/t", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: remote + "/t/s", withDestinationPath: outside)
+        let out = try review(#"print(kind(c.put_r, c, "tree", R .. "/t"))"#, remote: remote, local: local)
+        #expect(out == ["FileExists"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
+    }
+
+    @Test func aNulByteInAPathIsAnArgumentErrorAndTheSessionGoesOn() throws {
+        let remote = try server.makeRemoteDir()
+        let local = try makeTempDir("review")
+        try FileManager.default.createDirectory(atPath: remote + "/x", withIntermediateDirectories: true)
+        try "A".write(toFile: remote + "/x/a", atomically: true, encoding: .utf8)
+        let out = try review(#"""
+        print(kind(c.exists, c, R .. "/a\0b"), kind(c.get, c, R .. "/x/a", "n\0ul"), c:exists(R .. "/x/a"))
+        """#, remote: remote, local: local)
+        #expect(out == ["ArgumentError\tArgumentError\ttrue"])
+    }
+
+    @Test func renameFallbackNeverReplacesAFileByADirectory() throws {
+        let remote = try server.makeRemoteDir()
+        let local = try makeTempDir("review")
         try FileManager.default.createDirectory(atPath: remote + "/rr/dir", withIntermediateDirectories: true)
         try "keep".write(toFile: remote + "/rr/dst", atomically: true, encoding: .utf8)
-        let r = try server.runScript(#"""
-        local c <close> = sftp.connect\#(server.connectLua)
-        local R = "\#(remote)"
-        local function kind(f, ...) local ok, e = pcall(f, ...); return ok and "ok" or e.kind end
-        c:get_r(R .. "/x", "got"); c:put_r("tree", R .. "/up")
-        print(io.open("got/a"):read("a"), sftp.fs.stat("got/.a.sftplua.part") == nil, c:read(R .. "/up/a"), c:exists(R .. "/up/.a.sftplua.part"))
-        print(kind(c.put_r, c, "tree", R .. "/t"))
-        print(kind(c.exists, c, R .. "/a\0b"), kind(c.get, c, R .. "/x/a", "n\0ul"), c:exists(R .. "/x/a"))
+        let out = try review(#"""
         print(kind(c.rename, c, R .. "/rr/dir", R .. "/rr/dst", {overwrite = true}), c:read(R .. "/rr/dst"))
-        print((select(2, c:execute("kill -9 $$"))))
-        local a = c:put("tree/a", R .. "/p"); print(a.st_mtime ~= nil, a.st_uid ~= nil, a.st_size)
-        print(sftp._shown("a b"), sftp._shown("nl\nx"), sftp._shown("plain"))
-        """#, env: ["SFTPLUA_IGNORE_EXTENSIONS": "posix-rename@openssh.com"], cwd: local)
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.split(separator: "\n").map(String.init) == [
-            "A\ttrue\tA2\tfalse", "FileExists", "ArgumentError\tArgumentError\ttrue", "FileExists\tkeep", "137", "true\ttrue\t2",
-            "\"a b\"\t\"nl\\nx\"\tplain",
-        ])
-        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
+        """#, remote: remote, local: local)
+        #expect(out == ["FileExists\tkeep"])
+        var isDir: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: remote + "/rr/dir", isDirectory: &isDir) && isDir.boolValue)
+    }
+
+    @Test func aCommandKilledByASignalHasStatus128PlusN() throws {
+        let out = try review(#"print((select(2, c:execute("kill -9 $$"))))"#, remote: try server.makeRemoteDir(), local: try makeTempDir("review"))
+        #expect(out == ["137"])
+    }
+
+    @Test func putReturnsTheServersAttributes() throws {
+        let remote = try server.makeRemoteDir()
+        let local = try makeTempDir("review")
+        try "A2".write(toFile: local + "/a", atomically: true, encoding: .utf8)
+        let out = try review(#"local a = c:put("a", R .. "/p"); print(a.st_mtime ~= nil, a.st_uid ~= nil, a.st_size)"#,
+                             remote: remote, local: local)
+        #expect(out == ["true\ttrue\t2"])
+    }
+
+    @Test func plansQuoteNamesWithSpacesOrControls() throws {
+        let out = try review(#"print(sftp._shown("a b"), sftp._shown("nl\nx"), sftp._shown("plain"))"#,
+                             remote: try server.makeRemoteDir(), local: try makeTempDir("review"))
+        #expect(out == ["\"a b\"\t\"nl\\nx\"\tplain"])
     }
 
     func dirDigest(_ root: String) throws -> [String] {

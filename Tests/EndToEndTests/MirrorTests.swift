@@ -63,105 +63,159 @@ struct MirrorTests {
         ])
     }
 
-    @Test func compareModesAndChecksum() throws {
+    /// Same size, different content, same mtime: only compare = "checksum" sees it (down).
+    @Test func checksumSeesWhatSizeAndMtimeMissDown() throws {
         let (out, _, _) = try lua("""
         spit(R .. "/s/f", "same size A"); c:mirror_down(R .. "/s", "d")
-        -- Same size, different content, same mtime: only checksum sees it.
         spit("d/f", "same size B"); sftp.fs.utime("d/f", sftp.fs.stat(R .. "/s/f").st_mtime, sftp.fs.stat(R .. "/s/f").st_mtime)
         print(counts(c:mirror_down(R .. "/s", "d", {dry_run = true})), counts(c:mirror_down(R .. "/s", "d", {compare = "size", dry_run = true})))
         local r = c:mirror_down(R .. "/s", "d", {compare = "checksum"}); print(ops(r), slurp("d/f"))
         print(counts(c:mirror_down(R .. "/s", "d", {compare = "checksum"})))
+        """)
+        #expect(out == ["c0 u0 d0 s1 b0\tc0 u0 d0 s1 b0", "update:f\tsame size A", "c0 u0 d0 s1 b0"])
+    }
+
+    @Test func checksumSeesWhatSizeAndMtimeMissUp() throws {
+        let (out, _, _) = try lua("""
         spit("u/g", "local bytes"); c:mirror_up("u", R .. "/u")
         spit(R .. "/u/g", "other bytes")
         print(counts(c:mirror_up("u", R .. "/u", {compare = "checksum"})), slurp(R .. "/u/g"))
-        -- Without preserved mtimes, a target newer than the source is current.
+        """)
+        #expect(out == ["c0 u1 d0 s0 b11\tlocal bytes"])
+    }
+
+    /// Without preserved mtimes, a target newer than the source is current.
+    @Test func withoutPreservedMtimesANewerTargetIsCurrent() throws {
+        let (out, _, _) = try lua("""
         spit(R .. "/t/h", "hhh"); sftp.fs.utime(R .. "/t/h", 5000, 5000)
         print(counts(c:mirror_down(R .. "/t", "t", {preserve_mtime = false})), sftp.fs.stat("t/h").st_mtime > 5000)
         print(counts(c:mirror_down(R .. "/t", "t", {preserve_mtime = false})))
+        """)
+        #expect(out == ["c1 u0 d0 s0 b3\ttrue", "c0 u0 d0 s1 b0"])
+    }
+
+    @Test func badCompareOptionsAreArgumentErrorsThatSuggestTheKey() throws {
+        let (out, _, _) = try lua("""
+        spit(R .. "/s/f", "x")
         print(kind(c.mirror_down, c, R .. "/s", "d", {compare = "md5"}), kind(c.mirror_down, c, R .. "/s", "d", {comapre = "size"}))
         local ok, e = pcall(c.mirror_down, c, R .. "/s", "d", {comapre = "size"}); print(e.message)
         """)
-        #expect(out == [
-            "c0 u0 d0 s1 b0\tc0 u0 d0 s1 b0",
-            "update:f\tsame size A",
-            "c0 u0 d0 s1 b0",
-            "c0 u1 d0 s0 b11\tlocal bytes",
-            "c1 u0 d0 s0 b3\ttrue",
-            "c0 u0 d0 s1 b0",
-            "ArgumentError\tArgumentError",
-            "unknown option 'comapre' to 'mirror_down' (did you mean 'compare'?)",
-        ])
+        #expect(out == ["ArgumentError\tArgumentError", "unknown option 'comapre' to 'mirror_down' (did you mean 'compare'?)"])
     }
 
     @Test func deleteRemovesExtrasOnlyAfterCopiesAndSparesExcluded() throws {
-        let (out, remote, local) = try lua("""
+        let (out, _, _) = try lua("""
         spit(R .. "/s/keep.txt", "k"); spit(R .. "/s/sub/k2.txt", "k2")
         spit("d/extra.txt", "x"); spit("d/old/deeper/o.txt", "o"); spit("d/notes.log", "log"); spit("d/gone/x.log", "log2")
         local r = c:mirror_down(R .. "/s", "d", {delete = true, exclude = {"*.log"}, dry_run = true})
         print(ops(r)); print(tree("d"))
         r = c:mirror_down(R .. "/s", "d", {delete = true, exclude = {"*.log"}})
         print(counts(r)); print(tree("d"))
-        -- Without delete nothing goes.
-        spit("d/stay.txt", "s"); print(counts(c:mirror_down(R .. "/s", "d")), slurp("d/stay.txt"))
-        -- Up: the same.
-        spit("u/a", "a"); c:mirror_up("u", R .. "/u"); spit(R .. "/u/b", "b"); c:makedirs(R .. "/u/e/f")
-        r = c:mirror_up("u", R .. "/u", {delete = true}); print(ops(r)); print(tree(R .. "/u"))
-        -- An empty source with delete empties the target; a missing source raises and deletes nothing.
-        c:makedirs(R .. "/empty"); spit("e/x", "x")
-        print(kind(c.mirror_down, c, R .. "/missing", "e", {delete = true}), slurp("e/x"))
-        print(counts(c:mirror_down(R .. "/empty", "e", {delete = true})), slurp("e/x"))
         """)
         #expect(out == [
             "mkdir:sub,copy:keep.txt,copy:sub/k2.txt,delete:old/deeper/o.txt,delete:old/deeper,delete:old,delete:extra.txt",
             "extra.txt=x,gone/,gone/x.log=log2,notes.log=log,old/,old/deeper/,old/deeper/o.txt=o",
             "c2 u0 d4 s0 b3",
             "gone/,gone/x.log=log2,keep.txt=k,notes.log=log,sub/,sub/k2.txt=k2",
-            "c0 u0 d0 s2 b0\ts",
-            "delete:e/f,delete:e,delete:b",
-            "a=a",
-            "FileNotFound\tx",
-            "c0 u0 d1 s0 b0\tnil",
         ])
-        _ = (remote, local)
     }
 
-    @Test func globsIncludeAndFilter() throws {
+    @Test func withoutDeleteNothingGoes() throws {
         let (out, _, _) = try lua("""
-        for _, p in ipairs({"a.txt", "b.csv", "logs/x.log", "logs/keep.txt", "src/a/b/c.lua", "src/main.lua", "build/out.o", "doc/build/page.html", "cache/"}) do
-          if p:sub(-1) == "/" then c:makedirs(R .. "/s/" .. p) else spit(R .. "/s/" .. p, p) end
-        end
-        local function files(opts) local r = c:mirror_down(R .. "/s", "x", opts); local t = {}
-          for _, a in ipairs(r.actions) do t[#t + 1] = a.path end return table.concat(t, ",") end
-        local dry = function(o) o.dry_run = true; return o end
+        spit(R .. "/s/keep.txt", "k"); spit(R .. "/s/sub/k2.txt", "k2"); c:mirror_down(R .. "/s", "d")
+        spit("d/stay.txt", "s"); print(counts(c:mirror_down(R .. "/s", "d")), slurp("d/stay.txt"))
+        """)
+        #expect(out == ["c0 u0 d0 s2 b0\ts"])
+    }
+
+    @Test func mirrorUpDeletesExtrasOnTheServer() throws {
+        let (out, _, _) = try lua("""
+        spit("u/a", "a"); c:mirror_up("u", R .. "/u"); spit(R .. "/u/b", "b"); c:makedirs(R .. "/u/e/f")
+        local r = c:mirror_up("u", R .. "/u", {delete = true}); print(ops(r)); print(tree(R .. "/u"))
+        """)
+        #expect(out == ["delete:e/f,delete:e,delete:b", "a=a"])
+    }
+
+    /// An empty source with delete empties the target; a missing source raises and deletes nothing.
+    @Test func emptySourceEmptiesTheTargetAndAMissingOneDeletesNothing() throws {
+        let (out, _, _) = try lua("""
+        c:makedirs(R .. "/empty"); spit("e/x", "x")
+        print(kind(c.mirror_down, c, R .. "/missing", "e", {delete = true}), slurp("e/x"))
+        print(counts(c:mirror_down(R .. "/empty", "e", {delete = true})), slurp("e/x"))
+        """)
+        #expect(out == ["FileNotFound\tx", "c0 u0 d1 s0 b0\tnil"])
+    }
+
+    /// A source tree for the glob tests and `files(opts)`: the paths a dry-run mirror_down of it
+    /// would act on.
+    static let globTree = """
+    for _, p in ipairs({"a.txt", "b.csv", "logs/x.log", "logs/keep.txt", "src/a/b/c.lua", "src/main.lua", "build/out.o", "doc/build/page.html", "cache/"}) do
+      if p:sub(-1) == "/" then c:makedirs(R .. "/s/" .. p) else spit(R .. "/s/" .. p, p) end
+    end
+    local function files(opts) local r = c:mirror_down(R .. "/s", "x", opts); local t = {}
+      for _, a in ipairs(r.actions) do t[#t + 1] = a.path end return table.concat(t, ",") end
+    local dry = function(o) o.dry_run = true; return o end
+
+    """
+
+    @Test func excludeGlobsLeaveOutWhatTheyMatch() throws {
+        let (out, _, _) = try lua(Self.globTree + """
         print(files(dry{exclude = {"*.log", "build/"}}))
         print(files(dry{exclude = {"/build"}}))
-        print(files(dry{include = {"*.lua"}}))
-        print(files(dry{include = {"src/**/*.lua"}, exclude = {"src/a/**"}}))
         print(files(dry{exclude = {"**/b/*.lua", "[ab].*"}}))
-        local seen = {}
-        print(files(dry{filter = function(e) seen[#seen + 1] = e.path .. ":" .. e.type; if e.type == "dir" then return e.path ~= "src" end; return e.st_size > 9 end}))
-        table.sort(seen); print(table.concat(seen, ","))
-        local g = sftp.glob.match
-        print(g("*.txt", "a/b/c.txt"), g("/a/*.txt", "a/b/c.txt"), g("a/**/c.txt", "a/c.txt"), g("a/**/c.txt", "a/b/x/c.txt"),
-              g("build/", "build", false), g("build/", "build", true), g("?.t[xy]t", "dir/a.txt"), g("[!a].txt", "a.txt"), g("a/**", "a/b/c"))
-        print(kind(c.mirror_down, c, R .. "/s", "x", {exclude = "*.log", dry_run = true}), kind(c.mirror_down, c, R .. "/s", "x", {exclude = {1}}),
-              kind(c.mirror_down, c, R .. "/s", "x", {filter = "yes"}), kind(c.mirror_down, c, R .. "/s", "x", {parallel = 0}))
-        -- An error raised by a filter passes through unchanged.
-        local marker = {}
-        local ok, e = pcall(c.mirror_down, c, R .. "/s", "x", {filter = function() error(marker) end}); print(e == marker)
         """)
         #expect(out == [
             "cache,doc,logs,src,src/a,src/a/b,a.txt,b.csv,logs/keep.txt,src/a/b/c.lua,src/main.lua",
             "cache,doc,doc/build,logs,src,src/a,src/a/b,a.txt,b.csv,doc/build/page.html,logs/keep.txt,logs/x.log,src/a/b/c.lua,src/main.lua",
-            "src,src/a,src/a/b,src/a/b/c.lua,src/main.lua",
-            "src,src/main.lua",
             "build,cache,doc,doc/build,logs,src,src/a,src/a/b,build/out.o,doc/build/page.html,logs/keep.txt,logs/x.log,src/main.lua",
+        ])
+    }
+
+    @Test func includeGlobsTakeOnlyWhatTheyMatchAndExcludeStillApplies() throws {
+        let (out, _, _) = try lua(Self.globTree + """
+        print(files(dry{include = {"*.lua"}}))
+        print(files(dry{include = {"src/**/*.lua"}, exclude = {"src/a/**"}}))
+        """)
+        #expect(out == ["src,src/a,src/a/b,src/a/b/c.lua,src/main.lua", "src,src/main.lua"])
+    }
+
+    /// filter sees every entry (with its type) and a directory it refuses is not entered.
+    @Test func filterSeesEachEntryAndPrunesDirectories() throws {
+        let (out, _, _) = try lua(Self.globTree + """
+        local seen = {}
+        print(files(dry{filter = function(e) seen[#seen + 1] = e.path .. ":" .. e.type; if e.type == "dir" then return e.path ~= "src" end; return e.st_size > 9 end}))
+        table.sort(seen); print(table.concat(seen, ","))
+        """)
+        #expect(out == [
             "build,cache,doc,doc/build,logs,build/out.o,doc/build/page.html,logs/keep.txt,logs/x.log",
             "a.txt:file,b.csv:file,build/out.o:file,build:dir,cache:dir,doc/build/page.html:file,doc/build:dir,doc:dir,logs/keep.txt:file,logs/x.log:file,logs:dir,src:dir",
-            "true\tfalse\ttrue\ttrue\tfalse\ttrue\ttrue\tfalse\ttrue",
-            "ok\tArgumentError\tArgumentError\tArgumentError",
-            "true",
         ])
+    }
+
+    @Test func globMatchRules() throws {
+        let (out, _, _) = try lua("""
+        local g = sftp.glob.match
+        print(g("*.txt", "a/b/c.txt"), g("/a/*.txt", "a/b/c.txt"), g("a/**/c.txt", "a/c.txt"), g("a/**/c.txt", "a/b/x/c.txt"),
+              g("build/", "build", false), g("build/", "build", true), g("?.t[xy]t", "dir/a.txt"), g("[!a].txt", "a.txt"), g("a/**", "a/b/c"))
+        """)
+        #expect(out == ["true\tfalse\ttrue\ttrue\tfalse\ttrue\ttrue\tfalse\ttrue"])
+    }
+
+    @Test func badGlobAndFilterOptionsAreArgumentErrors() throws {
+        let (out, _, _) = try lua(Self.globTree + """
+        print(kind(c.mirror_down, c, R .. "/s", "x", {exclude = "*.log", dry_run = true}), kind(c.mirror_down, c, R .. "/s", "x", {exclude = {1}}),
+              kind(c.mirror_down, c, R .. "/s", "x", {filter = "yes"}), kind(c.mirror_down, c, R .. "/s", "x", {parallel = 0}))
+        """)
+        #expect(out == ["ok\tArgumentError\tArgumentError\tArgumentError"])
+    }
+
+    /// An error raised by a filter passes through unchanged.
+    @Test func filterErrorsPassThroughUnchanged() throws {
+        let (out, _, _) = try lua(Self.globTree + """
+        local marker = {}
+        local ok, e = pcall(c.mirror_down, c, R .. "/s", "x", {filter = function() error(marker) end}); print(e == marker)
+        """)
+        #expect(out == ["true"])
     }
 
     @Test func onActionParallelAndManySmallFiles() throws {
@@ -268,8 +322,13 @@ struct RecipeTests {
         #expect(real.stdout.contains("rule #1 (up site -> ${REMOTE}/www/deep): 1 copied, 0 updated, 0 deleted, 0 unchanged, 5 bytes"))
         #expect(real.stdout.contains("rule #2 (down ${REMOTE}/www -> back): 1 copied"))
         #expect(FileManager.default.contents(atPath: work + "/back/deep/index.html") == Data("hello".utf8))
+        // The rule's delete: a file only on the server goes (and is counted) on the next run.
+        try "extra".write(toFile: remote + "/www/deep/extra.txt", atomically: true, encoding: .utf8)
         let again = try run(recipe, env: ["REMOTE": remote], cwd: work)
-        #expect(again.stdout.contains("0 copied, 0 updated, 0 deleted, 1 unchanged"))
+        #expect(again.stdout.contains("rule #1 (up site -> ${REMOTE}/www/deep): 0 copied, 0 updated, 1 deleted, 1 unchanged"), "\(again.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: remote + "/www/deep/extra.txt"))
+        let third = try run(recipe, env: ["REMOTE": remote], cwd: work)
+        #expect(third.stdout.contains("rule #1 (up site -> ${REMOTE}/www/deep): 0 copied, 0 updated, 0 deleted, 1 unchanged"), "\(third.stdout)")
         // A variable that is not set is named.
         let unset = try run(recipe, cwd: work)
         #expect(unset.status == 1)

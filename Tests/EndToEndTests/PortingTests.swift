@@ -37,40 +37,67 @@ struct PortingTests {
                 == cases.map { "\($0.1)|\($0.2)" })
     }
 
-    /// Names are bytes at both ends: names that are not UTF-8 (and ones that look like the
-    /// escape sftplua uses inside) travel exactly through every call, listings, trees, mirrors,
-    /// the SyncAgent's journal and local names, and listings sort by bytes.
-    @Test func namesAreBytes() throws {
+    // Names are bytes at both ends: names that are not UTF-8 (and ones that look like the
+    // escape sftplua uses inside) travel exactly through every call, listings, trees, mirrors,
+    // the SyncAgent's journal and local names, and listings sort by bytes. One test each.
+
+    /// Runs `body` with `c` connected, `d` a remote dir holding "a\xff" ("one"), "a\xfe" ("two")
+    /// and "\xef\x9c\x80x" ("pua"), and `hex(s)`; the cwd is `local`.
+    func bytesScript(_ body: String, local: String) throws -> [String] {
         let remote = try server.makeRemoteDir()
-        let local = try makeTempDir("bytes")
         let r = try server.runScript(#"""
         local c <close> = sftp.connect\#(server.connectLua)
         local d = "\#(remote)/b"
         c:makedirs(d)
         c:write(d .. "/a\xff", "one"); c:write(d .. "/a\xfe", "two"); c:write(d .. "/\xef\x9c\x80x", "pua")
         local function hex(s) return (s:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)) end
+        \#(body)
+        """#, cwd: local)
+        #expect(r.status == 0, "\(r.stderr)")
+        return r.stdout.split(separator: "\n").map(String.init)
+    }
+
+    @Test func namesAreBytesInListingsSortedByBytes() throws {
+        let out = try bytesScript(#"""
         local names = {}
         for _, n in ipairs(c:listdir(d)) do names[#names + 1] = hex(n) end
         print(table.concat(names, ","))
         print(c:read(d .. "/a\xff"), c:read(d .. "/a\xfe"), c:stat(d .. "/a\xff").st_size, c:listdir_attr(d)[1].filename == "a\xfe")
-        c:get(d .. "/a\xff", "g\xff"); print(io.open("g\xff"):read("a"))
+        """#, local: try makeTempDir("bytes"))
+        #expect(out == ["61fe,61ff,ef9c8078", "one\ttwo\t3\ttrue"])
+    }
+
+    @Test func namesAreBytesInGetAndLocalNames() throws {
+        let out = try bytesScript(#"c:get(d .. "/a\xff", "g\xff"); print(io.open("g\xff"):read("a"))"#, local: try makeTempDir("bytes"))
+        #expect(out == ["one"])
+    }
+
+    @Test func namesAreBytesInTreesAndMirrors() throws {
+        let local = try makeTempDir("bytes")
+        let out = try bytesScript(#"""
         c:get_r(d, "tree")
         local here = {}
         for _, e in ipairs(sftp.fs.ls("tree")) do here[#here + 1] = hex(e.filename) .. "=" .. io.open("tree/" .. e.filename):read("a") end
         print(table.concat(here, ","))
         print(c:mirror_down(d, "m").copied, #c:mirror_down(d, "m").actions, c:mirror_up("tree", d .. "/up").copied)
+        """#, local: local)
+        #expect(out == ["61fe=two,61ff=one,ef9c8078=pua", "3\t0\t3"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: local + "/tree").count == 3)
+    }
+
+    @Test func namesAreBytesInTheSyncAgentAndItsJournal() throws {
+        let out = try bytesScript(#"""
         local a = sftp.syncagent{connection = c, local_root = "agent", remote_root = d}
         print(a:open("a\xff"):read("a"))
         local f = io.open("agent/new\xfe", "w"); f:write("queued"); f:close()
         a.upload_queue:add("new\xfe"); print(a:push().uploaded, c:read(d .. "/new\xfe"))
-        c:remove(d .. "/a\xff"); print(c:exists(d .. "/a\xff"), c:exists(d .. "/a\xfe"))
-        """#, cwd: local)
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.split(separator: "\n").map(String.init) == [
-            "61fe,61ff,ef9c8078", "one\ttwo\t3\ttrue", "one", "61fe=two,61ff=one,ef9c8078=pua", "3\t0\t3", "one", "1\tqueued", "false\ttrue",
-        ])
-        let localNames = try FileManager.default.contentsOfDirectory(atPath: local + "/tree").count
-        #expect(localNames == 3)
+        """#, local: try makeTempDir("bytes"))
+        #expect(out == ["one", "1\tqueued"])
+    }
+
+    @Test func namesAreBytesInRemove() throws {
+        let out = try bytesScript(#"c:remove(d .. "/a\xff"); print(c:exists(d .. "/a\xff"), c:exists(d .. "/a\xfe"))"#, local: try makeTempDir("bytes"))
+        #expect(out == ["false\ttrue"])
     }
 
     /// OpenSSH habits: accept-new prints ssh's "Permanently added" line (not with -q); a target

@@ -103,6 +103,22 @@ struct SyncAgentTests {
         #expect(leftovers.isEmpty)
     }
 
+    /// A queued file deleted locally before the push leaves the queue and is named in skipped;
+    /// the rest is uploaded.
+    @Test func pushSkipsQueuedFilesDeletedLocally() throws {
+        let (local, remote) = try dirs()
+        let out = try run("""
+        spit(L .. "/keep.txt", "k"); spit(L .. "/gone.txt", "g")
+        local a = agent()
+        a.upload_queue:add("keep.txt"); a.upload_queue:add("gone.txt")
+        os.remove(L .. "/gone.txt")
+        local r = a:push()
+        print(r.uploaded, r.bytes, table.concat(r.skipped, ","), #a.upload_queue)
+        print(slurp(R .. "/keep.txt"), sftp.fs.stat(R .. "/gone.txt") == nil)
+        """, local: local, remote: remote)
+        #expect(out == ["1\t1\tgone.txt\t0", "k\ttrue"])
+    }
+
     @Test func maxAgeRechecksTheServerAndConnectionIsReused() throws {
         let (local, remote) = try dirs()
         let out = try run("""

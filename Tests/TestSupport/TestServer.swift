@@ -28,7 +28,7 @@ public final class TestServer: @unchecked Sendable {
     /// Starts a server. `extraConfig` lines go into its sshd_config.
     /// `sftpServer` replaces the SFTP subsystem (OpenSSH's internal-sftp) with a command.
     public init(extraConfig: String = "", sftpServer: String? = nil) throws {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("sftplua-test-\(getpid())-\(UUID().uuidString.prefix(8))").path
+        let tmp = try makeTempDir("sshd")
         let r = try runProcess("/bin/bash", [repoRoot.appendingPathComponent("scripts/test-sshd").path, tmp, String(getpid())],
                                env: ["SFTPLUA_TEST_SSHD_EXTRA": extraConfig, "SFTPLUA_TEST_SFTP_SERVER": sftpServer ?? ""], timeout: 60)
         guard r.status == 0 else { throw TestError("scripts/test-sshd failed with \(r.status): \(r.stderr)") }
@@ -70,7 +70,12 @@ public final class TestServer: @unchecked Sendable {
         }
     }()
 
-    public func stop() { kill(pid, SIGTERM) }
+    /// Stops the server and removes its directory (keys, config, remote files), once it is gone.
+    public func stop() {
+        kill(pid, SIGTERM)
+        waitGone(pid)
+        removeTree(dir)
+    }
 
     /// A fresh directory on the server (the server runs on this machine, so also a local path).
     public func makeRemoteDir(_ name: String = #function) throws -> String {
@@ -91,11 +96,73 @@ public struct TestError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// A fresh local temp directory.
+/// The one directory under which this test process makes every temp dir (its own and its
+/// servers'): `$TMPDIR/sftplua-tests-PID-RANDOM`, made on first use and removed when the
+/// process exits (atexit, after the servers are told to stop). Names are short: Lua names a
+/// chunk by at most 59 characters of its path, and tests compare messages that name scripts. Tests run in parallel, so nothing under it
+/// is removed before then except by its owner (a server's `stop()` removes the server's dir).
+/// Programs the tests start get it as TMPDIR (runProcess), so their temp files land there too.
+/// What a killed run left behind is swept the next time: a parent whose process is gone and that
+/// has not changed for 12 hours.
+public let testTempRoot: String = {
+    let base = FileManager.default.temporaryDirectory.path
+    sweepStaleTempRoots(in: base)
+    let path = base + "/sftplua-tests-\(getpid())-\(UUID().uuidString.prefix(4))"
+    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+        fatalError("cannot make the test temp dir \(path): \(error)")
+    }
+    atexit { removeTree(testTempRoot) }
+    return path
+}()
+
+/// Removes a directory tree (symlinks are removed, never followed). A directory the tests left
+/// without write permission is opened up first (real directories only: lstat, no links).
+public func removeTree(_ path: String) {
+    let fm = FileManager.default
+    if (try? fm.removeItem(atPath: path)) != nil { return }
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if st.st_mode & S_IFMT == S_IFDIR {
+        chmod(path, 0o700)
+        for sub in (try? fm.subpathsOfDirectory(atPath: path)) ?? [] {
+            var s = stat()
+            if lstat(path + "/" + sub, &s) == 0, s.st_mode & S_IFMT == S_IFDIR { chmod(path + "/" + sub, 0o700) }
+        }
+    }
+    try? fm.removeItem(atPath: path)
+}
+
+/// Removes `sftplua-tests-PID-*` dirs of test processes that are gone (killed before their
+/// atexit ran), when untouched for 12 hours (never one a live run, even in another pid
+/// namespace sharing /tmp, is still using).
+func sweepStaleTempRoots(in base: String) {
+    let fm = FileManager.default
+    for name in (try? fm.contentsOfDirectory(atPath: base)) ?? [] where name.hasPrefix("sftplua-tests-") {
+        let parts = name.split(separator: "-")
+        guard parts.count == 4, let pid = Int32(parts[2]), pid != getpid() else { continue }
+        if kill(pid, 0) == 0 || errno != ESRCH { continue }
+        let path = base + "/" + name
+        guard let modified = (try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+              Date().timeIntervalSince(modified) > 12 * 3600 else { continue }
+        removeTree(path)
+    }
+}
+
+/// A fresh local temp directory (under `testTempRoot`, removed when the test process exits).
 public func makeTempDir(_ name: String = "t") throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sftplua-\(name.filter { $0.isLetter || $0.isNumber })-\(UUID().uuidString.prefix(8))").path
+    let path = testTempRoot + "/\(name.filter { $0.isLetter || $0.isNumber }.prefix(24))-\(UUID().uuidString.prefix(6))"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
+}
+
+/// Waits (at most about 2 s) until process `pid`, not a child of ours, is gone (or a zombie).
+func waitGone(_ pid: Int32) {
+    for _ in 0..<100 {
+        if kill(pid, 0) != 0 { return }
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z") { return }
+        usleep(20_000)
+    }
 }
 
 /// Runs a program, capturing its output; bounded by `timeout` seconds.
@@ -116,6 +183,7 @@ public func runProcess(_ exe: String, _ args: [String], env: [String: String] = 
     try (stdin ?? "").write(toFile: inPath, atomically: true, encoding: .utf8)
     var e = ProcessInfo.processInfo.environment
     e.removeValue(forKey: "SSH_AUTH_SOCK")
+    e["TMPDIR"] = testTempRoot   // their temp files (a connection's log = true) go with ours
     for (k, v) in env { e[k] = v }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -128,8 +196,17 @@ public func runProcess(_ exe: String, _ args: [String], env: [String: String] = 
     let argv = command.map { strdup($0) } + [nil]
     let envp = e.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+    // No signal blocked: test threads block most signals, and a child that inherited that mask
+    // never stops on SIGTERM (ssh-agents and tmux servers of earlier runs lived on).
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attr, &empty)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK))
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, command[0], &actions, nil, argv, envp)
+    let rc = posix_spawn(&pid, command[0], &actions, &attr, argv, envp)
     guard rc == 0 else { throw TestError("cannot run \(exe): \(String(cString: strerror(rc)))") }
     var status: Int32 = 0
     var usage = rusage()
@@ -219,7 +296,14 @@ public final class ScriptedSFTPServer: @unchecked Sendable {
         try "[127.0.0.1]:\(port) \(pub)\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
     }
 
-    public func stop() { if process.isRunning { process.terminate() } }
+    /// Stops the server and removes its directory (host key, known_hosts).
+    public func stop() {
+        if process.isRunning {
+            process.terminate()
+            for _ in 0..<100 where process.isRunning { usleep(20_000) }
+        }
+        removeTree(dir)
+    }
     deinit { stop() }
 }
 
@@ -289,7 +373,9 @@ public final class DaemonSFTPServer: @unchecked Sendable {
         throw TestError("\(name) did not start: \(lastError)")
     }
 
+    /// Stops the daemon and removes its directory (keys, configuration, log).
     public func stop() {
+        defer { removeTree(dir) }
         kill(pid, SIGTERM)
         var st: Int32 = 0
         for _ in 0..<100 { if waitpid(pid, &st, WNOHANG) != 0 { return }; usleep(20_000) }
