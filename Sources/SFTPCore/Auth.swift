@@ -80,13 +80,40 @@ extension Session {
     func authenticate() throws {
         let s = try handle()
         let user = options.user
-        let ulen = UInt32(user.utf8.count)
+        guard let methods = try acceptedAuthMethods(s, user: user) else { return }
+        var attempt = AuthAttempt(s: s, user: user, methods: methods)
+        if let key = options.privateKey {
+            if try tryKeyFile(options.expand(key), passphrase: options.privateKeyPass, named: true, &attempt) { return }
+        }
+        if let password = options.password {
+            if try tryPassword(password, &attempt) { return }
+        }
+        if options.privateKey == nil && options.password == nil {
+            if try tryDefaultIdentities(&attempt) { return }
+        }
+        throw authenticationRefused(attempt)
+    }
+
+    /// One login under way: the session, who logs in, what the server accepts, and what was
+    /// tried and refused so far (`rsaRefused`: an RSA key among them, for the note on SHA-1).
+    private struct AuthAttempt {
+        let s: OpaquePointer
+        let user: String
+        var ulen: UInt32 { UInt32(user.utf8.count) }
+        let methods: [String]
+        var tried: [String] = []
+        var rsaRefused = false
+    }
+
+    /// The methods the server accepts for `user`; nil when asking them already logged in
+    /// (the server took "none").
+    private func acceptedAuthMethods(_ s: OpaquePointer, user: String) throws -> [String]? {
         // Ask which methods the server accepts (this may also authenticate with "none").
-        let listPtr = libssh2_userauth_list(s, user, ulen)
+        let listPtr = libssh2_userauth_list(s, user, UInt32(user.utf8.count))
         if libssh2_userauth_authenticated(s) != 0 {
             authMethod = "none"
             log("authenticated as \(user) with no credential (none)")
-            return
+            return nil
         }
         guard let listPtr else {
             let rc = libssh2_session_last_errno(s)
@@ -94,87 +121,104 @@ extension Session {
         }
         let methods = String(cString: listPtr).split(separator: ",").map(String.init)
         log("server accepts: \(methods.joined(separator: ", "))")
-        var tried: [String] = []
-        var rsaRefused = false
+        return methods
+    }
 
-        func tryKeyFile(_ path: String, passphrase: String?, named: Bool) throws -> Bool {
-            let info: PrivateKeyInfo
-            do { info = try PrivateKeyInfo(path: path) } catch { if named { throw error } else { return false } }
-            if info.encrypted && passphrase == nil {
-                if named {
-                    throw SSHError(.credential, "private key \(path) is encrypted: give its passphrase as private_key_pass", path: path)
-                }
-                log("skipping encrypted default identity \(path) (no private_key_pass)")
-                return false
+    /// Tries the private key file at `path`. A `named` key (the caller's) that cannot be used
+    /// is an error; a default identity that cannot is skipped. True when it was accepted.
+    private func tryKeyFile(_ path: String, passphrase: String?, named: Bool, _ a: inout AuthAttempt) throws -> Bool {
+        let info: PrivateKeyInfo
+        do { info = try PrivateKeyInfo(path: path) } catch { if named { throw error } else { return false } }
+        if info.encrypted && passphrase == nil {
+            if named {
+                throw SSHError(.credential, "private key \(path) is encrypted: give its passphrase as private_key_pass", path: path)
             }
-            guard methods.contains("publickey") else { return false }
-            let rc = libssh2_userauth_publickey_fromfile_ex(s, user, ulen, nil, path, passphrase)
-            if rc == 0 {
-                authMethod = "publickey (\(path))"
-                log("authenticated as \(user) with publickey \(path)")
-                return true
-            }
-            if rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED && info.encrypted {
-                let detail = error(rc, "").message
-                if info.encrypted {
-                    throw SSHError(.credential, "cannot decrypt private key \(path): wrong passphrase (\(detail.trimmingCharacters(in: CharacterSet(charactersIn: ": "))))", path: path)
-                }
-                throw SSHError(.credential, "cannot use private key \(path): unreadable or unsupported format", path: path)
-            }
-            if rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT {
-                throw error(rc, "authenticating with \(path)")
-            }
-            if info.isRSA { rsaRefused = true }
-            tried.append("publickey \(path)")
+            log("skipping encrypted default identity \(path) (no private_key_pass)")
             return false
         }
+        guard a.methods.contains("publickey") else { return false }
+        let rc = libssh2_userauth_publickey_fromfile_ex(a.s, a.user, a.ulen, nil, path, passphrase)
+        if rc == 0 {
+            authMethod = "publickey (\(path))"
+            log("authenticated as \(a.user) with publickey \(path)")
+            return true
+        }
+        if let failure = keyFileFailure(rc, path: path, info: info) { throw failure }
+        if info.isRSA { a.rsaRefused = true }
+        a.tried.append("publickey \(path)")
+        return false
+    }
 
-        if let key = options.privateKey {
-            if try tryKeyFile(options.expand(key), passphrase: options.privateKeyPass, named: true) { return }
+    /// A key's refusal that ends the login: a key that cannot be read or decrypted, or the
+    /// connection failing; nil when the server merely did not accept the key.
+    private func keyFileFailure(_ rc: Int32, path: String, info: PrivateKeyInfo) -> SSHError? {
+        if rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED && info.encrypted {
+            let detail = error(rc, "").message
+            if info.encrypted {
+                return SSHError(.credential, "cannot decrypt private key \(path): wrong passphrase (\(detail.trimmingCharacters(in: CharacterSet(charactersIn: ": "))))", path: path)
+            }
+            return SSHError(.credential, "cannot use private key \(path): unreadable or unsupported format", path: path)
         }
-        if let password = options.password {
-            if methods.contains("password") {
-                let rc = libssh2_userauth_password_ex(s, user, ulen, password, UInt32(password.utf8.count), nil)
-                if rc == 0 {
-                    authMethod = "password"
-                    log("authenticated as \(user) with password")
-                    return
-                }
-                if rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND { throw error(rc, "authenticating") }
-                tried.append("password")
-            }
-            if methods.contains("keyboard-interactive") {
-                let rc = sl_ssh_userauth_kbdint(s, user, ulen, password)
-                if rc == 0 {
-                    authMethod = "keyboard-interactive"
-                    log("authenticated as \(user) with keyboard-interactive")
-                    return
-                }
-                if rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND { throw error(rc, "authenticating") }
-                tried.append("keyboard-interactive")
-            }
+        if rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT {
+            return error(rc, "authenticating with \(path)")
         }
-        if options.privateKey == nil && options.password == nil {
-            if try tryAgent(user: user, methods: methods, tried: &tried, rsaRefused: &rsaRefused) { return }
-            for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-                let path = options.expand("~/.ssh/" + name)
-                guard FileManager.default.fileExists(atPath: path) else { continue }
-                if try tryKeyFile(path, passphrase: options.privateKeyPass, named: false) { return }
+        return nil
+    }
+
+    /// Tries the password as "password", then through "keyboard-interactive", each where the
+    /// server accepts it. True when one was accepted.
+    private func tryPassword(_ password: String, _ a: inout AuthAttempt) throws -> Bool {
+        if a.methods.contains("password") {
+            let rc = libssh2_userauth_password_ex(a.s, a.user, a.ulen, password, UInt32(password.utf8.count), nil)
+            if rc == 0 {
+                authMethod = "password"
+                log("authenticated as \(a.user) with password")
+                return true
             }
-            if tried.isEmpty {
-                throw SSHError(.credential, "no credential to log in to \(options.host) as \(user): give private_key or password, run ssh-agent, or create ~/.ssh/id_ed25519 (looked in \(options.home)/.ssh)")
-            }
+            if rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND { throw error(rc, "authenticating") }
+            a.tried.append("password")
         }
+        if a.methods.contains("keyboard-interactive") {
+            let rc = sl_ssh_userauth_kbdint(a.s, a.user, a.ulen, password)
+            if rc == 0 {
+                authMethod = "keyboard-interactive"
+                log("authenticated as \(a.user) with keyboard-interactive")
+                return true
+            }
+            if rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND { throw error(rc, "authenticating") }
+            a.tried.append("keyboard-interactive")
+        }
+        return false
+    }
+
+    /// With no credential given: ssh-agent's identities, then ~/.ssh/id_ed25519, id_ecdsa and
+    /// id_rsa. True when one was accepted; an error when there was nothing at all to try.
+    private func tryDefaultIdentities(_ a: inout AuthAttempt) throws -> Bool {
+        if try tryAgent(user: a.user, methods: a.methods, tried: &a.tried, rsaRefused: &a.rsaRefused) { return true }
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let path = options.expand("~/.ssh/" + name)
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            if try tryKeyFile(path, passphrase: options.privateKeyPass, named: false, &a) { return true }
+        }
+        if a.tried.isEmpty {
+            throw SSHError(.credential, "no credential to log in to \(options.host) as \(a.user): give private_key or password, run ssh-agent, or create ~/.ssh/id_ed25519 (looked in \(options.home)/.ssh)")
+        }
+        return false
+    }
+
+    /// Why no credential was accepted: the connection dropped, no accepted method that the
+    /// credentials could answer, or every credential tried and rejected.
+    private func authenticationRefused(_ a: AuthAttempt) -> SSHError {
         // A refusal can also be the connection dropping mid-login: that is a ConnectionError.
         if peerClosed() {
-            throw SSHError(.connection, "the connection to \(options.host) was closed during authentication")
+            return SSHError(.connection, "the connection to \(options.host) was closed during authentication")
         }
-        if tried.isEmpty {
-            throw SSHError(.authentication, "\(options.host) accepts only \(methods.joined(separator: ", ")) for \(user), which the given credentials cannot answer")
+        if a.tried.isEmpty {
+            return SSHError(.authentication, "\(options.host) accepts only \(a.methods.joined(separator: ", ")) for \(a.user), which the given credentials cannot answer")
         }
-        var msg = "\(options.host) rejected every credential for \(user) (tried: \(tried.joined(separator: ", ")))"
-        if rsaRefused { msg += ". " + rsaNote }
-        throw SSHError(.authentication, msg)
+        var msg = "\(options.host) rejected every credential for \(a.user) (tried: \(a.tried.joined(separator: ", ")))"
+        if a.rsaRefused { msg += ". " + rsaNote }
+        return SSHError(.authentication, msg)
     }
 
     /// Tries every identity ssh-agent holds. False when there is no agent or none was accepted.

@@ -356,11 +356,18 @@ extension Session {
         }
         defer { libssh2_channel_free(ch) }
         let req = "exec"
-        var rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), command, UInt32(command.utf8.count))
+        let rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), command, UInt32(command.utf8.count))
         if rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED {
             throw SSHError(.io, "cannot run command: the server does not run commands (it refused exec; SFTP-only servers do)", code: .libssh2(LibSSH2Code(rawValue: Int32(rc))))
         }
         if rc != 0 { throw error(rc, "cannot run command") }
+        let (out, err) = try readCommandOutput(s, ch)
+        return (out, err, commandStatus(s, ch))
+    }
+
+    /// Reads the command's standard output and standard error until the channel's end, the
+    /// session non-blocking meanwhile (blocking again on return, however it ends).
+    private func readCommandOutput(_ s: OpaquePointer, _ ch: OpaquePointer) throws -> ([UInt8], [UInt8]) {
         var out: [UInt8] = [], err: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         libssh2_session_set_blocking(s, 0)
@@ -389,18 +396,26 @@ extension Session {
             if let t = timeout, Date().timeIntervalSince(idleSince) > t {
                 throw SSHError(.timeout, "running a command: no output and no end for \(t) s")
             }
-            // Wait for the socket in the direction libssh2 needs, in short slices (Ctrl-C).
-            let dirs = libssh2_session_block_directions(s)
-            var events: Int16 = 0
-            if dirs & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
-            if dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
-            var p = pollfd(fd: socket, events: events == 0 ? Int16(POLLIN) : events, revents: 0)
-            _ = poll(&p, 1, 200)
+            waitForSocket(s)
         }
-        libssh2_session_set_blocking(s, 1)
-        rc = libssh2_channel_close(ch)
+        return (out, err)
+    }
+
+    /// Waits (200 ms at most, so that Ctrl-C is seen) for the socket in the direction libssh2 needs.
+    private func waitForSocket(_ s: OpaquePointer) {
+        let dirs = libssh2_session_block_directions(s)
+        var events: Int16 = 0
+        if dirs & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
+        if dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
+        var p = pollfd(fd: socket, events: events == 0 ? Int16(POLLIN) : events, revents: 0)
+        _ = poll(&p, 1, 200)
+    }
+
+    /// Closes the command's channel and returns its exit status; a command killed by a signal
+    /// has none: 128 + the signal's number, as shells say.
+    private func commandStatus(_ s: OpaquePointer, _ ch: OpaquePointer) -> Int32 {
+        let rc = libssh2_channel_close(ch)
         if rc == 0 { libssh2_channel_wait_closed(ch) }
-        // A command killed by a signal has no exit status: 128 + the signal's number, as shells say.
         var sig: UnsafeMutablePointer<CChar>?
         var sigLen = 0
         if libssh2_channel_get_exit_signal(ch, &sig, &sigLen, nil, nil, nil, nil) == 0, let sig {
@@ -408,9 +423,9 @@ extension Session {
             let name = String(cString: sig)
             let numbers = ["HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "ABRT": 6, "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11,
                            "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15]
-            return (out, err, Int32(128 + (numbers[name] ?? 0)))
+            return Int32(128 + (numbers[name] ?? 0))
         }
-        return (out, err, libssh2_channel_get_exit_status(ch))
+        return libssh2_channel_get_exit_status(ch)
     }
 
     /// Algorithms libssh2 offers, by kind (pysftp's security_options).

@@ -38,7 +38,7 @@ public enum Transfer {
     /// The first 16 hex digits of the SHA-256 of `s`.
     static func shortHash(_ s: String) -> String {
         guard let d = try? SHA256Digest() else { return String(UInt64(bitPattern: Int64(s.hashValue)), radix: 16) }
-        var bytes = Array(s.utf8)
+        let bytes = Array(s.utf8)
         bytes.withUnsafeBytes { d.update($0) }
         return String(d.finish().prefix(16))
     }
@@ -65,19 +65,7 @@ public enum Transfer {
             }
         }
         return try writeLocalAtomically(local: local, resumable: true) { fd, temp in
-            let jpath = temp + ".json"
-            let journal: JournalFile
-            var st = stat()
-            if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == (attrs.mtime ?? 0),
-               fstat(fd, &st) == 0, UInt64(st.st_size) == size {
-                journal = JournalFile(path: jpath, journal: j)      // the same file: resume
-            } else {
-                guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else { throw SSHError.local(errno, "cannot write", path: local) }
-                let n = size >= rangeThreshold ? channels.count * rangesPerConnection : 1
-                journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: attrs.mtime ?? 0, mtimeNanos: 0,
-                                                                          ranges: ranges(size: size, n: n)))
-                try journal.save()
-            }
+            let journal = try downloadJournal(channels, fd: fd, path: temp + ".json", size: size, attrs: attrs, local: local)
             try progress?(journal.done, size)
             let report = CallerOnly(progress)
             try runRanges(channels, journal) { ch, _, from, to, landed in
@@ -86,21 +74,7 @@ public enum Transfer {
                 file.knownSize = to   // read ahead up to the range's end, not past it
                 // Memory stays flat whatever the number of connections: at most 12 MiB of read-ahead in all.
                 file.readAheadLimit = min(SFTPFile.maxReadAhead, max(2 << 20, (12 << 20) / channels.count))
-                try file.seek(from)
-                let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
-                defer { buf.deallocate() }
-                var off = from
-                while off < to {
-                    let n = try file.read(into: buf, count: Int(min(UInt64(blockSize), to - off)))
-                    if n == 0 { throw SSHError(.io, "cannot read \(remote): the file shrank during the download", path: remote) }
-                    var w = 0
-                    while w < n {
-                        let r = pwrite(fd, buf.advanced(by: w), n - w, off_t(off) + off_t(w))
-                        if r < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot write", path: local) }
-                        w += r
-                    }
-                    off += UInt64(n)
-                    try landed(off)
+                try receiveRange(file, into: fd, from: from, to: to, remote: remote, local: local, landed: landed) {
                     if ch === sftp { try report.value?(journal.done, size) }
                 }
             }
@@ -109,6 +83,47 @@ public enum Transfer {
             return attrs
         } finish: { fd in
             try finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime, fsync: fsync, path: local)
+        }
+    }
+
+    /// The download's journal: the one beside the temp file when it is for this same remote file
+    /// and the temp file has its full size (a resume), else a new one saved, the temp file
+    /// cleared and sized, and the file split into ranges (several from `rangeThreshold` on).
+    private static func downloadJournal(_ channels: Channels, fd: Int32, path jpath: String, size: UInt64,
+                                        attrs: FileAttributes, local: String) throws -> JournalFile {
+        var st = stat()
+        if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == (attrs.mtime ?? 0),
+           fstat(fd, &st) == 0, UInt64(st.st_size) == size {
+            return JournalFile(path: jpath, journal: j)      // the same file: resume
+        }
+        guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else { throw SSHError.local(errno, "cannot write", path: local) }
+        let n = size >= rangeThreshold ? channels.count * rangesPerConnection : 1
+        let journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: attrs.mtime ?? 0, mtimeNanos: 0,
+                                                                      ranges: ranges(size: size, n: n)))
+        try journal.save()
+        return journal
+    }
+
+    /// Reads bytes `from..<to` of the remote file through `file` into the same place of the
+    /// local file `fd`, telling `landed` how far it got after each block.
+    private static func receiveRange(_ file: SFTPFile, into fd: Int32, from: UInt64, to: UInt64, remote: String, local: String,
+                                     landed: (UInt64) throws -> Void, report: () throws -> Void) throws {
+        try file.seek(from)
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+        defer { buf.deallocate() }
+        var off = from
+        while off < to {
+            let n = try file.read(into: buf, count: Int(min(UInt64(blockSize), to - off)))
+            if n == 0 { throw SSHError(.io, "cannot read \(remote): the file shrank during the download", path: remote) }
+            var w = 0
+            while w < n {
+                let r = pwrite(fd, buf.advanced(by: w), n - w, off_t(off) + off_t(w))
+                if r < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot write", path: local) }
+                w += r
+            }
+            off += UInt64(n)
+            try landed(off)
+            try report()
         }
     }
 
@@ -235,12 +250,6 @@ public enum Transfer {
         return base + "/" + String((d?.finish() ?? "journal").prefix(32)) + ".json"
     }
 
-    /// Uploads the local file `local` to `remote` atomically, over `channels` (the first is the
-    /// caller's; a file of `rangeThreshold` or more is split across all of them). Returns the new
-    /// remote attributes. A file of `resumeThreshold` or more keeps its remote temp file after a
-    /// dropped connection, Timeout or Ctrl-C (with a journal under ~/.cache/sftplua/resume), and
-    /// the next upload of the same unchanged file to the same place resumes there.
-    @discardableResult
     /// A split upload (ranges written at once over several connections) that a server refuses
     /// with a plain failure (not a lost connection): the server cannot take writes out of order
     /// (rclone's VFS, a Go server over a sequential backend). Again as one stream, and so from
@@ -255,6 +264,12 @@ public enum Transfer {
         }
     }
 
+    /// Uploads the local file `local` to `remote` atomically, over `channels` (the first is the
+    /// caller's; a file of `rangeThreshold` or more is split across all of them). Returns the new
+    /// remote attributes. A file of `resumeThreshold` or more keeps its remote temp file after a
+    /// dropped connection, Timeout or Ctrl-C (with a journal under ~/.cache/sftplua/resume), and
+    /// the next upload of the same unchanged file to the same place resumes there.
+    @discardableResult
     public static func upload(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
         do { return try uploadSplitOrNot(channels, job, progress: progress) } catch let refused as RenameRefused {
             channels.main.session.log("put \(job.remote): the directory lets us write the file but not replace it; writing it in place")
@@ -267,91 +282,157 @@ public enum Transfer {
     /// A refused rename where the target stays: `upload` writes the file in place instead.
     struct RenameRefused: Error { let error: SSHError }
 
+    /// One upload of a local file (`upload` tries it again as one stream, or in place): a small
+    /// file or a pipe streams through a temp file, a large regular file goes in resumable ranges.
     static func uploadOnce(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
         let sftp = channels.main
         let job = try resolved(sftp, job)
-        let (local, remote, preserveMtime) = (job.local, job.remote, job.preserveMtime)
-        let fd = LocalPath.open(local, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: local) }
+        let fd = LocalPath.open(job.local, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: job.local) }
         defer { Foundation.close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SSHError.local(errno, "cannot read", path: local) }
-        if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(local): is a directory", path: local, errno: EISDIR) }
-        let size = UInt64(max(0, st.st_size))
-        let mtime: (UInt64, UInt64)? = preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil
-        let mode = Int32(st.st_mode & 0o777)
-        guard st.st_mode & S_IFMT == S_IFREG, size >= resumeThreshold else {
-            var small = UploadPlan(mode: mode, mtime: mtime)
-            small.retryInPlace = true
-            return try upload(sftp, job, size: size, plan: small, progress: progress) { buf, count in
-                while true {
-                    let n = Foundation.read(fd, buf, count)
-                    if n < 0 && errno == EINTR { continue }
-                    if n < 0 { throw SSHError.local(errno, "cannot read", path: local) }
-                    return n
-                }
+        let source = try UploadSource(fd: fd, path: job.local)
+        let mtime = job.preserveMtime ? source.times : nil
+        guard source.isRegular, source.size >= resumeThreshold else {
+            return try uploadStreamed(sftp, job, source, mtime: mtime, progress: progress)
+        }
+        return try uploadResumable(channels, job, source, mtime: mtime, progress: progress)
+    }
+
+    /// The local file an upload sends (open as `fd`), and what its stat said.
+    private struct UploadSource: Sendable {
+        let fd: Int32
+        let path: String
+        let size: UInt64
+        let mode: Int32
+        let isRegular: Bool
+        /// Access and modification times (seconds), for `preserveMtime`.
+        let times: (UInt64, UInt64)
+        /// Modification time (seconds, nanoseconds): tells this version of the file from another.
+        let identity: (UInt64, UInt64)
+
+        /// Reads the stat of the open `fd`; a directory is an error.
+        init(fd: Int32, path: String) throws {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw SSHError.local(errno, "cannot read", path: path) }
+            if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(path): is a directory", path: path, errno: EISDIR) }
+            self.fd = fd
+            self.path = path
+            size = UInt64(max(0, st.st_size))
+            mode = Int32(st.st_mode & 0o777)
+            isRegular = st.st_mode & S_IFMT == S_IFREG
+            times = (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec))
+            identity = (UInt64(st.st_mtim.tv_sec), UInt64(st.st_mtim.tv_nsec))
+        }
+
+        /// The next bytes of the file (0 at its end), read again when a signal interrupts.
+        func read(into buf: UnsafeMutableRawPointer, count: Int) throws -> Int {
+            while true {
+                let n = Foundation.read(fd, buf, count)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw SSHError.local(errno, "cannot read", path: path) }
+                return n
             }
         }
+    }
+
+    /// A small file or one that is not regular (a pipe, a device): one stream, no journal.
+    private static func uploadStreamed(_ sftp: SFTP, _ job: TransferJob, _ source: UploadSource, mtime: (UInt64, UInt64)?,
+                                       progress: TransferProgress?) throws -> FileAttributes {
+        var small = UploadPlan(mode: source.mode, mtime: mtime)
+        small.retryInPlace = true
+        return try upload(sftp, job, size: source.size, plan: small, progress: progress) { buf, count in
+            try source.read(into: buf, count: count)
+        }
+    }
+
+    /// A large regular file: its journal found (an interrupted upload of this same version is
+    /// resumed) and its ranges sent into a temp name that carries the source's identity, so
+    /// that another file's upload to the same target never writes into what this one resumes.
+    private static func uploadResumable(_ channels: Channels, _ job: TransferJob, _ source: UploadSource,
+                                        mtime: (UInt64, UInt64)?, progress: TransferProgress?) throws -> FileAttributes {
+        let sftp = channels.main
+        let (remote, size, identity) = (job.remote, source.size, source.identity)
         let jpath = uploadJournalPath(sftp, remote: remote)
-        let identity = (UInt64(st.st_mtim.tv_sec), UInt64(st.st_mtim.tv_nsec))
         var resume: ResumeJournal?
         if let j = ResumeJournal.load(jpath), j.size == size, j.mtime == identity.0, j.mtimeNanos == identity.1 { resume = j }
-        // The temp name carries the source's identity, so another file's upload to the same
-        // target never writes into what this one would resume.
         let key = shortHash("\(size):\(identity.0):\(identity.1)").prefix(10)
-        var plan = UploadPlan(mode: mode, mtime: mtime, resume: resume != nil, keepOnDrop: true, tempKey: String(key),
+        var plan = UploadPlan(mode: source.mode, mtime: mtime, resume: resume != nil, keepOnDrop: true, tempKey: String(key),
                               minResumeSize: resume.map { $0.ranges.map { $0[2] }.max() ?? 0 } ?? 0)
         plan.retryInPlace = true
         return try uploadAtomically(sftp, job, plan) { first, temp, resuming in
-            let journal: JournalFile
-            if resuming, let resume {
-                journal = JournalFile(path: jpath, journal: resume)
-            } else {
-                Foundation.unlink(jpath)
-                // Ranges written at once only where the server takes writes out of order.
-                let n = size >= rangeThreshold && sftp.acceptsOutOfOrderWrites ? channels.count * rangesPerConnection : 1
-                journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: identity.0, mtimeNanos: identity.1,
-                                                                          ranges: ranges(size: size, n: n)))
-                try journal.save()
-            }
+            let journal = try uploadJournal(channels, path: jpath, resume: resuming ? resume : nil, source)
             try progress?(journal.done, size)
-            let report = CallerOnly(progress)
-            do {
-                try runRanges(sftp.acceptsOutOfOrderWrites ? channels : Channels(sftp), journal) { ch, _, from, to, landed in
-                    let file = ch === sftp ? first : try ch.open(temp, flags: .write)
-                    defer { if ch !== sftp { try? file.close() } }
-                    try file.seek(from)
-                    let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
-                    defer { buf.deallocate() }
-                    var off = from
-                    while off < to {
-                        let n = pread(fd, buf, Int(min(UInt64(blockSize), to - off)), off_t(off))
-                        if n < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot read", path: local) }
-                        if n == 0 { throw SSHError(.os, "cannot read \(local): the file shrank during the upload", path: local) }
-                        try file.write(UnsafeRawBufferPointer(start: buf, count: n))
-                        off += UInt64(n)
-                        // The journal claims only what the server acknowledged (writes go out
-                        // ahead of their acknowledgements).
-                        try landed(max(from, file.acknowledgedThrough))
-                        if ch === sftp { try report.value?(journal.done, size) }
-                    }
-                    // Every write of the range acknowledged (a failure surfaces here, on any
-                    // connection), then the range is complete.
-                    try file.flushWrites()
-                    try landed(to)
-                }
-            } catch let e as SSHError where e.isResumable {
-                throw e
-            } catch {
-                journal.remove()
-                throw error
-            }
+            try sendRanges(channels, first: first, temp: temp, source, journal, progress: progress)
             try progress?(size, size)
             return (size, {
                 journal.remove()
                 removeStaleTemps(sftp, remote: remote, keeping: temp)
             })
         }
+    }
+
+    /// The upload's journal: `resume` (the reopened temp file's), else a new one saved (any old
+    /// one removed) with the file split into ranges, several only where the server takes writes
+    /// out of order.
+    private static func uploadJournal(_ channels: Channels, path jpath: String, resume: ResumeJournal?,
+                                      _ source: UploadSource) throws -> JournalFile {
+        if let resume { return JournalFile(path: jpath, journal: resume) }
+        Foundation.unlink(jpath)
+        let size = source.size
+        let n = size >= rangeThreshold && channels.main.acceptsOutOfOrderWrites ? channels.count * rangesPerConnection : 1
+        let journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: source.identity.0, mtimeNanos: source.identity.1,
+                                                                      ranges: ranges(size: size, n: n)))
+        try journal.save()
+        return journal
+    }
+
+    /// Sends the journal's unfinished ranges into `temp` (open on the caller's connection as
+    /// `first`), over every channel where the server takes writes out of order, else over the
+    /// caller's alone. A failure that cannot be resumed removes the journal.
+    private static func sendRanges(_ channels: Channels, first: SFTPFile, temp: String, _ source: UploadSource,
+                                   _ journal: JournalFile, progress: TransferProgress?) throws {
+        let sftp = channels.main
+        let size = source.size
+        let report = CallerOnly(progress)
+        do {
+            try runRanges(sftp.acceptsOutOfOrderWrites ? channels : Channels(sftp), journal) { ch, _, from, to, landed in
+                let file = ch === sftp ? first : try ch.open(temp, flags: .write)
+                defer { if ch !== sftp { try? file.close() } }
+                try sendRange(source, through: file, from: from, to: to, landed: landed) {
+                    if ch === sftp { try report.value?(journal.done, size) }
+                }
+            }
+        } catch let e as SSHError where e.isResumable {
+            throw e
+        } catch {
+            journal.remove()
+            throw error
+        }
+    }
+
+    /// Sends bytes `from..<to` of the source through `file`, telling `landed` what the server
+    /// has acknowledged so far, and the whole range once every write of it is acknowledged.
+    private static func sendRange(_ source: UploadSource, through file: SFTPFile, from: UInt64, to: UInt64,
+                                  landed: (UInt64) throws -> Void, report: () throws -> Void) throws {
+        try file.seek(from)
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+        defer { buf.deallocate() }
+        var off = from
+        while off < to {
+            let n = pread(source.fd, buf, Int(min(UInt64(blockSize), to - off)), off_t(off))
+            if n < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot read", path: source.path) }
+            if n == 0 { throw SSHError(.os, "cannot read \(source.path): the file shrank during the upload", path: source.path) }
+            try file.write(UnsafeRawBufferPointer(start: buf, count: n))
+            off += UInt64(n)
+            // The journal claims only what the server acknowledged (writes go out ahead of
+            // their acknowledgements).
+            try landed(max(from, file.acknowledgedThrough))
+            try report()
+        }
+        // Every write of the range acknowledged (a failure surfaces here, on any connection),
+        // then the range is complete.
+        try file.flushWrites()
+        try landed(to)
     }
 
     /// Temp files that interrupted uploads of other versions of the same file left beside
@@ -477,108 +558,166 @@ public enum Transfer {
     /// then the temp file stays to be resumed.
     static func uploadAtomically(_ sftp: SFTP, _ job: TransferJob, _ plan: UploadPlan,
                                  _ body: (SFTPFile, String, Bool) throws -> (UInt64, () -> Void)) throws -> FileAttributes {
+        // `resolved` checks the target (a directory there is an error) and marks it checked.
         let job = try resolved(sftp, job)
         // An existing file keeps its permission bits (and, below, its owner where allowed).
         let kept = job.existing?.kind == .file ? job.existing?.mode.map { Int32($0 & 0o7777) } : nil
-        let (remote, mode, mtime, confirm, targetChecked) = (job.remote, kept ?? plan.mode, plan.mtime, job.confirm, job.targetChecked)
-        let (resume, keepOnDrop, acksConfirm, tempKey, minResumeSize) = (plan.resume, plan.keepOnDrop, job.acksConfirm, plan.tempKey, plan.minResumeSize)
-        let slash = remote.lastIndex(of: "/")
-        let dir = slash.map { String(remote[...$0]) } ?? ""
-        let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
-        if base.isEmpty { throw SSHError(.argument, "remote path \(remote) names a directory, not a file", path: remote) }
-        if !targetChecked, let existing = try sftp.statIfExists(remote), existing.isDir {
-            throw SSHError(.io, "cannot upload to \(remote): is a directory", path: remote)
-        }
-        var temp = dir + tempName(for: base, key: tempKey)
-        var resuming = false
-        var inPlace = false
-        var file: SFTPFile?
-        if job.inPlace {
-            // The rename was refused before (a sticky directory): the file itself, in place.
-            file = try sftp.open(remote, flags: [.write, .truncate])
-            inPlace = true
-            temp = remote
-        }
-        // Resuming writes into the temp file without truncating it, at its end: only where the
-        // server keeps a file opened so and takes writes at an offset (not rclone's).
-        if resume, !inPlace, sftp.acceptsOutOfOrderWrites, sftp.writeOpenKeepsFile != false,
-           let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= minResumeSize {
-            file = try? sftp.open(temp, flags: .write)
-            resuming = file != nil
-        }
-        if file == nil {
-            do {
-                // A fresh temp file: exclusive create, so that nothing planted under the temp name
-                // (a symlink above all) is written through. Something in the way is removed first
-                // when it is not a regular file, and a leftover regular file is truncated.
-                do {
-                    file = try sftp.open(temp, flags: [.write, .create, .exclusive], mode: mode)
-                } catch let first as SSHError {
-                    guard first.kind != .connection, first.kind != .timeout, first.kind != .interrupted,
-                          let there = try sftp.statIfExists(temp, followLinks: false) else { throw first }
-                    if there.kind != .file { try sftp.unlink(temp) }
-                    file = try sftp.open(temp, flags: [.write, .create, .truncate], mode: mode)
-                }
-            } catch var e as SSHError {
-                e.path = remote
-                e.message = e.message.replacingOccurrences(of: temp, with: remote)
-                // A drop folder: no new names allowed, but the file there may be written. Unless
-                // `atomic = true`, write it in place (as pysftp does), and say so.
-                guard e.kind == .permissionDenied, job.atomic != true, job.existing?.kind == .file,
-                      let f = try? sftp.open(remote, flags: [.write, .truncate]) else { throw e }
-                sftp.session.log("put \(remote): the directory refuses new files (no temp name); writing the file in place")
-                file = f
-                inPlace = true
-                temp = remote
-            }
-        }
-        let f = file!
-        var renamed = false
-        var keep = false
-        defer {
-            if !renamed {
-                try? f.close()
-                if !keep && !inPlace { try? sftp.unlink(temp) }
-            }
-        }
+        let mode = kept ?? plan.mode
+        let temp = try uploadTempPath(job.remote, key: plan.tempKey)
+        let written = try openUploadFile(sftp, job, plan, mode: mode, temp: temp)
+        let pending = PendingUpload(sftp, written)
+        defer { pending.cleanUp() }
         let done: UInt64
         let after: () -> Void
         do {
-            (done, after) = try body(f, temp, resuming)
-        } catch let e as SSHError where e.isResumable && keepOnDrop && !inPlace {
-            keep = true
+            (done, after) = try body(written.file, written.path, written.resuming)
+        } catch let e as SSHError where e.isResumable && plan.keepOnDrop && !written.inPlace {
+            pending.keep = true
             throw e
         }
-        if job.fsync { try f.fsync() }
-        try f.close()
-        var attrs: FileAttributes
-        if acksConfirm && !resuming {
-            // Batches: every write was acknowledged by the server (file.write returns only then),
-            // which confirms the bytes without a stat round trip per file.
-            attrs = FileAttributes(size: done, mode: UInt32(kept ?? mode) | 0o100000)
-        } else {
-            // One stat serves both the size check and the result (a rename keeps the attributes).
-            attrs = try sftp.stat(temp)
-            if confirm, let s = attrs.size, s != done {
-                throw SSHError(.io, "upload of \(remote) not confirmed: the server has \(s) bytes, \(done) were sent", path: remote)
-            }
-        }
-        if inPlace {
-            // The same file, so its mode and owner are kept; times where the server allows.
-            if let (atime, m) = mtime {
-                if (try? sftp.setstat(remote, FileAttributes(atime: atime, mtime: m))) != nil {
-                    attrs.atime = atime; attrs.mtime = m
-                } else {
-                    sftp.session.log("put \(remote): written in place; the server does not let us set its times (not our file)")
-                }
-            }
-            renamed = true
+        if job.fsync { try written.file.fsync() }
+        try written.file.close()
+        var attrs = try confirmedAttributes(sftp, job, written, sent: done, mode: mode)
+        if written.inPlace {
+            setTimesInPlace(sftp, job.remote, plan.mtime, &attrs)
+            pending.renamed = true
             after()
             attrs.inplace = true
             return attrs
         }
+        try carryOverAttributes(sftp, job, temp: temp, kept: kept, mtime: plan.mtime, &attrs)
+        try renameIntoPlace(sftp, job, plan, pending)
+        pending.renamed = true
+        after()
+        return attrs
+    }
+
+    /// The hidden temp name an upload to `remote` writes, beside it (an error when `remote`
+    /// ends in "/": it names no file).
+    private static func uploadTempPath(_ remote: String, key: String?) throws -> String {
+        let slash = remote.lastIndex(of: "/")
+        let dir = slash.map { String(remote[...$0]) } ?? ""
+        let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
+        if base.isEmpty { throw SSHError(.argument, "remote path \(remote) names a directory, not a file", path: remote) }
+        return dir + tempName(for: base, key: key)
+    }
+
+    /// The open remote file an upload writes: the temp file, or (`inPlace`) the target itself;
+    /// `resuming` when an interrupted upload's temp file was reopened to go on.
+    private struct UploadFile {
+        let file: SFTPFile
+        let path: String
+        var inPlace = false
+        var resuming = false
+    }
+
+    /// Decides what the upload writes: the target itself when an earlier rename was refused
+    /// (`job.inPlace`), else the temp file reopened to resume, else a fresh temp file (or, in a
+    /// drop folder that refuses new names, the target in place).
+    private static func openUploadFile(_ sftp: SFTP, _ job: TransferJob, _ plan: UploadPlan, mode: Int32,
+                                       temp: String) throws -> UploadFile {
+        if job.inPlace {
+            // The rename was refused before (a sticky directory): the file itself, in place.
+            return UploadFile(file: try sftp.open(job.remote, flags: [.write, .truncate]), path: job.remote, inPlace: true)
+        }
+        if let file = try reopenToResume(sftp, plan, temp: temp) {
+            return UploadFile(file: file, path: temp, resuming: true)
+        }
+        do {
+            return UploadFile(file: try createTempFile(sftp, temp: temp, mode: mode), path: temp)
+        } catch let e as SSHError {
+            return UploadFile(file: try openInDropFolder(sftp, job, temp: temp, refused: e), path: job.remote, inPlace: true)
+        }
+    }
+
+    /// The temp file an interrupted upload left, opened to write on at its end, when the plan
+    /// resumes and the server allows it; nil to start afresh.
+    private static func reopenToResume(_ sftp: SFTP, _ plan: UploadPlan, temp: String) throws -> SFTPFile? {
+        // Resuming writes into the temp file without truncating it, at its end: only where the
+        // server keeps a file opened so and takes writes at an offset (not rclone's).
+        guard plan.resume, sftp.acceptsOutOfOrderWrites, sftp.writeOpenKeepsFile != false,
+              let t = try sftp.statIfExists(temp, followLinks: false), t.kind == .file, (t.size ?? 0) >= plan.minResumeSize
+        else { return nil }
+        return try? sftp.open(temp, flags: .write)
+    }
+
+    /// A fresh temp file: exclusive create, so that nothing planted under the temp name (a
+    /// symlink above all) is written through. Something in the way is removed first when it is
+    /// not a regular file, and a leftover regular file is truncated.
+    private static func createTempFile(_ sftp: SFTP, temp: String, mode: Int32) throws -> SFTPFile {
+        do {
+            return try sftp.open(temp, flags: [.write, .create, .exclusive], mode: mode)
+        } catch let first as SSHError {
+            guard first.kind != .connection, first.kind != .timeout, first.kind != .interrupted,
+                  let there = try sftp.statIfExists(temp, followLinks: false) else { throw first }
+            if there.kind != .file { try sftp.unlink(temp) }
+            return try sftp.open(temp, flags: [.write, .create, .truncate], mode: mode)
+        }
+    }
+
+    /// After the temp file could not be made (`refused`, told about the target, not the temp
+    /// name): in a drop folder (no new names allowed, but the file there may be written), unless
+    /// `atomic = true`, the target opened to be written in place (as pysftp does); else the error.
+    private static func openInDropFolder(_ sftp: SFTP, _ job: TransferJob, temp: String, refused: SSHError) throws -> SFTPFile {
+        var e = refused
+        let remote = job.remote
+        e.path = remote
+        e.message = e.message.replacingOccurrences(of: temp, with: remote)
+        guard e.kind == .permissionDenied, job.atomic != true, job.existing?.kind == .file,
+              let f = try? sftp.open(remote, flags: [.write, .truncate]) else { throw e }
+        sftp.session.log("put \(remote): the directory refuses new files (no temp name); writing the file in place")
+        return f
+    }
+
+    /// What becomes of an upload's file if it stops before the rename: closed, and the temp file
+    /// removed unless it is `keep` (to resume, or the only copy left) or is the target itself.
+    private final class PendingUpload {
+        let sftp: SFTP
+        let written: UploadFile
+        var keep = false
+        var renamed = false
+        init(_ sftp: SFTP, _ written: UploadFile) { self.sftp = sftp; self.written = written }
+
+        func cleanUp() {
+            guard !renamed else { return }
+            try? written.file.close()
+            if !keep && !written.inPlace { try? sftp.unlink(written.path) }
+        }
+    }
+
+    /// The written file's attributes, its size checked against the `sent` bytes: taken from the
+    /// acknowledged writes of a batch (no round trip), else from one stat of the file.
+    private static func confirmedAttributes(_ sftp: SFTP, _ job: TransferJob, _ written: UploadFile, sent: UInt64,
+                                            mode: Int32) throws -> FileAttributes {
+        if job.acksConfirm && !written.resuming {
+            // Batches: every write was acknowledged by the server (file.write returns only then),
+            // which confirms the bytes without a stat round trip per file.
+            return FileAttributes(size: sent, mode: UInt32(mode) | 0o100000)
+        }
+        // One stat serves both the size check and the result (a rename keeps the attributes).
+        let attrs = try sftp.stat(written.path)
+        if job.confirm, let s = attrs.size, s != sent {
+            throw SSHError(.io, "upload of \(job.remote) not confirmed: the server has \(s) bytes, \(sent) were sent", path: job.remote)
+        }
+        return attrs
+    }
+
+    /// A file written in place keeps its mode and owner (the same file); its times are set
+    /// where the server allows, else that is logged.
+    private static func setTimesInPlace(_ sftp: SFTP, _ remote: String, _ mtime: (UInt64, UInt64)?, _ attrs: inout FileAttributes) {
+        guard let (atime, m) = mtime else { return }
+        if (try? sftp.setstat(remote, FileAttributes(atime: atime, mtime: m))) != nil {
+            attrs.atime = atime; attrs.mtime = m
+        } else {
+            sftp.session.log("put \(remote): written in place; the server does not let us set its times (not our file)")
+        }
+    }
+
+    /// Gives the temp file what the replaced file had: the kept mode exactly (the server's
+    /// umask applied at creation), the times, and the owner and group where the server lets us.
+    private static func carryOverAttributes(_ sftp: SFTP, _ job: TransferJob, temp: String, kept: Int32?,
+                                            mtime: (UInt64, UInt64)?, _ attrs: inout FileAttributes) throws {
         if kept != nil || mtime != nil {
-            // The kept mode exactly (the server's umask applied at creation), and the times.
             var set = FileAttributes(mode: kept.map { UInt32($0) })
             if let (atime, m) = mtime { set.atime = atime; set.mtime = m }
             try sftp.setstat(temp, set)
@@ -591,6 +730,13 @@ public enum Transfer {
                 attrs.uid = old.uid ?? attrs.uid; attrs.gid = old.gid ?? attrs.gid
             }
         }
+    }
+
+    /// Renames the temp file over the target. Refused with the target still there: the error
+    /// (the temp file goes), or `RenameRefused` when the caller can write the file in place
+    /// instead. Any other failure keeps the temp file, which may be the only copy left.
+    private static func renameIntoPlace(_ sftp: SFTP, _ job: TransferJob, _ plan: UploadPlan, _ pending: PendingUpload) throws {
+        let (temp, remote) = (pending.written.path, job.remote)
         do {
             try sftp.rename(temp, remote, overwrite: true)
         } catch let e as SSHError where e.kind != .connection && e.kind != .timeout && e.kind != .interrupted
@@ -604,11 +750,8 @@ public enum Transfer {
         } catch {
             // The target may already be gone (an overwrite unlinks it first): the complete temp
             // file is then the only copy, so it stays.
-            keep = true
+            pending.keep = true
             throw error
         }
-        renamed = true
-        after()
-        return attrs
     }
 }
