@@ -12,10 +12,10 @@ public struct PrivateKeyInfo: Equatable {
     public init(path: String) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
-            throw SSHError(.credential, "private key file \(path) does not exist", path: path, errno: ENOENT)
+            throw LocalError(.credential, "private key file \(path) does not exist", path: path, errno: ENOENT)
         }
         guard access(path, R_OK) == 0, let data = FileManager.default.contents(atPath: path) else {
-            throw SSHError(.credential, "private key file \(path) cannot be read: \(String(cString: strerror(errno)))", path: path, errno: errno)
+            throw LocalError(.credential, "private key file \(path) cannot be read: \(String(cString: strerror(errno)))", path: path, errno: errno)
         }
         try self.init(text: String(decoding: data, as: UTF8.self), path: path)
     }

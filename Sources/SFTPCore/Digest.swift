@@ -27,14 +27,14 @@ public final class SHA256Digest {
     /// SHA-256 of a local file, read in blocks.
     public static func file(_ path: String) throws -> String {
         let fd = LocalPath.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: path) }
+        guard fd >= 0 else { throw LocalError(errno, "cannot read", path: path) }
         defer { Foundation.close(fd) }
         let d = try SHA256Digest()
         let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buf.deallocate() }
         while true {
             let n = Foundation.read(fd, buf, 1 << 20)
-            if n < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot read", path: path) }
+            if n < 0 { if errno == EINTR { continue }; throw LocalError(errno, "cannot read", path: path) }
             if n == 0 { break }
             d.update(UnsafeRawBufferPointer(start: buf, count: n))
         }

@@ -312,12 +312,12 @@ final class UploadTask: Task {
 
     init?(index: Int, job: TransferJob, sftp: SFTP) throws {
         let fd = LocalPath.open(job.local, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: job.local) }
+        guard fd >= 0 else { throw LocalError(errno, "cannot read", path: job.local) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { let e = errno; Foundation.close(fd); throw SSHError.local(e, "cannot read", path: job.local) }
+        guard fstat(fd, &st) == 0 else { let e = errno; Foundation.close(fd); throw LocalError(e, "cannot read", path: job.local) }
         if st.st_mode & S_IFMT == S_IFDIR {
             Foundation.close(fd)
-            throw SSHError(.os, "cannot upload \(job.local): is a directory", path: job.local, errno: EISDIR)
+            throw LocalError(.os, "cannot upload \(job.local): is a directory", path: job.local, errno: EISDIR)
         }
         let slash = job.remote.lastIndex(of: "/")
         let dir = slash.map { String(job.remote[...$0]) } ?? ""
@@ -397,8 +397,8 @@ final class UploadTask: Task {
             let want = Int(min(UInt64(chunk), size - nextOffset))
             guard sftp.hasRoom(sending: want + 64) else { x.starve(self); return }
             let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, want, off_t(nextOffset)) }
-            if n < 0 { if errno == EINTR { continue }; return fail(x, SSHError.local(errno, "cannot read", path: job.local)) }
-            if n == 0 { return fail(x, SSHError(.os, "cannot read \(job.local): the file shrank during the upload", path: job.local)) }
+            if n < 0 { if errno == EINTR { continue }; return fail(x, LocalError(errno, "cannot read", path: job.local)) }
+            if n == 0 { return fail(x, LocalError(.os, "cannot read \(job.local): the file shrank during the upload", path: job.local)) }
             let at = nextOffset
             outstanding += 1
             buf.withUnsafeBytes { b in
@@ -506,7 +506,7 @@ final class LocalTemp {
     init(local: String) throws {
         self.local = local
         if LocalPath.isDirectory(local) {
-            throw SSHError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
+            throw LocalError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
         }
         let dir = Paths.dirname(local)
         temp = (dir.isEmpty ? "" : dir + "/") + Transfer.tempName(for: Paths.basename(local))
@@ -516,15 +516,15 @@ final class LocalTemp {
             LocalPath.unlink(temp)
             fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
+        guard fd >= 0 else { throw LocalError(errno, "cannot write", path: local) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             Foundation.close(fd); fd = -1
-            throw SSHError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
+            throw LocalError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
         }
         if ftruncate(fd, 0) != 0 {
             let e = errno
             discard()
-            throw SSHError.local(e, "cannot write", path: local)
+            throw LocalError(e, "cannot write", path: local)
         }
     }
 
@@ -535,7 +535,7 @@ final class LocalTemp {
             var w = 0
             while w < b.count {
                 let r = pwrite(fd, b.baseAddress!.advanced(by: w), b.count - w, off_t(off) + off_t(w))
-                if r < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot write", path: local) }
+                if r < 0 { if errno == EINTR { continue }; throw LocalError(errno, "cannot write", path: local) }
                 w += r
             }
         }
@@ -543,12 +543,12 @@ final class LocalTemp {
 
     /// Cuts the file to `size`, sets mode and times, and renames it over the target.
     func commit(size: UInt64, attrs: FileAttributes, preserveMtime: Bool, fsync: Bool) throws {
-        if ftruncate(fd, off_t(size)) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
+        if ftruncate(fd, off_t(size)) != 0 { throw LocalError(errno, "cannot write", path: local) }
         try Transfer.finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime, fsync: fsync, path: local)
         let rc = Foundation.close(fd)
         fd = -1
-        if rc != 0 { let e = errno; LocalPath.unlink(temp); throw SSHError.local(e, "cannot write", path: local) }
-        if LocalPath.rename(temp, local) != 0 { let e = errno; LocalPath.unlink(temp); throw SSHError.local(e, "cannot write", path: local) }
+        if rc != 0 { let e = errno; LocalPath.unlink(temp); throw LocalError(e, "cannot write", path: local) }
+        if LocalPath.rename(temp, local) != 0 { let e = errno; LocalPath.unlink(temp); throw LocalError(e, "cannot write", path: local) }
     }
 
     func discard() {

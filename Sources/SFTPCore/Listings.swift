@@ -10,18 +10,18 @@ public protocol TreeLister {
     /// parts, never from inside a network completion (it may run Lua). Each directory that cannot
     /// be listed is reported to `failed`, in index order, once the others are done (entries of
     /// it handed over before the failure, if any, are to be dropped by the caller).
-    func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws
+    func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, Error) -> Void) throws
     /// The kind of a failure of this side's walk (the depth limit): IOError for a server,
     /// OSError for the local file system.
-    var failureKind: SSHError.Kind { get }
+    var failureKind: ErrorKind { get }
 }
 
 extension TreeLister {
-    public var failureKind: SSHError.Kind { .io }
+    public var failureKind: ErrorKind { .io }
 
     /// The same, throwing the failure of the first directory (by index) that cannot be listed.
     public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void) throws {
-        var first: SSHError?
+        var first: Error?
         try list(dirs, each: each) { _, e in if first == nil { first = e } }
         if let first { throw first }
     }
@@ -32,7 +32,7 @@ public struct RemoteLister: TreeLister {
     public let sftp: SFTP
     public init(_ sftp: SFTP) { self.sftp = sftp }
 
-    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws {
+    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, Error) -> Void) throws {
         let n = dirs.count
         var queue: [(Int, [NameEntry])] = []
         var errors: [Int: SSHError] = [:]
@@ -67,12 +67,12 @@ public struct RemoteLister: TreeLister {
 /// Local directories, one after another (a local listing costs no round trip).
 public struct LocalLister: TreeLister {
     public init() {}
-    public var failureKind: SSHError.Kind { .os }
-    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws {
+    public var failureKind: ErrorKind { .os }
+    public func list(_ dirs: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, Error) -> Void) throws {
         for (i, d) in dirs.enumerated() {
             try Interrupt.checkpoint()   // Ctrl-C between directories of a big local tree
             let entries: [NameEntry]
-            do { entries = try LocalPath.entries(d) } catch let e as SSHError { failed(i, e); continue }
+            do { entries = try LocalPath.entries(d) } catch let e as LocalError { failed(i, e); continue }
             try each(i, entries)
         }
     }

@@ -56,7 +56,7 @@ extension LocalPath {
     /// is an error.
     public static func entries(_ path: String) throws -> [NameEntry] {
         guard !refused(path), let d = ByteString.withCString(path, { opendir($0) }) else {
-            throw SSHError.local(errno, "cannot list", path: path)
+            throw LocalError(errno, "cannot list", path: path)
         }
         defer { closedir(d) }
         var names: [[UInt8]] = []
@@ -75,7 +75,7 @@ extension LocalPath {
                 // Gone since readdir: left out. Any other failure (no search permission, I/O)
                 // is an error: a mirror must never take an unreadable entry for an absent one.
                 if errno == ENOENT { continue }
-                throw SSHError.local(errno, "cannot stat", path: p)
+                throw LocalError(errno, "cannot stat", path: p)
             }
             out.append(NameEntry(name: n, longname: [], attributes: attributes(st)))
         }

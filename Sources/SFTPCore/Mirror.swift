@@ -306,14 +306,15 @@ extension Mirror {
         MirrorTargetOps(mkdirs: { paths in
             for p in paths {
                 if let st = LocalPath.info(p) {
-                    if st.st_mode & S_IFMT != S_IFDIR { throw SSHError(.fileExists, "\(label): \(p) appeared and is not a directory", path: p) }
+                    if st.st_mode & S_IFMT != S_IFDIR { throw LocalError(.fileExists, "\(label): \(p) appeared and is not a directory", path: p) }
                 } else if LocalPath.mkdir(p, 0o777) != 0 {
-                    throw SSHError.local(errno, "cannot create directory", path: p)
+                    throw LocalError(errno, "cannot create directory", path: p)
                 }
             }
         }, delete: { p, _ in
             if LocalPath.remove(p) != 0 {
-                throw SSHError(.os, "\(label): cannot delete \(p): \(String(cString: strerror(errno)))", path: p)
+                let e = errno
+                throw LocalError(.os, "\(label): cannot delete \(p): \(String(cString: strerror(e)))", path: p, errno: e)
             }
         })
     }

@@ -48,7 +48,7 @@ final class JournalFile: @unchecked Sendable {
         guard let data else { return }
         // Written in place (small): a torn write makes it unreadable, and then the next run starts over.
         let fd = LocalPath.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot write the resume journal", path: path) }
+        guard fd >= 0 else { throw LocalError(errno, "cannot write the resume journal", path: path) }
         defer { Foundation.close(fd) }
         _ = data.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
     }

@@ -2,28 +2,46 @@ import CLibssh2
 import Foundation
 import SystemPackage
 
-/// Every failure of SFTPCore. `kind` is one of the contract's error kinds.
-public struct SSHError: Error, CustomStringConvertible, Equatable {
-    public enum Kind: String, CaseIterable, Sendable {
-        case connection = "ConnectionError"
-        case hostKey = "HostKeyError"
-        case credential = "CredentialError"
-        case authentication = "AuthenticationError"
-        case fileNotFound = "FileNotFound"
-        case permissionDenied = "PermissionDenied"
-        case fileExists = "FileExists"
-        case io = "IOError"
-        case os = "OSError"
-        case timeout = "Timeout"
-        case argument = "ArgumentError"
-        /// Ctrl-C (an addition to the contract's kinds).
-        case interrupted = "Interrupted"
-    }
+/// The contract's error kinds: what every failure reaching Lua says it is.
+public enum ErrorKind: String, CaseIterable, Sendable {
+    case connection = "ConnectionError"
+    case hostKey = "HostKeyError"
+    case credential = "CredentialError"
+    case authentication = "AuthenticationError"
+    case fileNotFound = "FileNotFound"
+    case permissionDenied = "PermissionDenied"
+    case fileExists = "FileExists"
+    case io = "IOError"
+    case os = "OSError"
+    case timeout = "Timeout"
+    case argument = "ArgumentError"
+    /// Ctrl-C (an addition to the contract's kinds).
+    case interrupted = "Interrupted"
+}
+
+/// A failure as Lua sees it (an error object): its kind, message, the path it is about, and
+/// its code as a number. Two types carry them, never mixed: `SSHError` (the session, the
+/// server, the network) and `LocalError` (the local file system).
+public protocol KindedError: Error, CustomStringConvertible {
+    var kind: ErrorKind { get }
+    var message: String { get }
+    var path: String? { get }
+    /// The code (an errno, an SFTP status or a libssh2 code) as Lua's `code`.
+    var number: Int? { get }
+}
+
+extension KindedError {
+    public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+/// A failure of the session, the network or the server.
+public struct SSHError: KindedError, Equatable {
+    public typealias Kind = ErrorKind
     public var kind: Kind
     public var message: String
     public var path: String?
-    /// What the failure's code is, where one applies: a local errno, the server's SFTP status,
-    /// or a libssh2 error. Three types, never confused (Lua sees the number as `code`).
+    /// What the failure's code is, where one applies: the server's SFTP status, a libssh2
+    /// error, or the errno of a socket call. Three types, never confused.
     public var code: Code?
 
     public enum Code: Equatable, Sendable {
@@ -46,27 +64,47 @@ public struct SSHError: Error, CustomStringConvertible, Equatable {
         self.path = path
         self.code = code
     }
-    /// A failure with a local errno.
+    /// A failure of a socket call, with its errno.
     public init(_ kind: Kind, _ message: String, path: String? = nil, errno err: Int32) {
         self.init(kind, message, path: path, code: .errno(Errno(rawValue: err)))
     }
-    public var description: String { "\(kind.rawValue): \(message)" }
+    public var number: Int? { code?.number }
     /// The server answered with an SFTP status (a refusal, not a lost connection).
     public var isStatus: Bool { if case .sftpStatus = code { return true }; return false }
+}
 
-    /// A local (errno) failure about `path`.
-    public static func local(_ err: Int32 = errno, _ what: String, path: String) -> SSHError {
-        if path.utf8.contains(0) { return SSHError(.argument, "\(what) \(path): bad path (it contains a NUL byte)", path: path) }
-        let text = String(cString: strerror(err))
-        let kind: Kind
+/// A failure of the local file system: what was done, to which path, and the errno (as
+/// swift-system's `Errno`) where the system gave one.
+public struct LocalError: KindedError, Equatable {
+    public var kind: ErrorKind
+    public var message: String
+    public var path: String?
+    public var errno: Errno?
+
+    public init(_ kind: ErrorKind, _ message: String, path: String? = nil, errno err: Int32? = nil) {
+        self.kind = kind
+        self.message = message
+        self.path = path
+        self.errno = err.map { Errno(rawValue: $0) }
+    }
+
+    /// `what path: strerror(err)`, its kind from the errno: ENOENT and ENOTDIR are FileNotFound,
+    /// EACCES, EPERM and EROFS PermissionDenied, EEXIST FileExists, any other OSError.
+    public init(_ err: Int32 = Glibc.errno, _ what: String, path: String) {
+        if path.utf8.contains(0) {
+            self.init(.argument, "\(what) \(path): bad path (it contains a NUL byte)", path: path)
+            return
+        }
+        let kind: ErrorKind
         switch err {
         case ENOENT, ENOTDIR: kind = .fileNotFound
         case EACCES, EPERM, EROFS: kind = .permissionDenied
         case EEXIST: kind = .fileExists
         default: kind = .os
         }
-        return SSHError(kind, "\(what) \(path): \(text)", path: path, errno: err)
+        self.init(kind, "\(what) \(path): \(String(cString: strerror(err)))", path: path, errno: err)
     }
+    public var number: Int? { errno.map { Int($0.rawValue) } }
 }
 
 /// An SFTP status code, as a server answered it (`FX`).

@@ -96,7 +96,7 @@ public enum Transfer {
            fstat(fd, &st) == 0, UInt64(st.st_size) == size {
             return JournalFile(path: jpath, journal: j)      // the same file: resume
         }
-        guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else { throw SSHError.local(errno, "cannot write", path: local) }
+        guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else { throw LocalError(errno, "cannot write", path: local) }
         let n = size >= rangeThreshold ? channels.count * rangesPerConnection : 1
         let journal = JournalFile(path: jpath, journal: ResumeJournal(size: size, mtime: attrs.mtime ?? 0, mtimeNanos: 0,
                                                                       ranges: ranges(size: size, n: n)))
@@ -118,7 +118,7 @@ public enum Transfer {
             var w = 0
             while w < n {
                 let r = pwrite(fd, buf.advanced(by: w), n - w, off_t(off) + off_t(w))
-                if r < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot write", path: local) }
+                if r < 0 { if errno == EINTR { continue }; throw LocalError(errno, "cannot write", path: local) }
                 w += r
             }
             off += UInt64(n)
@@ -133,7 +133,7 @@ public enum Transfer {
             let w = Foundation.write(fd, chunk.baseAddress!.advanced(by: off), chunk.count - off)
             if w < 0 {
                 if errno == EINTR { continue }
-                throw SSHError.local(errno, "cannot write", path: local)
+                throw LocalError(errno, "cannot write", path: local)
             }
             off += w
         }
@@ -146,7 +146,7 @@ public enum Transfer {
     static func writeLocalAtomically<R>(local: String, resumable: Bool, _ body: (Int32, String) throws -> R,
                                         finish: (Int32) throws -> Void) throws -> R {
         if LocalPath.isDirectory(local) {
-            throw SSHError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
+            throw LocalError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
         }
         let dir = Paths.dirname(local)
         let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: Paths.basename(local))
@@ -157,12 +157,12 @@ public enum Transfer {
             LocalPath.unlink(temp)
             fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot write", path: local) }
+        guard fd >= 0 else { throw LocalError(errno, "cannot write", path: local) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             Foundation.close(fd)
-            throw SSHError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
+            throw LocalError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
         }
-        if !resumable && ftruncate(fd, 0) != 0 { let e = errno; Foundation.close(fd); throw SSHError.local(e, "cannot write", path: local) }
+        if !resumable && ftruncate(fd, 0) != 0 { let e = errno; Foundation.close(fd); throw LocalError(e, "cannot write", path: local) }
         var closed = false
         var keep = false
         var done = false
@@ -179,8 +179,8 @@ public enum Transfer {
         }
         try finish(fd)
         closed = true
-        if Foundation.close(fd) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
-        if LocalPath.rename(temp, local) != 0 { throw SSHError.local(errno, "cannot write", path: local) }
+        if Foundation.close(fd) != 0 { throw LocalError(errno, "cannot write", path: local) }
+        if LocalPath.rename(temp, local) != 0 { throw LocalError(errno, "cannot write", path: local) }
         done = true
         return result
     }
@@ -198,7 +198,7 @@ public enum Transfer {
             futimens(fd, &times)
         }
         // `fsync`: the bytes are on the local disk before the file takes its name.
-        if fsync, Foundation.fsync(fd) != 0 { throw SSHError.local(errno, "cannot fsync", path: path) }
+        if fsync, Foundation.fsync(fd) != 0 { throw LocalError(errno, "cannot fsync", path: path) }
     }
 
     /// Reads `file` to its end, handing each block to `sink`; returns the bytes read.
@@ -288,7 +288,7 @@ public enum Transfer {
         let sftp = channels.main
         let job = try resolved(sftp, job)
         let fd = LocalPath.open(job.local, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot read", path: job.local) }
+        guard fd >= 0 else { throw LocalError(errno, "cannot read", path: job.local) }
         defer { Foundation.close(fd) }
         let source = try UploadSource(fd: fd, path: job.local)
         let mtime = job.preserveMtime ? source.times : nil
@@ -313,8 +313,8 @@ public enum Transfer {
         /// Reads the stat of the open `fd`; a directory is an error.
         init(fd: Int32, path: String) throws {
             var st = stat()
-            guard fstat(fd, &st) == 0 else { throw SSHError.local(errno, "cannot read", path: path) }
-            if st.st_mode & S_IFMT == S_IFDIR { throw SSHError(.os, "cannot upload \(path): is a directory", path: path, errno: EISDIR) }
+            guard fstat(fd, &st) == 0 else { throw LocalError(errno, "cannot read", path: path) }
+            if st.st_mode & S_IFMT == S_IFDIR { throw LocalError(.os, "cannot upload \(path): is a directory", path: path, errno: EISDIR) }
             self.fd = fd
             self.path = path
             size = UInt64(max(0, st.st_size))
@@ -329,7 +329,7 @@ public enum Transfer {
             while true {
                 let n = Foundation.read(fd, buf, count)
                 if n < 0 && errno == EINTR { continue }
-                if n < 0 { throw SSHError.local(errno, "cannot read", path: path) }
+                if n < 0 { throw LocalError(errno, "cannot read", path: path) }
                 return n
             }
         }
@@ -420,8 +420,8 @@ public enum Transfer {
         var off = from
         while off < to {
             let n = pread(source.fd, buf, Int(min(UInt64(blockSize), to - off)), off_t(off))
-            if n < 0 { if errno == EINTR { continue }; throw SSHError.local(errno, "cannot read", path: source.path) }
-            if n == 0 { throw SSHError(.os, "cannot read \(source.path): the file shrank during the upload", path: source.path) }
+            if n < 0 { if errno == EINTR { continue }; throw LocalError(errno, "cannot read", path: source.path) }
+            if n == 0 { throw LocalError(.os, "cannot read \(source.path): the file shrank during the upload", path: source.path) }
             try file.write(UnsafeRawBufferPointer(start: buf, count: n))
             off += UInt64(n)
             // The journal claims only what the server acknowledged (writes go out ahead of

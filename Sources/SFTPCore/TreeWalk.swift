@@ -27,8 +27,9 @@ public enum TreeWalk {
 
     /// The error of every walk that would go deeper than `maxDepth`: `kind` is the side's
     /// (`TreeLister.failureKind`), `function` the name the user called.
-    public static func tooDeep(_ function: String, root: String, at path: String, kind: SSHError.Kind) -> SSHError {
-        SSHError(kind, "\(function): directories nested deeper than \(maxDepth) levels under \(root)", path: path)
+    public static func tooDeep(_ function: String, root: String, at path: String, kind: ErrorKind) -> KindedError {
+        let message = "\(function): directories nested deeper than \(maxDepth) levels under \(root)"
+        return kind == .os ? LocalError(kind, message, path: path) : SSHError(kind, message, path: path)
     }
 
     /// A name from a listing that must never be used to build a path: empty, ".", "..", or
@@ -48,7 +49,7 @@ public enum TreeWalk {
     /// (`sftp._walk`): `visit(level, descend)` gets every directory of a level and calls
     /// `descend(path, info)` for each subdirectory to walk next. The walk ends when a level
     /// adds none; a subdirectory deeper than `maxDepth` is the `tooDeep` error.
-    public static func levels<Info>(root: String, info: Info, function: String, kind: SSHError.Kind,
+    public static func levels<Info>(root: String, info: Info, function: String, kind: ErrorKind,
                                     visit: ([Directory<Info>], _ descend: (String, Info) throws -> Void) throws -> Void) throws {
         var level = [Directory(path: root, depth: 0, info: info)]
         var depth = 0

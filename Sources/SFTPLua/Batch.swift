@@ -42,10 +42,10 @@ enum Batch {
             }
             // The tree walks' lister (pipelined, at most 256 directories open at once).
             var found = [[NameEntry]](repeating: [], count: n)
-            var failures: [Int: SSHError] = [:]
+            var failures: [Int: Error] = [:]
             try RemoteLister(try conn.channel()).list(paths, each: { i, part in found[i] += part },
                                                       failed: { i, e in failures[i] = e })
-            var listings: [Result<[NameEntry], SSHError>?] = (0..<n).map { i in
+            var listings: [Result<[NameEntry], Error>?] = (0..<n).map { i in
                 failures[i].map { .failure($0) } ?? .success(found[i])
             }
             found.removeAll()

@@ -85,10 +85,10 @@ final class ConnectionLog: @unchecked Sendable {
     init(path: String) throws {
         if !FileManager.default.fileExists(atPath: path) {
             guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-                throw SSHError.local(errno, "cannot create log file", path: path)
+                throw LocalError(errno, "cannot create log file", path: path)
             }
         }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw SSHError.local(errno, "cannot open log file", path: path) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw LocalError(errno, "cannot open log file", path: path) }
         h.seekToEndOfFile()
         self.path = path
         self.handle = h
@@ -99,7 +99,7 @@ final class ConnectionLog: @unchecked Sendable {
         let dir = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
         var template = Array("\(dir)/sftplua-XXXXXX.log".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemps($0.baseAddress!, 4) }
-        guard fd >= 0 else { throw SSHError.local(errno, "cannot create log file", path: dir) }
+        guard fd >= 0 else { throw LocalError(errno, "cannot create log file", path: dir) }
         Foundation.close(fd)
         return try ConnectionLog(path: String(cString: template))
     }

@@ -36,8 +36,8 @@ enum ErrorObject {
     /// The hook LuaHost calls for a Swift error thrown by a binding.
     static func pusher(_ lua: Lua, _ error: Error) {
         switch error {
-        case let e as SSHError:
-            push(lua, kind: e.kind.rawValue, message: e.message, path: e.path, code: e.code?.number)
+        case let e as KindedError:
+            push(lua, kind: e.kind.rawValue, message: e.message, path: e.path, code: e.number)
         case let e as LuaArgumentError:
             push(lua, kind: "ArgumentError", message: e.message, path: nil)
             if let arg = e.argument { lua.set(-1, "argument", arg) }

@@ -14,7 +14,7 @@ enum LocalFS {
     /// A local path from Lua: a NUL byte would make the kernel see another (shorter) path.
     static func checkPath(_ l: Lua, _ i: Int32) throws -> String {
         let p = try l.checkString(i)
-        if p.utf8.contains(0) { throw SSHError(.argument, "bad path (it contains a NUL byte)", path: p) }
+        if p.utf8.contains(0) { throw LocalError(.argument, "bad path (it contains a NUL byte)", path: p) }
         return p
     }
 
@@ -43,7 +43,7 @@ enum LocalFS {
                 let path = try checkPath(l, 1)
                 guard let st = LocalPath.info(path, follow: follow) else {
                     if errno == ENOENT || errno == ENOTDIR { l.pushNil(); return 1 }
-                    throw SSHError.local(errno, "cannot stat", path: path)
+                    throw LocalError(errno, "cannot stat", path: path)
                 }
                 pushStat(l, st)
                 return 1
@@ -52,23 +52,23 @@ enum LocalFS {
         l.setFunction(t, "mkdir") { l in
             let path = try checkPath(l, 1)
             let mode = try pysftpMode(l, 2)
-            if ByteString.withCString(path, { mkdir($0, mode_t(mode)) }) != 0 { throw SSHError.local(errno, "cannot create directory", path: path) }
+            if ByteString.withCString(path, { mkdir($0, mode_t(mode)) }) != 0 { throw LocalError(errno, "cannot create directory", path: path) }
             return 0
         }
         l.setFunction(t, "chdir") { l in
             let path = try checkPath(l, 1)
-            if ByteString.withCString(path, { chdir($0) }) != 0 { throw SSHError.local(errno, "cannot change directory to", path: path) }
+            if ByteString.withCString(path, { chdir($0) }) != 0 { throw LocalError(errno, "cannot change directory to", path: path) }
             return 0
         }
         l.setFunction(t, "getcwd") { l in
             var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            guard getcwd(&buf, buf.count) != nil else { throw SSHError.local(errno, "cannot read the working directory", path: ".") }
+            guard getcwd(&buf, buf.count) != nil else { throw LocalError(errno, "cannot read the working directory", path: ".") }
             l.push(bytes: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) })
             return 1
         }
         l.setFunction(t, "realpath") { l in
             let path = try checkPath(l, 1)
-            guard let r = ByteString.withCString(path, { realpath($0, nil) }) else { throw SSHError.local(errno, "cannot resolve", path: path) }
+            guard let r = ByteString.withCString(path, { realpath($0, nil) }) else { throw LocalError(errno, "cannot resolve", path: path) }
             defer { free(r) }
             l.push(bytes: Array(UnsafeBufferPointer(start: r, count: strlen(r))).map { UInt8(bitPattern: $0) })
             return 1
@@ -77,7 +77,7 @@ enum LocalFS {
             let path = try checkPath(l, 1)
             let at = try l.checkInteger(2), mt = try l.checkInteger(3)
             var times = [timespec(tv_sec: Int(at), tv_nsec: 0), timespec(tv_sec: Int(mt), tv_nsec: 0)]
-            if ByteString.withCString(path, { utimensat(AT_FDCWD, $0, &times, 0) }) != 0 { throw SSHError.local(errno, "cannot set times of", path: path) }
+            if ByteString.withCString(path, { utimensat(AT_FDCWD, $0, &times, 0) }) != 0 { throw LocalError(errno, "cannot set times of", path: path) }
             return 0
         }
         l.setField(m, "fs")

@@ -166,7 +166,7 @@ public enum SFTPModule {
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".lua") }.sorted()
         return try names.map { name in
             guard let data = FileManager.default.contents(atPath: dir + "/" + name), let code = String(data: data, encoding: .utf8) else {
-                throw SSHError(.os, "SFTPLUA_LUA_DIR: cannot read \(dir)/\(name)", path: dir + "/" + name)
+                throw LocalError(.os, "SFTPLUA_LUA_DIR: cannot read \(dir)/\(name)", path: dir + "/" + name)
             }
             return (name, code)
         }

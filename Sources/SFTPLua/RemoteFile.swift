@@ -249,7 +249,7 @@ extension ConnectionBinding {
                 let failed = l.isNoneOrNil(-2)
                 let msg = l.isString(-1) ? l.string(-1)! : "write failed"
                 l.pop(2)
-                if failed { throw SSHError(.os, "cannot write to the local file: \(msg)") }
+                if failed { throw LocalError(.os, "cannot write to the local file: \(msg)") }
             }
             l.push(done)
             return 1

@@ -77,7 +77,7 @@ enum WalkBinding {
         }
         guard !wanted.isEmpty else { return }
         var found = [[NameEntry]](repeating: [], count: wanted.count)
-        var failures: [Int: SSHError] = [:]
+        var failures: [Int: Error] = [:]
         try lister.list(paths, each: { i, part in found[i] += part.lazy.filter { !TreeWalk.unsafe($0.name) } },
                         failed: { i, e in failures[i] = e })
         for (k, i) in wanted.enumerated() {

@@ -63,7 +63,7 @@ struct KnownHostsTests {
             #expect(info.type == wantType)
             #expect(info.encrypted == !pass.isEmpty)
         }
-        #expect(throws: SSHError.self) { try PrivateKeyInfo(path: dir + "/missing") }
-        do { _ = try PrivateKeyInfo(path: dir + "/missing") } catch let e as SSHError { #expect(e.kind == .credential) }
+        #expect(throws: LocalError.self) { try PrivateKeyInfo(path: dir + "/missing") }
+        do { _ = try PrivateKeyInfo(path: dir + "/missing") } catch let e as LocalError { #expect(e.kind == .credential) }
     }
 }

@@ -69,7 +69,7 @@ struct MemoryLister: TreeLister {
         }
     }
 
-    func list(_ paths: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, SSHError) -> Void) throws {
+    func list(_ paths: [String], each: (Int, [NameEntry]) throws -> Void, failed: (Int, Error) -> Void) throws {
         for (i, p) in paths.enumerated() {
             guard let entries = dirs[p] else { failed(i, SSHError(.fileNotFound, "no such directory \(p)", path: p)); continue }
             try each(i, entries.reversed())   // servers list in no particular order

@@ -17,7 +17,7 @@ struct SessionTests {
     }
 
     func expectKind(_ kind: SSHError.Kind, _ body: () throws -> Void) {
-        do { try body(); Issue.record("expected \(kind.rawValue)") } catch let e as SSHError {
+        do { try body(); Issue.record("expected \(kind.rawValue)") } catch let e as KindedError {
             #expect(e.kind == kind, "\(e)")
         } catch { Issue.record("unexpected \(error)") }
     }
