@@ -4,7 +4,22 @@ local sftp = require("sftp")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local fs = sftp.fs
 
+-- "bad argument #n to 'fname' (msg)". `n` counts from the first argument after self; a
+-- Connection method written in Lua that was not called as a method (`pcall(c.walktree, c, 1)`)
+-- counts its self too, as luaL_argerror does for the Swift ones (lua_getinfo's namewhat).
+local methods = sftp._connection_methods
 local function argerror(n, fname, msg)
+  local method = methods[fname]
+  if method then
+    for level = 3, 8 do
+      local info = debug.getinfo(level, "nf")
+      if not info then break end
+      if info.func == method then
+        if info.namewhat ~= "method" then n = n + 1 end
+        break
+      end
+    end
+  end
   sftp.error(K.ArgumentError, ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
 end
 

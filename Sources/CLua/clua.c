@@ -17,6 +17,28 @@ static int sl_trampoline(lua_State *L) {
 
 void sl_pushtrampoline(lua_State *L) { lua_pushcclosure(L, sl_trampoline, 1); }
 
+int sl_callinfo(lua_State *L, const char **name) {
+    lua_Debug ar;
+    *name = NULL;
+    if (!lua_getstack(L, 0, &ar)) return 0;
+    lua_getinfo(L, "n", &ar);
+    *name = ar.name;
+    return ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0;
+}
+
+static int sl_index(lua_State *L) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1; /* a method */
+    lua_pop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(2)); /* a field, or an unknown name */
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, 1); /* a trampoline: errors are raised in its own C frame */
+    return 1;
+}
+
+void sl_pushindex(lua_State *L) { lua_pushcclosure(L, sl_index, 2); }
+
 static int sl_box_gc(lua_State *L) {
     void **slot = (void **)lua_touserdata(L, 1);
     if (slot && *slot) {

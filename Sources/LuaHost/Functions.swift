@@ -3,14 +3,13 @@ import CLua
 
 /// A Swift function that Lua can call; held in a userdata upvalue of a C trampoline.
 final class FunctionBox {
+    /// The name it was registered under: argument errors use it when Lua cannot tell the name
+    /// the function was called by (as from `pcall(f, ...)`).
     let name: String
     let body: LuaFunction
-    /// A method: self is argument 1, and positions in argument errors do not count it.
-    let isMethod: Bool
-    init(name: String, body: @escaping LuaFunction, isMethod: Bool) {
+    init(name: String, body: @escaping LuaFunction) {
         self.name = name
         self.body = body
-        self.isMethod = isMethod
     }
 }
 
@@ -73,10 +72,8 @@ private let luaDispatch: sl_dispatch_fn = { L in
         return SL_RAISE
     } catch var e as LuaArgumentError {
         if let position = e.position, let detail = e.detail {
-            // As luaL_argerror: a method's arguments are counted without self.
-            let shown = box.isMethod ? position - 1 : position
-            e.message = shown == 0 ? "calling '\(box.name)' on bad self (\(detail))"
-                                   : "bad argument #\(shown) to '\(box.name)' (\(detail))"
+            e.message = argumentMessage(L, position: position, detail: detail, registered: box.name,
+                                        selfHint: e.isSelfCheck)
         }
         e.message = e.message.replacingFirst("%FN%", with: box.name)
         LuaHost.pushError(lua, e)
@@ -85,6 +82,20 @@ private let luaDispatch: sl_dispatch_fn = { L in
         LuaHost.pushError(lua, error)
         return SL_RAISE
     }
+}
+
+/// "bad argument #N to 'f' (detail)", as luaL_argerror writes it: the name the function was
+/// called by and whether it was called as a method come from `lua_getinfo` (through the C
+/// helper); a method call does not count self, and a bad self is "calling 'f' on bad self".
+private func argumentMessage(_ L: OpaquePointer, position: Int32, detail: String, registered: String, selfHint: Bool) -> String {
+    var cname: UnsafePointer<CChar>?
+    let method = sl_callinfo(L, &cname) != 0
+    let name = cname.map { String(cString: $0) } ?? registered
+    let shown = method ? position - 1 : position
+    if shown == 0 { return "calling '\(name)' on bad self (\(detail))" }
+    // A method called with '.' and no self: say how to call it.
+    let hint = selfHint && !method && position == 1 ? "; call methods with ':'" : ""
+    return "bad argument #\(shown) to '\(name)' (\(detail)\(hint))"
 }
 
 extension String {
@@ -102,19 +113,19 @@ extension Lua {
         setRegistry(LuaHost.pusherKey)
     }
 
-    /// Pushes a Lua function that calls `body`. `name` fills in argument error messages.
-    /// With `method`, self is argument 1: argument errors count from the one after it.
-    public func push(function name: String, method: Bool = false, _ body: @escaping LuaFunction) {
+    /// Pushes a Lua function that calls `body`. `name` fills in argument error messages where
+    /// Lua cannot tell the name it was called by.
+    public func push(function name: String, _ body: @escaping LuaFunction) {
         LuaHost.install()
-        let box = FunctionBox(name: name, body: body, isMethod: method)
+        let box = FunctionBox(name: name, body: body)
         sl_newbox(L, Unmanaged.passRetained(box as AnyObject).toOpaque(), boxMeta)
         sl_pushtrampoline(L)
     }
 
     /// Registers `body` as field `name` of the table at `table`.
-    public func setFunction(_ table: Int32, _ name: String, method: Bool = false, _ body: @escaping LuaFunction) {
+    public func setFunction(_ table: Int32, _ name: String, _ body: @escaping LuaFunction) {
         let t = absIndex(table)
-        push(function: name, method: method, body)
+        push(function: name, body)
         setField(t, name)
     }
 

@@ -28,22 +28,23 @@ public final class LuaClass<T: AnyObject>: @unchecked Sendable {
         sl_newboxmeta(lua.L, name)
         let mt = lua.absIndex(-1)
         lua.push(name); lua.setField(mt, "__name")
-        // methods table, kept as upvalue-free registry entry for __index
+        // __index: the methods table (a method is a plain table lookup, as liolib's), with
+        // the getters and the unknown-name error as the fallback. The table is also kept in
+        // the registry, to name what there is.
         lua.newTable()
         let mtab = lua.absIndex(-1)
         for (mname, body) in methods {
-            lua.setFunction(mtab, mname, method: true) { l in
-                let obj = try self.check(l, 1, method: mname)
+            lua.setFunction(mtab, mname) { l in
+                let obj = try self.checkSelf(l)
                 return try body(obj, l)
             }
         }
+        lua.pushValue(mtab)
         lua.setRegistry(name + ".methods")
         let getters = self.getters, setters = self.setters, cname = name
-        lua.setFunction(mt, "__index") { l in
+        lua.push(function: "__index") { l in
+            // fallback(obj, key): not a method.
             guard let key = l.string(2) else { l.pushNil(); return 1 }
-            l.getRegistry(cname + ".methods")
-            if l.getField(-1, key) != LUA_TNIL { return 1 }
-            l.pop(2)
             if let g = getters[key] {
                 let obj = try self.check(l, 1, method: key)
                 try g(obj, l)
@@ -59,6 +60,8 @@ public final class LuaClass<T: AnyObject>: @unchecked Sendable {
             if let near = closest(to: key, in: known) { m += " (did you mean '\(near)'?)" }
             throw LuaArgumentError(m, argument: key)
         }
+        sl_pushindex(lua.L)
+        lua.setField(mt, "__index")
         lua.setFunction(mt, "__newindex") { l in
             let key = l.string(2) ?? l.describe(2)
             guard let s = setters[key] else {
@@ -71,8 +74,8 @@ public final class LuaClass<T: AnyObject>: @unchecked Sendable {
             return 0
         }
         for (mname, body) in metamethods {
-            lua.setFunction(mt, mname, method: true) { l in
-                let obj = try self.check(l, 1, method: mname)
+            lua.setFunction(mt, mname) { l in
+                let obj = try self.checkSelf(l)
                 return try body(obj, l)
             }
         }
@@ -84,12 +87,20 @@ public final class LuaClass<T: AnyObject>: @unchecked Sendable {
         sl_newbox(lua.L, Unmanaged.passRetained(obj as AnyObject).toOpaque(), name)
     }
 
+    /// The object a method is called on (argument 1), or an ArgumentError saying so.
+    func checkSelf(_ lua: Lua) throws -> T {
+        do { return try check(lua, 1, method: "") } catch var e as LuaArgumentError {
+            e.isSelfCheck = true
+            throw e
+        }
+    }
+
     /// The object behind the userdata at `i`, or an ArgumentError.
     public func check(_ lua: Lua, _ i: Int32, method: String) throws -> T {
         if let raw = sl_testbox(lua.L, i, name),
            let obj = Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? T {
             return obj
         }
-        throw LuaArgumentError("bad argument #\(i == 1 ? "self" : String(i)) to '\(method)' (\(name) expected, got \(lua.typeName(i)); call methods with ':')")
+        throw lua.typeError(i, expected: name)
     }
 }

@@ -17,6 +17,8 @@ public struct LuaArgumentError: Error, CustomStringConvertible {
     /// count self) and the function's name.
     public var position: Int32?
     public var detail: String?
+    /// The argument is the object a method is called on (its check failed).
+    public var isSelfCheck = false
     public init(_ message: String, argument: String? = nil) {
         self.message = message
         self.argument = argument

@@ -217,6 +217,9 @@ struct CLITests {
         local c = sftp.connect\(server.connectLua)
         local function kind(f, ...) local ok, e = pcall(f, ...); return e.kind .. ": " .. e.message end
         print(kind(c.listdir, c, 42))
+        print(select(2, pcall(function() c:listdir(42) end)).message)
+        print(select(2, pcall(c.walktree, c, 42)).message)
+        print(select(2, pcall(function() c:walktree(42) end)).message)
         print(kind(c.get, c, "/x", "y", {prserve_mtime = true}))
         print(kind(sftp.connect, {host = "127.0.0.1", prot = 22}))
         print(kind(sftp.connect, {port = 22}))
@@ -226,7 +229,12 @@ struct CLITests {
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines == [
-            "ArgumentError: bad argument #1 to 'listdir' (string expected, got number)",
+            // As luaL_argerror: called through pcall, not as a method, self is argument 1.
+            "ArgumentError: bad argument #2 to 'listdir' (string expected, got number)",
+            "bad argument #1 to 'listdir' (string expected, got number)",
+            // The methods written in Lua count the same way.
+            "bad argument #2 to 'walktree' (string expected, got number)",
+            "bad argument #1 to 'walktree' (string expected, got number)",
             "ArgumentError: unknown option 'prserve_mtime' to 'get' (did you mean 'preserve_mtime'?)",
             "ArgumentError: unknown option 'prot' to 'connect' (did you mean 'port'?)",
             "ArgumentError: bad option 'host' to 'connect' (a host name is required)",

@@ -31,6 +31,14 @@ void *sl_testbox(lua_State *L, int idx, const char *mt);
 /* Sets the __gc of metatable `mt` (creating it) to release the boxed object; leaves the metatable on the stack. */
 void sl_newboxmeta(lua_State *L, const char *mt);
 
+/* What luaL_argerror asks of the running C function (stack level 0), through lua_getinfo: the
+   name it was called by (NULL when unknown: copy it at once), and 1 when it was called as a
+   method (`obj:f(...)`), whose self the argument positions do not count. */
+int sl_callinfo(lua_State *L, const char **name);
+/* Pops a methods table and a fallback function and pushes an __index for them: a method is a
+   plain lookup in the table; any other key calls fallback(obj, key) (fields, unknown names). */
+void sl_pushindex(lua_State *L);
+
 /* Protected calls. sl_pcall_traced records where the error happened and a traceback in the registry. */
 int sl_pcall(lua_State *L, int nargs, int nresults);
 int sl_pcall_traced(lua_State *L, int nargs, int nresults);
