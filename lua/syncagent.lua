@@ -282,7 +282,7 @@ function Agent:_cached_files()
       if d.error then error(d.error, 0) end
       local rel = d.rel
       for _, e in ipairs(d.entries) do
-        local r = rel == "" and e.filename or rel .. "/" .. e.filename
+        local r = U.join(rel, e.filename)
         if not (rel == "" and (e.filename == JOURNAL or e.filename == CACHE or e.filename:match("^%.sftplua%-.*%.tmp$"))) then
           if e.type == "file" and not sftp.is_temp_name(e.filename) then out[#out + 1] = r
           elseif e.type == "dir" then nextlevel[#nextlevel + 1] = {path = U.join(d.path, e.filename), rel = r} end

@@ -87,7 +87,7 @@ local function scanner(c, root, o, stats)
           if changed_only then cache[rel] = {mtime = d.mtime, entries = list, listed_at = d.when} end
         end
         for _, e in ipairs(list) do
-          local r = rel == "" and e.filename or rel .. "/" .. e.filename
+          local r = U.join(rel, e.filename)
           if not sftp._glob_any(o.exclude, r, e.type == "dir") then
             cur[r] = e
             if e.type == "dir" and o.recursive then nextlevel[#nextlevel + 1] = record(U.join(d.path, e.filename), r) end

@@ -319,10 +319,8 @@ final class UploadTask: Task {
             Foundation.close(fd)
             throw LocalError(.os, "cannot upload \(job.local): is a directory", path: job.local, errno: EISDIR)
         }
-        let slash = job.remote.lastIndex(of: "/")
-        let dir = slash.map { String(job.remote[...$0]) } ?? ""
-        let base = slash.map { String(job.remote[job.remote.index(after: $0)...]) } ?? job.remote
-        guard st.st_mode & S_IFMT == S_IFREG, UInt64(max(0, st.st_size)) < Transfer.resumeThreshold, !base.isEmpty else {
+        let temp = Transfer.tempPath(beside: job.remote)
+        guard st.st_mode & S_IFMT == S_IFREG, UInt64(max(0, st.st_size)) < Transfer.resumeThreshold, let temp else {
             Foundation.close(fd)
             return nil
         }
@@ -330,7 +328,7 @@ final class UploadTask: Task {
         size = UInt64(st.st_size)
         mode = Int32(st.st_mode & 0o777)
         times = job.preserveMtime ? (UInt64(st.st_atim.tv_sec), UInt64(st.st_mtim.tv_sec)) : nil
-        temp = dir + Transfer.tempName(for: base)
+        self.temp = temp
         super.init(index: index, job: job)
     }
 
@@ -494,67 +492,4 @@ final class UploadTask: Task {
         cleanup(x)
     }
     override var debugState: String { "up \(job.remote) handle \(handle != nil) next \(nextOffset)/\(size) out \(outstanding) failed \(failed) closing \(closing)" }
-}
-
-/// A download's hidden temp file beside the target: created without following links, locked
-/// against a second writer, renamed over the target when complete, removed otherwise.
-final class LocalTemp {
-    let local: String
-    let temp: String
-    private(set) var fd: Int32 = -1
-
-    init(local: String) throws {
-        self.local = local
-        if LocalPath.isDirectory(local) {
-            throw LocalError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
-        }
-        let dir = Paths.dirname(local)
-        temp = (dir.isEmpty ? "" : dir + "/") + Transfer.tempName(for: Paths.basename(local))
-        fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd < 0 && errno == ELOOP {
-            // A symlink planted under the temp name is removed, never followed.
-            LocalPath.unlink(temp)
-            fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        }
-        guard fd >= 0 else { throw LocalError(errno, "cannot write", path: local) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            Foundation.close(fd); fd = -1
-            throw LocalError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
-        }
-        if ftruncate(fd, 0) != 0 {
-            let e = errno
-            discard()
-            throw LocalError(e, "cannot write", path: local)
-        }
-    }
-
-    deinit { discard() }
-
-    func write(_ d: ArraySlice<UInt8>, at off: UInt64) throws {
-        try d.withUnsafeBytes { b in
-            var w = 0
-            while w < b.count {
-                let r = pwrite(fd, b.baseAddress!.advanced(by: w), b.count - w, off_t(off) + off_t(w))
-                if r < 0 { if errno == EINTR { continue }; throw LocalError(errno, "cannot write", path: local) }
-                w += r
-            }
-        }
-    }
-
-    /// Cuts the file to `size`, sets mode and times, and renames it over the target.
-    func commit(size: UInt64, attrs: FileAttributes, preserveMtime: Bool, fsync: Bool) throws {
-        if ftruncate(fd, off_t(size)) != 0 { throw LocalError(errno, "cannot write", path: local) }
-        try Transfer.finishLocal(fd, attrs: attrs, preserveMtime: preserveMtime, fsync: fsync, path: local)
-        let rc = Foundation.close(fd)
-        fd = -1
-        if rc != 0 { let e = errno; LocalPath.unlink(temp); throw LocalError(e, "cannot write", path: local) }
-        if LocalPath.rename(temp, local) != 0 { let e = errno; LocalPath.unlink(temp); throw LocalError(e, "cannot write", path: local) }
-    }
-
-    func discard() {
-        guard fd >= 0 else { return }
-        Foundation.close(fd)
-        fd = -1
-        LocalPath.unlink(temp)
-    }
 }

@@ -16,33 +16,6 @@ public enum Transfer {
         return 1 << 20   // measured here: 1 MiB beat 256 KiB, 512 KiB, 2, 4, 8 and 16 MiB (docs/performance.md)
     }()
 
-    /// The hidden temp name beside a target: fixed per target, so that a later transfer of the
-    /// same file finds (and resumes or replaces) what an interrupted one left.
-    /// `key` tells apart the temp files of different sources (resumable uploads). A name too long
-    /// for the file system (255 bytes with the journal suffix) gets a hashed temp name instead.
-    public static func tempName(for name: String, key: String? = nil) -> String {
-        let t = ".\(name)\(key.map { "." + $0 } ?? "").sftplua.part"
-        if t.utf8.count + 5 <= 255 { return t }
-        return ".sftplua-\(shortHash(name + (key ?? ""))).part"
-    }
-
-    /// Is `name` one of the temp names above, or the resume journal beside one? Mirrors and
-    /// listings of trees leave them out (`sftp.is_temp_name` in Lua).
-    public static func isTempName<C: Collection>(_ name: C) -> Bool where C.Element == UInt8 {
-        guard name.first == UInt8(ascii: ".") else { return false }
-        func ends(_ s: String) -> Bool { name.count >= s.utf8.count && name.suffix(s.utf8.count).elementsEqual(s.utf8) }
-        if ends(".sftplua.part") || ends(".sftplua.part.json") { return true }
-        return name.starts(with: ".sftplua-".utf8) && (ends(".part") || ends(".part.json"))
-    }
-
-    /// The first 16 hex digits of the SHA-256 of `s`.
-    static func shortHash(_ s: String) -> String {
-        guard let d = try? SHA256Digest() else { return String(UInt64(bitPattern: Int64(s.hashValue)), radix: 16) }
-        let bytes = Array(s.utf8)
-        bytes.withUnsafeBytes { d.update($0) }
-        return String(d.finish().prefix(16))
-    }
-
     /// Downloads `remote` into `local` atomically, over `channels` (the first is the caller's;
     /// a file of `rangeThreshold` or more is split across all of them). Returns the remote
     /// attributes. A file of `resumeThreshold` or more keeps its temp file and a journal
@@ -139,49 +112,25 @@ public enum Transfer {
         }
     }
 
-    /// Writes a new local file through a hidden temp file beside `local`: `body` fills the temp
-    /// file's descriptor, `finish` sets its metadata, then it is renamed over `local`. On an error
-    /// the temp file is removed and `local` is untouched; when `resumable` and the error is a
-    /// dropped connection, Timeout or Ctrl-C, the temp file (and its journal) stay for a resume.
+    /// Writes a new local file through a hidden temp file beside `local` (`LocalTemp`): `body`
+    /// fills the temp file's descriptor, `finish` sets its metadata, then it is renamed over
+    /// `local`. On an error the temp file is removed and `local` is untouched; when `resumable`
+    /// and the error is a dropped connection, Timeout or Ctrl-C, the temp file (and its journal)
+    /// stay for a resume.
     static func writeLocalAtomically<R>(local: String, resumable: Bool, _ body: (Int32, String) throws -> R,
                                         finish: (Int32) throws -> Void) throws -> R {
-        if LocalPath.isDirectory(local) {
-            throw LocalError(.os, "cannot write \(local): is a directory", path: local, errno: EISDIR)
-        }
-        let dir = Paths.dirname(local)
-        let temp = (dir.isEmpty ? "" : dir + "/") + tempName(for: Paths.basename(local))
-        // Not truncated here: a resumable download decides whether to keep what is there.
-        var fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd < 0 && errno == ELOOP {
-            // Something planted a symlink under the temp name: it is removed, never followed.
-            LocalPath.unlink(temp)
-            fd = LocalPath.open(temp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        }
-        guard fd >= 0 else { throw LocalError(errno, "cannot write", path: local) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            Foundation.close(fd)
-            throw LocalError(.os, "cannot write \(local): another transfer is writing it (\(temp) is locked)", path: local, errno: EWOULDBLOCK)
-        }
-        if !resumable && ftruncate(fd, 0) != 0 { let e = errno; Foundation.close(fd); throw LocalError(e, "cannot write", path: local) }
-        var closed = false
-        var keep = false
-        var done = false
-        defer {
-            if !closed { Foundation.close(fd) }
-            if !done && !keep { LocalPath.unlink(temp); LocalPath.unlink(temp + ".json") }
-        }
+        // Not truncated when resumable: a resumable download decides whether to keep what is there.
+        let temp = try LocalTemp(local: local, truncate: !resumable)
+        defer { temp.discard() }   // (also keeps it alive while `body` uses its descriptor)
         let result: R
         do {
-            result = try body(fd, temp)
+            result = try body(temp.fd, temp.temp)
         } catch let e as SSHError where resumable && e.isResumable {
-            keep = true
+            temp.keep()
             throw e
         }
-        try finish(fd)
-        closed = true
-        if Foundation.close(fd) != 0 { throw LocalError(errno, "cannot write", path: local) }
-        if LocalPath.rename(temp, local) != 0 { throw LocalError(errno, "cannot write", path: local) }
-        done = true
+        try finish(temp.fd)
+        try temp.install()
         return result
     }
 
@@ -595,11 +544,10 @@ public enum Transfer {
     /// The hidden temp name an upload to `remote` writes, beside it (an error when `remote`
     /// ends in "/": it names no file).
     private static func uploadTempPath(_ remote: String, key: String?) throws -> String {
-        let slash = remote.lastIndex(of: "/")
-        let dir = slash.map { String(remote[...$0]) } ?? ""
-        let base = slash.map { String(remote[remote.index(after: $0)...]) } ?? remote
-        if base.isEmpty { throw SSHError(.argument, "remote path \(remote) names a directory, not a file", path: remote) }
-        return dir + tempName(for: base, key: key)
+        guard let temp = tempPath(beside: remote, key: key) else {
+            throw SSHError(.argument, "remote path \(remote) names a directory, not a file", path: remote)
+        }
+        return temp
     }
 
     /// The open remote file an upload writes: the temp file, or (`inPlace`) the target itself;
