@@ -179,75 +179,106 @@ public enum Mirror {
 
     // MARK: Comparing
 
+    /// What comparing collects on its way over both trees.
+    private struct Comparison {
+        var mkdirs: [Int32] = [], files: [MirrorPlan.File] = [], warnings: [String] = []
+        /// Target directories where the source has a file.
+        var conflicts: [Int32] = []
+        /// Indices into files: same size, the checksums decide.
+        var candidates: [Int] = []
+        var skipped = 0
+    }
+
+    /// Fills in the plan's directories to make, files to copy or update, warnings and skipped
+    /// count from the two scanned trees.
     static func compare(_ plan: inout MirrorPlan, options: MirrorOptions,
                         checksums: ([[UInt8]]) throws -> (source: [String?], target: [String?])) throws {
-        let src = plan.source, dst = plan.target
-        var mkdirs: [Int32] = [], files: [MirrorPlan.File] = [], warnings: [String] = []
-        var conflicts: [Int32] = []
-        var candidates: [Int] = []   // indices into files: same size, the checksums decide
-        var skipped = 0
-        // Depth first over sorted children: a directory, then its contents (at most maxDepth deep).
-        func visit(_ sDir: Int32, _ tDir: Int32) {
-            for s in src.children(of: sDir) where !src.flags(s).contains(.protected) {
-                var t = tDir >= 0 ? dst.child(of: tDir, named: src.name(s)) ?? -1 : -1
-                // What is there, filtered or not: a file never becomes a directory, nor the reverse.
-                let tKind = t >= 0 ? dst.kind(t) : nil
-                // A target entry the filter left out is not part of the mirror: as if absent (its
-                // contents were not listed), except for what it physically is.
-                let tProtected = t >= 0 && dst.flags(t).contains(.protected)
-                if tProtected { t = -1 }
-                if src.kind(s) == .dir {
-                    if let tKind, tKind != .dir {
-                        warnings.append("target: \(ByteString.string(src.path(s))) is a \(tKind.rawValue) where the source has a directory; left alone")
-                        continue
-                    }
-                    if tKind == nil { mkdirs.append(s) }
-                    visit(s, t)
-                } else if tKind == .dir {
-                    warnings.append("target: \(ByteString.string(src.path(s))) is a directory where the source has a file; left alone")
-                    if t >= 0 { conflicts.append(t) }
-                } else if t < 0 {
-                    files.append(.init(source: s, target: -1, update: false))
-                } else if tKind != .file || src.size(s) != dst.size(t) {
-                    files.append(.init(source: s, target: t, update: true))
-                } else if options.compare == .checksum {
-                    candidates.append(files.count)
-                    files.append(.init(source: s, target: t, update: true))
-                } else if same(options, src, s, dst, t) {
-                    skipped += 1
-                } else {
-                    files.append(.init(source: s, target: t, update: true))
+        let src = plan.source
+        var c = Comparison()
+        pair(src, MirrorTree.root, plan.target, plan.target.count > 0 ? MirrorTree.root : -1, options: options, into: &c)
+        if !c.candidates.isEmpty { try dropSameChecksums(&c, src, checksums: checksums) }
+        if let include = options.include { c.mkdirs = includedDirectories(c.mkdirs, holding: c.files, src, include: include) }
+        for t in c.conflicts { plan.target.mark(t, .conflict) }
+        plan.mkdirs = c.mkdirs
+        plan.files = c.files
+        plan.warnings += c.warnings
+        plan.skipped = c.skipped
+    }
+
+    /// Each source entry under `sDir` against the target's under `tDir` (-1: none), depth first
+    /// over sorted children, a directory then its contents: what to make, what to leave alone.
+    private static func pair(_ src: MirrorTree, _ sDir: Int32, _ dst: MirrorTree, _ tDir: Int32, options: MirrorOptions,
+                             into c: inout Comparison) {
+        for s in src.children(of: sDir) where !src.flags(s).contains(.protected) {
+            var t = tDir >= 0 ? dst.child(of: tDir, named: src.name(s)) ?? -1 : -1
+            // What is there, filtered or not: a file never becomes a directory, nor the reverse.
+            let tKind = t >= 0 ? dst.kind(t) : nil
+            // A target entry the filter left out is not part of the mirror: as if absent (its
+            // contents were not listed), except for what it physically is.
+            let tProtected = t >= 0 && dst.flags(t).contains(.protected)
+            if tProtected { t = -1 }
+            if src.kind(s) == .dir {
+                if let tKind, tKind != .dir {
+                    c.warnings.append("target: \(ByteString.string(src.path(s))) is a \(tKind.rawValue) where the source has a directory; left alone")
+                    continue
                 }
+                if tKind == nil { c.mkdirs.append(s) }
+                pair(src, s, dst, t, options: options, into: &c)
+            } else if tKind == .dir {
+                c.warnings.append("target: \(ByteString.string(src.path(s))) is a directory where the source has a file; left alone")
+                if t >= 0 { c.conflicts.append(t) }
+            } else {
+                pairFile(src, s, dst, t, tKind: tKind, options: options, into: &c)
             }
         }
-        visit(MirrorTree.root, plan.target.count > 0 ? MirrorTree.root : -1)
-        if !candidates.isEmpty {
-            let sums = try checksums(candidates.map { src.path(files[$0].source) })
-            var same = [Bool](repeating: false, count: files.count)
-            for (k, i) in candidates.enumerated() where k < sums.source.count && k < sums.target.count {
-                if sums.source[k] == sums.target[k] { same[i] = true; skipped += 1 }
-            }
-            files = files.indices.filter { !same[$0] }.map { files[$0] }
+    }
+
+    /// A source file against what the target has at its name (`t` -1: nothing, or something
+    /// protected): copied, updated, left to the checksums, or skipped as the same.
+    private static func pairFile(_ src: MirrorTree, _ s: Int32, _ dst: MirrorTree, _ t: Int32, tKind: FileAttributes.Kind?,
+                                 options: MirrorOptions, into c: inout Comparison) {
+        if t < 0 {
+            c.files.append(.init(source: s, target: -1, update: false))
+        } else if tKind != .file || src.size(s) != dst.size(t) {
+            c.files.append(.init(source: s, target: t, update: true))
+        } else if options.compare == .checksum {
+            c.candidates.append(c.files.count)
+            c.files.append(.init(source: s, target: t, update: true))
+        } else if same(options, src, s, dst, t) {
+            c.skipped += 1
+        } else {
+            c.files.append(.init(source: s, target: t, update: true))
         }
-        if let include = options.include {
-            // Only directories that will hold something, or that match themselves.
-            var needed = [Bool](repeating: false, count: src.count + 1)
-            for f in files {
-                var p = src.nodes[Int(f.source)].parent
-                while p > 0, !needed[Int(p)] { needed[Int(p)] = true; p = src.nodes[Int(p)].parent }
-            }
-            for d in mkdirs where !needed[Int(d)] && include.matches(src.path(d), isDirectory: true) {
-                // A directory kept for itself needs its parents too.
-                var p = Int32(d)
-                while p > 0, !needed[Int(p)] { needed[Int(p)] = true; p = src.nodes[Int(p)].parent }
-            }
-            mkdirs = mkdirs.filter { needed[Int($0)] }
+    }
+
+    /// Which same-size candidates have the same checksum on both sides: those are skipped, not
+    /// copied.
+    private static func dropSameChecksums(_ c: inout Comparison, _ src: MirrorTree,
+                                          checksums: ([[UInt8]]) throws -> (source: [String?], target: [String?])) throws {
+        let sums = try checksums(c.candidates.map { src.path(c.files[$0].source) })
+        var unchanged = [Bool](repeating: false, count: c.files.count)
+        for (k, i) in c.candidates.enumerated() where k < sums.source.count && k < sums.target.count {
+            if sums.source[k] == sums.target[k] { unchanged[i] = true; c.skipped += 1 }
         }
-        for t in conflicts { plan.target.mark(t, .conflict) }
-        plan.mkdirs = mkdirs
-        plan.files = files
-        plan.warnings += warnings
-        plan.skipped = skipped
+        let files = c.files
+        c.files = files.indices.filter { !unchanged[$0] }.map { files[$0] }
+    }
+
+    /// With `include`, which directories are made: only those that will hold something, or
+    /// that match themselves (and then their parents too).
+    private static func includedDirectories(_ mkdirs: [Int32], holding files: [MirrorPlan.File], _ src: MirrorTree,
+                                            include: GlobSet) -> [Int32] {
+        var needed = [Bool](repeating: false, count: src.count + 1)
+        for f in files {
+            var p = src.nodes[Int(f.source)].parent
+            while p > 0, !needed[Int(p)] { needed[Int(p)] = true; p = src.nodes[Int(p)].parent }
+        }
+        for d in mkdirs where !needed[Int(d)] && include.matches(src.path(d), isDirectory: true) {
+            // A directory kept for itself needs its parents too.
+            var p = Int32(d)
+            while p > 0, !needed[Int(p)] { needed[Int(p)] = true; p = src.nodes[Int(p)].parent }
+        }
+        return mkdirs.filter { needed[Int($0)] }
     }
 
     static func same(_ o: MirrorOptions, _ src: MirrorTree, _ s: Int32, _ dst: MirrorTree, _ t: Int32) -> Bool {

@@ -28,7 +28,9 @@ extension ConnectionBinding {
         probe("isfile", follow: true) { $0.kind == .file }
 
         defineDirectories(c)
-        defineNamesAndAttributes(c)
+        defineNames(c)
+        defineAttributes(c)
+        defineServerInfo(c)
         definePaths(c)
         defineCommandsAndContent(c)
     }
@@ -82,34 +84,13 @@ extension ConnectionBinding {
         c.method("unlink", remove)
     }
 
-    /// rename, chmod, chown, symlink, link, copy, statvfs.
-    static func defineNamesAndAttributes(_ c: LuaClass<Connection>) {
+    /// rename, symlink, link, copy: a file under another name, links to it, a copy of it.
+    private static func defineNames(_ c: LuaClass<Connection>) {
         c.method("rename") { conn, l in
             let src = try conn.remote(try l.checkString(2))
             let dst = try conn.remote(try l.checkString(3))
             let o = try LuaOptions(l, 4, allowed: ["overwrite"], function: "rename")
             try conn.channel().rename(src, dst, overwrite: try o.bool("overwrite") ?? false, checked: true)
-            return 0
-        }
-        c.method("chmod") { conn, l in
-            let path = try conn.remote(try l.checkString(2))
-            let mode = UInt32(try pysftpMode(l, 3))
-            let sftp = try conn.channel()
-            try sftp.setstat(path, FileAttributes(mode: mode))
-            // Some servers answer OK and change nothing: read it back.
-            if let now = try sftp.statIfExists(path)?.mode, now & 0o7777 != mode & 0o7777, now & 0o170000 != 0o120000 {
-                throw SSHError(.io, "chmod \(path): the server answered OK but left the mode at \(String(now & 0o7777, radix: 8)) (it ignores chmod)", path: path)
-            }
-            return 0
-        }
-        c.method("chown") { conn, l in
-            let path = try conn.remote(try l.checkString(2))
-            let uid = try l.optInteger(3), gid = try l.optInteger(4)
-            let sftp = try conn.channel()
-            let cur = try sftp.stat(path)
-            if uid == nil && gid == nil { return 0 }
-            try sftp.setstat(path, FileAttributes(uid: uid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.uid ?? 0,
-                                                  gid: gid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.gid ?? 0))
             return 0
         }
         c.method("symlink") { conn, l in
@@ -133,6 +114,35 @@ extension ConnectionBinding {
             conn.note("copy \(src) -> \(dst)")
             return 1
         }
+    }
+
+    /// chmod, chown: a file's mode and owner (the mode read back: some servers ignore chmod).
+    private static func defineAttributes(_ c: LuaClass<Connection>) {
+        c.method("chmod") { conn, l in
+            let path = try conn.remote(try l.checkString(2))
+            let mode = UInt32(try pysftpMode(l, 3))
+            let sftp = try conn.channel()
+            try sftp.setstat(path, FileAttributes(mode: mode))
+            // Some servers answer OK and change nothing: read it back.
+            if let now = try sftp.statIfExists(path)?.mode, now & 0o7777 != mode & 0o7777, now & 0o170000 != 0o120000 {
+                throw SSHError(.io, "chmod \(path): the server answered OK but left the mode at \(String(now & 0o7777, radix: 8)) (it ignores chmod)", path: path)
+            }
+            return 0
+        }
+        c.method("chown") { conn, l in
+            let path = try conn.remote(try l.checkString(2))
+            let uid = try l.optInteger(3), gid = try l.optInteger(4)
+            let sftp = try conn.channel()
+            let cur = try sftp.stat(path)
+            if uid == nil && gid == nil { return 0 }
+            try sftp.setstat(path, FileAttributes(uid: uid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.uid ?? 0,
+                                                  gid: gid.map { UInt32(truncatingIfNeeded: $0) } ?? cur.gid ?? 0))
+            return 0
+        }
+    }
+
+    /// statvfs, extensions: what the server says about its file system and about itself.
+    private static func defineServerInfo(_ c: LuaClass<Connection>) {
         c.method("statvfs") { conn, l in
             let path = try conn.remote(try l.checkString(2))
             let fields = try conn.channel().statvfs(path)

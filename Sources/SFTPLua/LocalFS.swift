@@ -21,6 +21,14 @@ enum LocalFS {
     static func install(_ l: Lua, module m: Int32) {
         l.newTable()
         let t = l.absIndex(-1)
+        defineReading(l, t)
+        defineDirectories(l, t)
+        defineTimes(l, t)
+        l.setField(m, "fs")
+    }
+
+    /// sha256, ls, stat, lstat: what is at a path, read only.
+    private static func defineReading(_ l: Lua, _ t: Int32) {
         l.setFunction(t, "sha256") { l in
             l.push(try SHA256Digest.file(try checkPath(l, 1)))
             return 1
@@ -49,6 +57,11 @@ enum LocalFS {
                 return 1
             }
         }
+    }
+
+    /// mkdir, chdir, getcwd, realpath: making a directory, the process's working directory,
+    /// resolving a path.
+    private static func defineDirectories(_ l: Lua, _ t: Int32) {
         l.setFunction(t, "mkdir") { l in
             let path = try checkPath(l, 1)
             let mode = try pysftpMode(l, 2)
@@ -73,6 +86,10 @@ enum LocalFS {
             l.push(bytes: Array(UnsafeBufferPointer(start: r, count: strlen(r))).map { UInt8(bitPattern: $0) })
             return 1
         }
+    }
+
+    /// utime: a file's access and modification times.
+    private static func defineTimes(_ l: Lua, _ t: Int32) {
         l.setFunction(t, "utime") { l in
             let path = try checkPath(l, 1)
             let at = try l.checkInteger(2), mt = try l.checkInteger(3)
@@ -80,6 +97,5 @@ enum LocalFS {
             if ByteString.withCString(path, { utimensat(AT_FDCWD, $0, &times, 0) }) != 0 { throw LocalError(errno, "cannot set times of", path: path) }
             return 0
         }
-        l.setField(m, "fs")
     }
 }

@@ -190,27 +190,45 @@ enum MirrorBinding {
                                    checksums: checksums(l, try o.function("sums")))
         var s = Summary(skipped: plan.skipped, actions: MirrorActionList(plan), warnings: plan.warnings)
         if try o.bool("dry_run") == true {
-            for f in plan.files {
-                if f.update { s.updated += 1 } else { s.copied += 1 }
-                s.bytes += plan.source.size(f.source) ?? 0
-            }
-            s.deleted = plan.deletes.count
+            tally(plan, into: &s)
             return s
         }
+        try carryOut(plan, Roots(down: down, source: sourceRoot, target: targetRoot), conn, sftp, l, o,
+                     preserveMtime: options.preserveMtime, into: &s)
+        return s
+    }
+
+    /// A mirror's direction and roots (the remote one resolved against the working directory).
+    private struct Roots {
+        let down: Bool
+        let source: String, target: String
+    }
+
+    /// What a dry run would do, from the plan alone: files copied or updated, their bytes, deletes.
+    private static func tally(_ plan: MirrorPlan, into s: inout Summary) {
+        for f in plan.files {
+            if f.update { s.updated += 1 } else { s.copied += 1 }
+            s.bytes += plan.source.size(f.source) ?? 0
+        }
+        s.deleted = plan.deletes.count
+    }
+
+    /// Carries out a plan: the spec's `make_root`, then the executor (files through the pool),
+    /// each action counted, shown on the bar, noted on the connection and reported to `done`.
+    private static func carryOut(_ plan: MirrorPlan, _ roots: Roots, _ conn: Connection, _ sftp: SFTP, _ l: Lua,
+                                 _ o: LuaOptions, preserveMtime: Bool, into s: inout Summary) throws {
+        let down = roots.down
         if let makeRoot = try o.function("make_root") { try l.call(makeRoot) { 0 } }
         let done = try o.function("done")
         let jobs = down
-            ? Mirror.downloads(plan, remoteRoot: sourceRoot, localRoot: targetRoot, preserveMtime: options.preserveMtime)
-            : Mirror.uploads(plan, localRoot: sourceRoot, remoteRoot: targetRoot, preserveMtime: options.preserveMtime)
-        let total = plan.files.reduce(UInt64(0)) { $0 + (plan.source.size($1.source) ?? 0) }
-        let bar = ProgressBar(label: try o.string("label") ?? (down ? "mirror_down" : "mirror_up"), totalBytes: total,
-                              totalFiles: plan.files.count)
-        bar.checks = plan.skipped
+            ? Mirror.downloads(plan, remoteRoot: roots.source, localRoot: roots.target, preserveMtime: preserveMtime)
+            : Mirror.uploads(plan, localRoot: roots.source, remoteRoot: roots.target, preserveMtime: preserveMtime)
+        let bar = progressBar(plan, label: try o.string("label") ?? (down ? "mirror_down" : "mirror_up"))
         var moved: UInt64 = 0, files = 0
         defer { bar.finish(bytes: moved, files: files) }
         let pool = TransferPool(main: sftp, options: conn.session.options, parallel: Int(try o.integer("parallel") ?? 1))
         let planned = plan.files, source = plan.source
-        try Mirror.run(plan, targetRoot: targetRoot, ops: down ? Mirror.local(label: "mirror_down") : Mirror.remote(sftp),
+        try Mirror.run(plan, targetRoot: roots.target, ops: down ? Mirror.local(label: "mirror_down") : Mirror.remote(sftp),
                        jobs: jobs, pool: pool, started: { [bar] i in
                            bar.started(i, ByteString.string(source.path(planned[i].source)))
                        }, ended: { [bar] i, ok in
@@ -219,24 +237,42 @@ enum MirrorBinding {
                        }) { action, attrs in
             switch action.op {
             case .copy, .update:
-                if action.op == .copy { s.copied += 1 } else { s.updated += 1 }
-                let n = action.size ?? attrs?.size ?? 0
-                s.bytes += n
-                moved += attrs?.size ?? n
+                moved += count(action, attrs, into: &s)
                 files += 1
                 bar.update(bytes: moved, files: files)
-                conn.note("\(down ? "get" : "put") \(Mirror.absolute(sourceRoot, action.path)) -> \(Mirror.absolute(targetRoot, action.path))")
+                conn.note("\(down ? "get" : "put") \(Mirror.absolute(roots.source, action.path)) -> \(Mirror.absolute(roots.target, action.path))")
             case .delete: s.deleted += 1
             case .mkdir: break
             }
             guard let done else { return }
-            try l.call(done) {
-                l.push(action.op.rawValue)
-                l.push(bytes: action.path)
-                if let n = action.size { l.push(Int64(clamping: n)) } else { l.pushNil() }
-                return 3
-            }
+            try report(action, to: done, l)
         }
-        return s
+    }
+
+    /// The bar of a run: the plan's files and their bytes; files already the same count as checks.
+    private static func progressBar(_ plan: MirrorPlan, label: String) -> ProgressBar {
+        let total = plan.files.reduce(UInt64(0)) { $0 + (plan.source.size($1.source) ?? 0) }
+        let bar = ProgressBar(label: label, totalBytes: total, totalFiles: plan.files.count)
+        bar.checks = plan.skipped
+        return bar
+    }
+
+    /// A copy or update done, in the summary (with the planned size, else what the transfer
+    /// says); gives the bytes that arrived, for the bar.
+    private static func count(_ action: MirrorAction, _ attrs: FileAttributes?, into s: inout Summary) -> UInt64 {
+        if action.op == .copy { s.copied += 1 } else { s.updated += 1 }
+        let n = action.size ?? attrs?.size ?? 0
+        s.bytes += n
+        return attrs?.size ?? n
+    }
+
+    /// `done(op, path, size)` of the spec, for one action.
+    private static func report(_ action: MirrorAction, to done: Int32, _ l: Lua) throws {
+        try l.call(done) {
+            l.push(action.op.rawValue)
+            l.push(bytes: action.path)
+            if let n = action.size { l.push(Int64(clamping: n)) } else { l.pushNil() }
+            return 3
+        }
     }
 }

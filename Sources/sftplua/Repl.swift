@@ -60,9 +60,30 @@ struct Repl: ParsableCommand {
     // nonisolated(unsafe): set once before the loop; libedit calls the completer on this thread.
     nonisolated(unsafe) static var active: Runner?
 
+    /// The REPL, from setting up to end of input; the exit status.
     static func loop(connect: String?, global: GlobalOptions = GlobalOptions()) -> Int32 {
         let runner: Runner
         do { runner = try Runner() } catch { FileHandle.standardError.write(Data("sftplua: \(error)\n".utf8)); return 1 }
+        if let status = prepare(runner, connect: connect, global: global) { return status }
+        defineHelpers(runner)
+        let tty = isatty(0) != 0 && isatty(1) != 0
+        let input: (String) -> String?
+        let remember: (String) -> Void
+        if tty {
+            (input, remember) = lineEditor(runner)
+            greet(runner, connected: connect != nil)
+        } else {
+            input = { _ in readLine(strippingNewline: true) }
+            remember = { _ in }
+        }
+        readEvaluate(runner, tty: tty, input: input, remember: remember)
+        if tty { print("") }
+        return 0
+    }
+
+    /// The runner made ready: script arguments, interrupts, the global options, and the
+    /// `--connect` connection; the exit status when that connection fails, else nil.
+    private static func prepare(_ runner: Runner, connect: String?, global: GlobalOptions) -> Int32? {
         runner.setArgs(script: "repl", args: [])
         runner.enableInterrupts()
         global.apply(to: runner)
@@ -70,7 +91,11 @@ struct Repl: ParsableCommand {
             let st = runner.runString(connectChunk(target), name: "=connect")
             if st != .ok { return st.rawValue }
         }
-        // REPL helpers: help() and an ls -l view of the connection's directories.
+        return nil
+    }
+
+    /// REPL helpers: help() and an ls -l view of the connection's directories.
+    private static func defineHelpers(_ runner: Runner) {
         _ = runner.runString("""
         help = sftp.help
         function ls(path)
@@ -78,37 +103,43 @@ struct Repl: ParsableCommand {
           for _, e in ipairs(c:listdir_attr(path or ".")) do print(e.longname ~= "" and e.longname or e.filename) end
         end
         """, name: "=repl")
-        let tty = isatty(0) != 0 && isatty(1) != 0
-        let input: (String) -> String?
-        let remember: (String) -> Void
-        if tty {
-            let env = ProcessInfo.processInfo.environment
-            let home = env["HOME"] ?? NSHomeDirectory()
-            let history = env["SFTPLUA_HISTORY"] ?? home + "/.sftplua_history"
-            active = runner
-            sl_edit_init(history, { word, line in
-                guard let runner = Repl.active, let word, let line else { return nil }
-                let found = runner.completions(for: String(cString: word), line: String(cString: line))
-                guard !found.isEmpty else { return nil }
-                let out = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: found.count + 1)
-                for (i, s) in found.enumerated() { out[i] = strdup(s) }
-                out[found.count] = nil
-                return out
-            })
-            input = { prompt in
-                guard let p = sl_edit_readline(prompt) else { return nil }
-                defer { free(p) }
-                return String(cString: p)
-            }
-            remember = { line in sl_edit_remember(line, history, 1000) }
-            print("sftplua \(SFTPModule.version) (Lua 5.4); Ctrl-D to exit, Ctrl-C to interrupt; help() for what there is")
-            if connect != nil {
-                _ = runner.runString("print(('c is your connection, %s; ls() lists its directory, help(c.get) shows a method'):format(tostring(c)))", name: "=banner")
-            }
-        } else {
-            input = { _ in readLine(strippingNewline: true) }
-            remember = { _ in }
+    }
+
+    /// On a terminal, lines come from libedit: history kept in the history file, Tab asking the
+    /// runner for completions.
+    private static func lineEditor(_ runner: Runner) -> (input: (String) -> String?, remember: (String) -> Void) {
+        let env = ProcessInfo.processInfo.environment
+        let home = env["HOME"] ?? NSHomeDirectory()
+        let history = env["SFTPLUA_HISTORY"] ?? home + "/.sftplua_history"
+        active = runner
+        sl_edit_init(history, { word, line in
+            guard let runner = Repl.active, let word, let line else { return nil }
+            let found = runner.completions(for: String(cString: word), line: String(cString: line))
+            guard !found.isEmpty else { return nil }
+            let out = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: found.count + 1)
+            for (i, s) in found.enumerated() { out[i] = strdup(s) }
+            out[found.count] = nil
+            return out
+        })
+        let input: (String) -> String? = { prompt in
+            guard let p = sl_edit_readline(prompt) else { return nil }
+            defer { free(p) }
+            return String(cString: p)
         }
+        return (input, { line in sl_edit_remember(line, history, 1000) })
+    }
+
+    /// The terminal's greeting: the version and keys, and what `c` is when connected.
+    private static func greet(_ runner: Runner, connected: Bool) {
+        print("sftplua \(SFTPModule.version) (Lua 5.4); Ctrl-D to exit, Ctrl-C to interrupt; help() for what there is")
+        if connected {
+            _ = runner.runString("print(('c is your connection, %s; ls() lists its directory, help(c.get) shows a method'):format(tostring(c)))", name: "=banner")
+        }
+    }
+
+    /// Reads and runs until end of input: lines gather until a statement is complete (then it
+    /// runs and goes to the history); Ctrl-C drops what was typed.
+    private static func readEvaluate(_ runner: Runner, tty: Bool, input: (String) -> String?, remember: (String) -> Void) {
         var buffer = ""
         var lines = 0
         while lines < Int.max - 1 {
@@ -132,7 +163,5 @@ struct Repl: ParsableCommand {
                 buffer = ""
             }
         }
-        if tty { print("") }
-        return 0
     }
 }
