@@ -13,6 +13,16 @@ enum AttributeTable {
         ("st_mtime", { $0.mtime.map { Int64(truncatingIfNeeded: $0) } }),
     ]
 
+    /// A directory's listing as `listdir_attr` gives it: an array of entries sorted by name bytes.
+    static func pushListing(_ lua: Lua, _ entries: [NameEntry]) {
+        let sorted = entries.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+        lua.newTable(narr: Int32(clamping: sorted.count))
+        for (k, e) in sorted.enumerated() {
+            push(lua, e)
+            lua.setIndex(-2, k + 1)
+        }
+    }
+
     /// An entry of a listing: the name and `ls -l` text as the server's bytes.
     static func push(_ lua: Lua, _ e: NameEntry) {
         push(lua, e.attributes)

@@ -1,3 +1,4 @@
+import ByteString
 import Foundation
 import LuaHost
 import SFTPCore
@@ -101,7 +102,7 @@ final class ConnectionLog: @unchecked Sendable {
         let fd = template.withUnsafeMutableBufferPointer { mkstemps($0.baseAddress!, 4) }
         guard fd >= 0 else { throw LocalError(errno, "cannot create log file", path: dir) }
         Foundation.close(fd)
-        return try ConnectionLog(path: String(cString: template))
+        return try ConnectionLog(path: ByteString.string(template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }))
     }
 
     func write(_ line: String) {

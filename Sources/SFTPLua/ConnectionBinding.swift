@@ -124,7 +124,7 @@ enum ConnectionBinding {
             bar.started(0, remote)
             let job = TransferJob(.download, remote: remote, local: local, preserveMtime: try o.bool("preserve_mtime") ?? false,
                                   sourceAttributes: attrs, fsync: try o.bool("fsync") ?? false)
-            try Executor.one(sftp, job, extra: extra, progress: progress(l, try o.function("callback"), bar: bar))
+            _ = try Executor.one(sftp, job, extra: extra, progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
             conn.note("get \(remote) -> \(local)")
             return 0

@@ -251,7 +251,7 @@ extension ConnectionBinding {
             guard l.isString(3) else { throw l.typeError(3, expected: "string") }
             let count = l.rawLength(3)
             var off = 0
-            try l.withBytes(3) { bytes in
+            _ = try l.withBytes(3) { bytes in
                 try Transfer.upload(try conn.channel(), TransferJob(.upload, remote: path, local: "", confirm: true), size: UInt64(count)) { buf, cap in
                     let n = min(cap, bytes.count - off)
                     if n > 0 { buf.copyMemory(from: bytes.baseAddress!.advanced(by: off), byteCount: n) }

@@ -65,9 +65,15 @@ public enum SFTPModule {
         }
     }
 
-    /// The functions of the `sftp` table (at `m`) written in Swift. (Long as a list is: one short
-    /// function per field, each with its comment.)
+    /// The functions of the `sftp` table (at `m`) written in Swift.
     static func installFunctions(_ l: Lua, module m: Int32) {
+        installCoreFunctions(l, module: m)
+        installTimeFunctions(l, module: m)
+        installRunnerFunctions(l, module: m)
+    }
+
+    /// Connecting, errors and their kinds, option checks.
+    static func installCoreFunctions(_ l: Lua, module m: Int32) {
         l.setFunction(m, "connect") { l in try connect(l) }
         l.setFunction(m, "error") { l in
             // sftp.error(kind, message [, path]): raise an error object from Lua.
@@ -104,6 +110,10 @@ public enum SFTPModule {
         l.newTable()
         for k in SSHError.Kind.allCases { l.set(-1, k.rawValue, k.rawValue) }
         l.setField(m, "kinds")
+    }
+
+    /// `sftp.sleep` (Ctrl-C ends it).
+    static func installTimeFunctions(_ l: Lua, module m: Int32) {
         l.setFunction(m, "sleep") { l in
             // sftp.sleep(seconds): waits; Ctrl-C ends it with an Interrupted error.
             guard let t = try l.optNumber(1), t >= 0, t.isFinite else { throw l.typeError(1, expected: "non-negative number") }
@@ -116,6 +126,10 @@ public enum SFTPModule {
             }
             return 0
         }
+    }
+
+    /// The runner's and the tests' helpers (terminal, rate, live handles, the progress block), and `sftp.now`.
+    static func installRunnerFunctions(_ l: Lua, module m: Int32) {
         l.setFunction(m, "_isatty") { l in
             // sftp._isatty(fd): is that descriptor a terminal (summaries show there)?
             l.push(isatty(Int32(try l.checkInteger(1))) != 0)

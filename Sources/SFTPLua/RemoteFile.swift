@@ -188,26 +188,39 @@ extension ConnectionBinding {
         return pushed
     }
 
-    /// c:open, c:getfo, c:putfo: the calls that hand Lua a file or take one. (Three bindings,
-    /// each reading its mode or file argument first.)
+    /// c:open, c:getfo, c:putfo: the calls that hand Lua a file or take one.
     static func defineFileObjects(_ c: LuaClass<Connection>) {
+        defineOpen(c)
+        defineGetfo(c)
+        definePutfo(c)
+    }
+
+    /// The open flags of a Python/C mode ("r", "w+", "ab", "x", ...), nil for a bad one; `m` is
+    /// the mode without "b".
+    static func openFlags(_ m: String) -> OpenFlags? {
+        var flags: OpenFlags
+        switch m.replacingOccurrences(of: "x", with: "") {
+        case "r": flags = .read
+        case "r+": flags = [.read, .write]
+        case "w": flags = [.write, .create, .truncate]
+        case "" where m.contains("x"): flags = [.write, .create, .truncate]
+        case "w+": flags = [.read, .write, .create, .truncate]
+        case "a": flags = [.write, .create, .append]
+        case "a+": flags = [.read, .write, .create, .append]
+        default: return nil
+        }
+        if m.contains("x") { flags.formUnion([.exclusive, .create]) }
+        return flags
+    }
+
+    /// c:open(path, mode="r", bufsize=-1): a RemoteFile.
+    static func defineOpen(_ c: LuaClass<Connection>) {
         c.method("open") { conn, l in
             let path = try conn.remote(try l.checkString(2))
             let mode = try l.optString(3) ?? "r"
             let bufsize = try l.optInteger(4) ?? -1
             let m = mode.replacingOccurrences(of: "b", with: "")
-            var flags: OpenFlags
-            switch m.replacingOccurrences(of: "x", with: "") {
-            case "r": flags = .read
-            case "r+": flags = [.read, .write]
-            case "w": flags = [.write, .create, .truncate]
-            case "" where m.contains("x"): flags = [.write, .create, .truncate]
-            case "w+": flags = [.read, .write, .create, .truncate]
-            case "a": flags = [.write, .create, .append]
-            case "a+": flags = [.read, .write, .create, .append]
-            default: throw l.argError(3, "invalid mode '\(mode)'")
-            }
-            if m.contains("x") { flags.formUnion([.exclusive, .create]) }
+            guard let flags = openFlags(m) else { throw l.argError(3, "invalid mode '\(mode)'") }
             let sftp = try conn.channel()
             if m.contains("x"), try sftp.statIfExists(path, followLinks: false) != nil {
                 throw SSHError(.fileExists, "cannot create \(path): it exists", path: path)
@@ -231,6 +244,10 @@ extension ConnectionBinding {
             fileClass.push(RemoteFile(file: f, mode: m, chunk: chunk, start: start), in: l)
             return 1
         }
+    }
+
+    /// c:getfo(remote, file [, {callback=}]): the remote file's bytes to `file:write`.
+    static func defineGetfo(_ c: LuaClass<Connection>) {
         c.method("getfo") { conn, l in
             let path = try conn.remote(try l.checkString(2))
             let fileIdx: Int32 = 3
@@ -254,6 +271,10 @@ extension ConnectionBinding {
             l.push(done)
             return 1
         }
+    }
+
+    /// c:putfo(file, remote [, {file_size=, callback=, confirm=}]): `file:read` to a remote file.
+    static func definePutfo(_ c: LuaClass<Connection>) {
         c.method("putfo") { conn, l in
             let fileIdx: Int32 = 2
             guard !l.isNoneOrNil(fileIdx) else { throw l.typeError(fileIdx, expected: "file") }

@@ -86,13 +86,8 @@ enum WalkBinding {
                 ErrorObject.pusher(l, e)
                 l.setField(-2, "error")
             } else {
-                let entries = found[k].sorted { $0.name.lexicographicallyPrecedes($1.name) }
+                AttributeTable.pushListing(l, found[k])
                 found[k] = []
-                l.newTable(narr: Int32(clamping: entries.count))
-                for (n, e) in entries.enumerated() {
-                    AttributeTable.push(l, e)
-                    l.setIndex(-2, n + 1)
-                }
                 l.setField(-2, "entries")
             }
             l.pop()
