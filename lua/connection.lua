@@ -3,10 +3,11 @@
 local sftp = require("sftp")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
+local dryrun = require("sftp.dryrun")
 local M = sftp._connection_methods
 local fs = sftp.fs
 local check, check_opts, argerror, join = U.check, U.check_opts, U.argerror, U.join
-local local_makedirs, within, check_parallel, shown, json_value = U.makedirs, U.within, U.check_parallel, U.shown, U.json_value
+local local_makedirs, within, check_parallel, json_value = U.makedirs, U.within, U.check_parallel, U.json_value
 -- What the other modules use: transfer_call (below), and no_summary (recipes print their own).
 local module = {no_summary = false}
 
@@ -101,27 +102,10 @@ local function run_jobs(c, jobs, parallel, label, each)
   end, label)
 end
 
--- Trees are walked a level at a time: every directory of a level is listed at once
--- (c:_listdirs pipelines them over the connection), so a tree costs a few round trips per
--- level, not per directory. Each call plans first (what to create, what to copy), changing
--- nothing, then acts; `sftplua run --dry-run` prints the plan instead.
-local function show_plan(plan)
-  if sftp.json then
-    for _, level in ipairs(plan.mkdirs) do
-      for _, d in ipairs(level) do U.emit({event = "plan", op = "mkdir", path = d}) end
-    end
-    for _, j in ipairs(plan.jobs) do U.emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = j.size}) end
-    return
-  end
-  for _, level in ipairs(plan.mkdirs) do
-    for _, d in ipairs(level) do io.write(("dry run: would mkdir %s\n"):format(shown(d))) end
-  end
-  for _, j in ipairs(plan.jobs) do
-    if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(shown(j.remote), shown(j["local"])))
-    else io.write(("dry run: would put %s %s\n"):format(shown(j["local"]), shown(j.remote))) end
-  end
-end
-
+-- Trees are walked a level at a time (the one tree walk, sftp._walk): every directory of a level
+-- is listed at once, so a tree costs a few round trips per level, not per directory. Each call
+-- plans first (what to create, what to copy), changing nothing, then acts; `sftplua run
+-- --dry-run` prints the plan instead (sftp.dryrun).
 local function plan_download(c, root, ldir, recursive, pm, fname)
   local plan = {mkdirs = {}, jobs = {}}
   local jobs = plan.jobs
@@ -177,8 +161,8 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   end
   local plan = plan_download(c, root, ldir, recursive, opts.preserve_mtime and true or false, fname)
   if sftp.dry_run then
-    if not fs.stat(ldir) then io.write(("dry run: would mkdir %s\n"):format(shown(ldir))) end
-    return show_plan(plan)
+    if not fs.stat(ldir) then table.insert(plan.mkdirs, 1, {ldir}) end
+    return dryrun.show_plan(plan)
   end
   local_makedirs(ldir)
   for _, level in ipairs(plan.mkdirs) do
@@ -256,10 +240,10 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
   if sftp.dry_run then
     if not c:exists(rdir) then
-      io.write(("dry run: would makedirs %s\n"):format(shown(rdir)))
-      return show_plan(plan_upload(c, ldir, rdir, recursive, pm, confirm, fname, true))
+      dryrun.would("makedirs", rdir)
+      return dryrun.show_plan(plan_upload(c, ldir, rdir, recursive, pm, confirm, fname, true))
     end
-    return show_plan(plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname))
+    return dryrun.show_plan(plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname))
   end
   c:makedirs(rdir)
   local plan = plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname)

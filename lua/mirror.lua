@@ -6,7 +6,7 @@ local U = require("sftp.util")
 local transfer_call = require("sftp.connection").transfer_call
 local M = sftp._connection_methods
 local fs = sftp.fs
-local planned_roots = {}   -- ["local:" .. path] / ["remote:" .. path] = true: targets a dry run would make
+local dryrun = require("sftp.dryrun")   -- what a dry run prints, and sources it plans as empty
 
 -- Globs (SFTPCore's Glob: .gitignore-style, on bytes) -------------------------------------------
 
@@ -92,10 +92,6 @@ end
 
 -- The mirror ------------------------------------------------------------------------------------
 
-local function fmt_action(a)
-  return ("%-6s %s%s"):format(a.op, U.shown(a.path), a.size and (" (" .. a.size .. " bytes)") or "")
-end
-
 --- Shared by both directions: SFTPCore's Mirror scans both sides (every directory of a level at
 --- once), plans, and acts (directories a level at a time, files through the executor, then
 --- deletes). `side` has: direction, src_root, dst_root, dst_exists(), dst_makedirs(), sums(rels).
@@ -111,43 +107,13 @@ local function mirror(c, o, side, label)
       if o.on_action then o.on_action({op = op, path = path, size = size}) end
     end,
   }
-  if o.dry_run then
-    result.dry_run = true
-    planned_roots[(side.direction == "down" and "local:" or "remote:") .. side.dst_root] = true
-    if sftp.json then
-      for _, a in ipairs(result.actions) do U.emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
-      for _, w in ipairs(result.warnings) do U.emit({event = "warning", call = label, message = w}) end
-    elseif sftp.dry_run then
-      io.write(("%s: plan (dry run), %d action(s)\n"):format(label, #result.actions))
-      for _, a in ipairs(result.actions) do io.write("  ", fmt_action(a), "\n") end
-      for _, w in ipairs(result.warnings) do io.write("  warning: ", w, "\n") end
-    end
-  end
+  if o.dry_run then dryrun.show_mirror(label, result, side.direction == "down" and "local" or "remote", side.dst_root) end
   return result
 end
 
 -- Under `sftplua run --dry-run`, a source that an earlier mirror of the same run would have
--- created (its target, under it, or a parent of it) is planned as empty, with a warning; any other missing
--- source fails the dry run as it would fail the real one.
-
-local function key_under(side, path)
-  for root in pairs(planned_roots) do
-    local s, r = root:match("^(%a+):(.*)$")
-    -- the root itself, what is under it, or a parent it would be made in
-    if s == side and (path == r or path:sub(1, #r + 1) == r .. "/" or r:sub(1, #path + 1) == path .. "/") then return true end
-  end
-  return false
-end
-
-local function missing_in_dry_run(err, side, path)
-  return sftp.dry_run and type(err) == "table" and err.kind == K.FileNotFound and key_under(side, path)
-end
-
-local function empty_plan(label, src)
-  local w = "source: " .. src .. " does not exist (yet)"
-  io.write(("%s: plan (dry run), 0 action(s)\n  warning: %s\n"):format(label, w))
-  return {copied = 0, updated = 0, deleted = 0, skipped = 0, bytes = 0, actions = {}, dry_run = true, warnings = {w}}
-end
+-- created is planned as empty (sftp.dryrun).
+local missing_in_dry_run, empty_plan = dryrun.missing_source, dryrun.empty_mirror
 
 local function remote_root_dir(c, path, fname)
   U.check(path, 1, fname, "string")
@@ -191,7 +157,7 @@ function M.mirror_up(c, ldir, rdir, opts)
   U.check(ldir, 1, "mirror_up", "string"); U.check(rdir, 2, "mirror_up", "string")
   local o = mirror_opts(opts, "mirror_up")
   local la = fs.stat(ldir)
-  if not la and sftp.dry_run and key_under("local", ldir) then return empty_plan(("mirror_up %s -> %s"):format(ldir, rdir), ldir) end
+  if not la and missing_in_dry_run(nil, "local", ldir) then return empty_plan(("mirror_up %s -> %s"):format(ldir, rdir), ldir) end
   if not la then sftp.error(K.FileNotFound, "mirror_up: no such directory " .. ldir, ldir) end
   if la.type ~= "dir" then sftp.error(K.OSError, "mirror_up: " .. ldir .. " is not a directory", ldir) end
   -- The target may not exist yet (nor its parents): then it is used as given.

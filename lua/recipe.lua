@@ -161,70 +161,9 @@ function sftp._run_recipe(t, how)
   return results
 end
 
--- Under --dry-run, everything that would change a server or the local disk through sftplua
--- prints what it would do instead (mirrors print their plan).
--- get_d/get_r/put_d/put_r are not here: they plan first and print their plan in a dry run.
-local mutating = {"put", "putfo", "write", "mkdir", "makedirs", "rmdir", "remove", "unlink",
-                  "rename", "chmod", "chown", "symlink", "link", "copy", "truncate", "execute", "get", "getfo"}
-
-local function guard_mutations()
-  for _, name in ipairs(mutating) do
-    local orig = M[name]
-    if orig then
-      M[name] = function(c, ...)
-        local args = table.pack(...)
-        local shown = {}
-        for i = 1, args.n do
-          local a = args[i]
-          if type(a) == "string" then shown[#shown + 1] = U.shown(a)
-          elseif type(a) ~= "table" and type(a) ~= "function" then shown[#shown + 1] = tostring(a) end
-        end
-        if sftp.json then
-          local raw = {}
-          for i = 1, args.n do if type(args[i]) == "string" then raw[#raw + 1] = args[i] end end
-          U.emit({event = "plan", call = name, args = raw})
-        else
-          io.write(("dry run: would %s %s\n"):format(name, table.concat(shown, " ")))
-        end
-        if name == "execute" then return {}, 0 end
-        if name == "put" then return {} end
-        return nil
-      end
-    end
-  end
-  -- Local changes a script makes through sftp.fs: said, not done.
-  for _, name in ipairs({"mkdir", "makedirs", "utime"}) do
-    local fs = sftp.fs
-    if fs[name] then
-      fs[name] = function(path)
-        if sftp.json then U.emit({event = "plan", call = "fs." .. name, args = {path}})
-        else io.write(("dry run: would %s %s\n"):format("fs." .. name, U.shown(tostring(path)))) end
-      end
-    end
-  end
-  -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
-  local transfer = M._transfer
-  M._transfer = function(c, jobs)
-    for _, j in ipairs(jobs) do
-      if j.op == "get" then io.write(("dry run: would get %s %s\n"):format(U.shown(j.remote), U.shown(j["local"])))
-      else io.write(("dry run: would put %s %s\n"):format(U.shown(j["local"]), U.shown(j.remote))) end
-    end
-  end
-  local open = transfer and M.open
-  if open then
-    M.open = function(c, path, mode, ...)
-      if mode and mode:find("[wax+]") then
-        io.write(("dry run: would open %s for writing (%s); reading instead is not possible\n"):format(path, mode))
-        sftp.error(K.IOError, "dry run: " .. path .. " cannot be opened for writing", path)
-      end
-      return open(c, path, mode, ...)
-    end
-  end
-end
-
 --- The `sftplua run` driver: runs the chunk; a returned recipe table is applied.
 function sftp._main(chunk, ...)
-  if sftp.dry_run then guard_mutations() end
+  if sftp.dry_run then require("sftp.dryrun").install() end
   local res = table.pack(chunk(...))
   if res.n >= 1 and is_recipe(res[1]) then
     local script = type(arg) == "table" and arg[0]

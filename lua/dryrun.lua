@@ -1,0 +1,147 @@
+-- sftp.dryrun: what `sftplua run --dry-run` (sftp.dry_run) does, in one place. A dry run
+-- changes nothing, on the server or here, and says what would be done instead:
+--   * calls that would change something print "dry run: would CALL ARGS" and do nothing
+--     (`install`, run by the runner before the script);
+--   * get_d/get_r/put_d/put_r and the batch engine plan as usual and print their plan
+--     (`show_plan`, `show_jobs`); mirrors plan in Swift (c:_mirror's `dry_run`: counts, no
+--     action) and print theirs (`show_mirror`);
+--   * a source that an earlier rule of the same run would have created is planned as empty,
+--     with a warning (`remember_target`, `missing_source`, `empty_mirror`); any other missing
+--     source fails the dry run as it would fail the real one;
+--   * the SyncAgent does not save its cache (syncagent.lua).
+-- With --json every line is a `plan` event instead.
+local sftp = require("sftp")
+local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
+local U = require("sftp.util")
+local M = sftp._connection_methods
+local shown = U.shown
+
+local dryrun = {}
+
+--- One "dry run: would WHAT ARG..." line (names as plans print them), or a JSON plan event.
+function dryrun.would(what, ...)
+  local args = table.pack(...)
+  if sftp.json then
+    local raw = {}
+    for i = 1, args.n do if type(args[i]) == "string" then raw[#raw + 1] = args[i] end end
+    U.emit({event = "plan", call = what, args = raw})
+    return
+  end
+  local parts = {}
+  for i = 1, args.n do
+    local a = args[i]
+    if type(a) == "string" then parts[#parts + 1] = shown(a)
+    elseif type(a) ~= "table" and type(a) ~= "function" then parts[#parts + 1] = tostring(a) end
+  end
+  io.write(("dry run: would %s %s\n"):format(what, table.concat(parts, " ")))
+end
+
+--- The file jobs of a plan (get: remote, local; put: local, remote).
+function dryrun.show_jobs(jobs)
+  for _, j in ipairs(jobs) do
+    if sftp.json then U.emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = j.size})
+    elseif j.op == "get" then dryrun.would("get", j.remote, j["local"])
+    else dryrun.would("put", j["local"], j.remote) end
+  end
+end
+
+--- A get_r/put_r plan: the directories to make, level by level, then the files.
+function dryrun.show_plan(plan)
+  for _, level in ipairs(plan.mkdirs) do
+    for _, d in ipairs(level) do
+      if sftp.json then U.emit({event = "plan", op = "mkdir", path = d}) else dryrun.would("mkdir", d) end
+    end
+  end
+  dryrun.show_jobs(plan.jobs)
+end
+
+-- Targets of the run's mirrors so far: ["local:" .. path] / ["remote:" .. path] = true.
+local planned_roots = {}
+
+local function fmt_action(a)
+  return ("%-6s %s%s"):format(a.op, shown(a.path), a.size and (" (" .. a.size .. " bytes)") or "")
+end
+
+--- A mirror's plan (`result` of c:_mirror with dry_run): its label, actions and warnings. The
+--- target is remembered, for `missing_source`.
+function dryrun.show_mirror(label, result, side, target)
+  result.dry_run = true
+  dryrun.remember_target(side, target)
+  if sftp.json then
+    for _, a in ipairs(result.actions) do U.emit({event = "plan", call = label, op = a.op, path = a.path, size = a.size}) end
+    for _, w in ipairs(result.warnings) do U.emit({event = "warning", call = label, message = w}) end
+  elseif sftp.dry_run then
+    io.write(("%s: plan (dry run), %d action(s)\n"):format(label, #result.actions))
+    for _, a in ipairs(result.actions) do io.write("  ", fmt_action(a), "\n") end
+    for _, w in ipairs(result.warnings) do io.write("  warning: ", w, "\n") end
+  end
+end
+
+--- A directory a dry run's mirror would make (`side`: "local" or "remote").
+function dryrun.remember_target(side, path)
+  planned_roots[side .. ":" .. path] = true
+end
+
+-- Would an earlier rule of this run make `path` on `side`: the root itself, what is under it, or
+-- a parent it would be made in?
+local function planned(side, path)
+  for root in pairs(planned_roots) do
+    local s, r = root:match("^(%a+):(.*)$")
+    if s == side and (path == r or path:sub(1, #r + 1) == r .. "/" or r:sub(1, #path + 1) == path .. "/") then return true end
+  end
+  return false
+end
+
+--- In a dry run, is `err` (nil: the path is simply missing) a source that an earlier rule of the
+--- run would have created?
+function dryrun.missing_source(err, side, path)
+  if not sftp.dry_run then return false end
+  if err ~= nil and not (type(err) == "table" and err.kind == K.FileNotFound) then return false end
+  return planned(side, path)
+end
+
+--- The plan of a mirror whose source does not exist yet (see missing_source).
+function dryrun.empty_mirror(label, src)
+  local w = "source: " .. src .. " does not exist (yet)"
+  io.write(("%s: plan (dry run), 0 action(s)\n  warning: %s\n"):format(label, w))
+  return {copied = 0, updated = 0, deleted = 0, skipped = 0, bytes = 0, actions = {}, dry_run = true, warnings = {w}}
+end
+
+-- Every Connection call that would change a server or the local disk (get_d/get_r/put_d/put_r
+-- are not here: they plan first and print their plan; mirrors too).
+local mutating = {"put", "putfo", "write", "mkdir", "makedirs", "rmdir", "remove", "unlink",
+                  "rename", "chmod", "chown", "symlink", "link", "copy", "truncate", "execute", "get", "getfo"}
+
+--- Makes every call that would change something say so instead (run before the script).
+function dryrun.install()
+  for _, name in ipairs(mutating) do
+    if M[name] then
+      M[name] = function(_, ...)
+        dryrun.would(name, ...)
+        if name == "execute" then return {}, 0 end
+        if name == "put" then return {} end
+        return nil
+      end
+    end
+  end
+  -- Local changes a script makes through sftp.fs: said, not done.
+  local fs = sftp.fs
+  for _, name in ipairs({"mkdir", "makedirs", "utime"}) do
+    if fs[name] then fs[name] = function(path) dryrun.would("fs." .. name, tostring(path)) end end
+  end
+  -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
+  local had_transfer = M._transfer ~= nil
+  M._transfer = function(_, jobs) dryrun.show_jobs(jobs) end
+  local open = had_transfer and M.open
+  if open then
+    M.open = function(c, path, mode, ...)
+      if mode and mode:find("[wax+]") then
+        io.write(("dry run: would open %s for writing (%s); reading instead is not possible\n"):format(path, mode))
+        sftp.error(K.IOError, "dry run: " .. path .. " cannot be opened for writing", path)
+      end
+      return open(c, path, mode, ...)
+    end
+  end
+end
+
+return dryrun
