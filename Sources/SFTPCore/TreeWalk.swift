@@ -38,11 +38,9 @@ public enum TreeWalk {
         name.isEmpty || name == [0x2E] || name == [0x2E, 0x2E] || name.contains(UInt8(ascii: "/")) || name.contains(0)
     }
 
-    /// `dir/name`, on bytes.
+    /// `dir/name` (`Paths.join`; a listed name is never absolute).
     public static func join(_ dir: String, _ name: [UInt8]) -> String {
-        if dir.isEmpty { return ByteString.string(name) }
-        if dir.hasSuffix("/") { return dir + ByteString.string(name) }
-        return dir + "/" + ByteString.string(name)
+        Paths.join(dir, ByteString.string(name))
     }
 
     /// The walk's skeleton, for callers that list (or know) a level's directories themselves
