@@ -456,9 +456,12 @@ end
 
 for _, name in ipairs({"get", "put", "get_d", "get_r", "put_d", "put_r"}) do
   local orig = M[name]
+  -- (Not tail calls: an argument error names the call as the user made it, from this frame.)
   M[name] = function(c, a, b, opts, ...)
-    if select("#", ...) > 0 then return orig(c, a, b, opts, ...) end
-    return transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
+    local r
+    if select("#", ...) > 0 then r = table.pack(orig(c, a, b, opts, ...))
+    else r = table.pack(transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)) end
+    return table.unpack(r, 1, r.n)
   end
 end
 

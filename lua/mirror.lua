@@ -191,7 +191,9 @@ end
 for _, name in ipairs({"mirror_down", "mirror_up"}) do
   local orig = M[name]
   M[name] = function(c, a, b, opts)
-    return transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)
+    -- (Not a tail call: an argument error names the call as the user made it, from this frame.)
+    local r = table.pack(transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end))
+    return table.unpack(r, 1, r.n)
   end
 end
 

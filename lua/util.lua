@@ -4,21 +4,26 @@ local sftp = require("sftp")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local fs = sftp.fs
 
--- "bad argument #n to 'fname' (msg)". `n` counts from the first argument after self; a
--- Connection method written in Lua that was not called as a method (`pcall(c.walktree, c, 1)`)
--- counts its self too, as luaL_argerror does for the Swift ones (lua_getinfo's namewhat).
+-- "bad argument #n to 'fname' (msg)", as luaL_argerror makes it for the Swift functions
+-- (sl_callinfo): `n` counts from the first argument after self; a Connection method that the
+-- user's code did not call as a method (`pcall(c.walktree, c, 1)`, `c.walktree(c, 1)`) counts
+-- its self too. The call is the outermost frame of the library below the user's code (C frames
+-- such as pcall passed over).
 local methods = sftp._connection_methods
+local LIBRARY = "=[sftplua "
 local function argerror(n, fname, msg)
   local method = methods[fname]
   if method then
-    for level = 3, 8 do
-      local info = debug.getinfo(level, "nf")
+    local entry, level = nil, 2
+    for _ = 1, 200 do
+      local info = debug.getinfo(level, "S")
       if not info then break end
-      if info.func == method then
-        if info.namewhat ~= "method" then n = n + 1 end
-        break
-      end
+      if info.source:sub(1, #LIBRARY) == LIBRARY then entry = level
+      elseif info.what ~= "C" then break end
+      level = level + 1
     end
+    local info = entry and debug.getinfo(entry, "nf")
+    if info and info.func == method and not (entry + 1 == level and info.namewhat == "method") then n = n + 1 end
   end
   sftp.error(K.ArgumentError, ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
 end

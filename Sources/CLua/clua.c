@@ -17,10 +17,29 @@ static int sl_trampoline(lua_State *L) {
 
 void sl_pushtrampoline(lua_State *L) { lua_pushcclosure(L, sl_trampoline, 1); }
 
+/* A frame of sftplua's own: a trampoline, or a function of the embedded Lua library. */
+static int sl_own_frame(lua_State *L, lua_Debug *ar) {
+    int own;
+    lua_getinfo(L, "Sf", ar);
+    own = lua_tocfunction(L, -1) == sl_trampoline
+       || (ar->source != NULL && ar->source[0] == '='
+           && strncmp(ar->source + 1, SL_LIBRARY_CHUNK, strlen(SL_LIBRARY_CHUNK)) == 0);
+    lua_pop(L, 1);
+    return own;
+}
+
 int sl_callinfo(lua_State *L, const char **name) {
     lua_Debug ar;
+    int entry = 0, level = 1;
     *name = NULL;
-    if (!lua_getstack(L, 0, &ar)) return 0;
+    /* The call the user's code made: the outermost of sftplua's own frames below it (a
+       library wrapper such as the retry wrapper of get/put calls the trampoline on the user's
+       behalf); C frames between them (pcall) are passed over. */
+    for (; level < 200 && lua_getstack(L, level, &ar); level++) {
+        if (sl_own_frame(L, &ar)) { entry = level; continue; }
+        if (strcmp(ar.what, "C") != 0) break; /* the user's code */
+    }
+    if (entry + 1 != level || !lua_getstack(L, entry, &ar)) return 0; /* called from C (pcall) */
     lua_getinfo(L, "n", &ar);
     *name = ar.name;
     return ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0;

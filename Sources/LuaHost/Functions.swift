@@ -90,7 +90,8 @@ private let luaDispatch: sl_dispatch_fn = { L in
 private func argumentMessage(_ L: OpaquePointer, position: Int32, detail: String, registered: String, selfHint: Bool) -> String {
     var cname: UnsafePointer<CChar>?
     let method = sl_callinfo(L, &cname) != 0
-    let name = cname.map { String(cString: $0) } ?? registered
+    var name = cname.map { String(cString: $0) } ?? registered
+    if name == "?" { name = registered }
     let shown = method ? position - 1 : position
     if shown == 0 { return "calling '\(name)' on bad self (\(detail))" }
     // A method called with '.' and no self: say how to call it.

@@ -220,6 +220,11 @@ struct CLITests {
         print(select(2, pcall(function() c:listdir(42) end)).message)
         print(select(2, pcall(c.walktree, c, 42)).message)
         print(select(2, pcall(function() c:walktree(42) end)).message)
+        print(select(2, pcall(function() c:get(42) end)).message)
+        print(select(2, pcall(c.get, c, 42)).message)
+        print(select(2, pcall(function() c:put(42) end)).message)
+        print(select(2, pcall(c.get_r, c, 42)).message)
+        print(select(2, pcall(function() c:get_r(42) end)).message)
         print(kind(c.get, c, "/x", "y", {prserve_mtime = true}))
         print(kind(sftp.connect, {host = "127.0.0.1", prot = 22}))
         print(kind(sftp.connect, {port = 22}))
@@ -235,6 +240,12 @@ struct CLITests {
             // The methods written in Lua count the same way.
             "bad argument #2 to 'walktree' (string expected, got number)",
             "bad argument #1 to 'walktree' (string expected, got number)",
+            // Through the retry wrappers (get, put, get_r, ...): as the user called them.
+            "bad argument #1 to 'get' (string expected, got number)",
+            "bad argument #2 to 'get' (string expected, got number)",
+            "bad argument #1 to 'put' (string expected, got number)",
+            "bad argument #2 to 'get_r' (string expected, got number)",
+            "bad argument #1 to 'get_r' (string expected, got number)",
             "ArgumentError: unknown option 'prserve_mtime' to 'get' (did you mean 'preserve_mtime'?)",
             "ArgumentError: unknown option 'prot' to 'connect' (did you mean 'port'?)",
             "ArgumentError: bad option 'host' to 'connect' (a host name is required)",

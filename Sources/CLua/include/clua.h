@@ -31,9 +31,10 @@ void *sl_testbox(lua_State *L, int idx, const char *mt);
 /* Sets the __gc of metatable `mt` (creating it) to release the boxed object; leaves the metatable on the stack. */
 void sl_newboxmeta(lua_State *L, const char *mt);
 
-/* What luaL_argerror asks of the running C function (stack level 0), through lua_getinfo: the
-   name it was called by (NULL when unknown: copy it at once), and 1 when it was called as a
-   method (`obj:f(...)`), whose self the argument positions do not count. */
+/* What luaL_argerror asks of the running C function, through lua_getinfo, about the call the
+   user's code made (the outermost frame of sftplua's own below it: a library wrapper may have
+   made the call on the user's behalf): the name it was called by (NULL when unknown: copy it at
+   once), and 1 when it was called as a method (`obj:f(...)`), whose self positions do not count. */
 int sl_callinfo(lua_State *L, const char **name);
 /* Pops a methods table and a fallback function and pushes an __index for them: a method is a
    plain lookup in the table; any other key calls fallback(obj, key) (fields, unknown names). */
