@@ -101,10 +101,11 @@ public enum Mirror {
     static func scan(_ lister: TreeLister, root: String, side: Side, options: MirrorOptions, warnings: inout [String],
                      against source: MirrorTree?) throws -> MirrorTree {
         var tree = MirrorTree()
-        var found: [String] = []
+        var found: [(depth: Int, message: String)] = []
         let top = Dir(node: MirrorTree.root, rel: [], match: source == nil ? -1 : MirrorTree.root)
-        try TreeWalk.walk(lister, root: root, info: top, function: "mirror", unsafe: { d, name in
-            found.append("\(side.rawValue): unsafe name \(luaQuoted(name)) in \(d.path) skipped")
+        // A mirror's depth error is an IOError on either side (as it always was).
+        try TreeWalk.walk(lister, root: root, info: top, function: "mirror", kind: .io, unsafe: { d, name in
+            found.append((d.depth, "\(side.rawValue): unsafe name \(luaQuoted(name)) in \(d.path) skipped"))
             tree.keepAncestors(of: d.info.node)
         }) { dir, entries, descend in
             let d = dir.info
@@ -127,10 +128,10 @@ public enum Mirror {
                 }
                 switch kind {
                 case .link where side == .source:
-                    found.append("source: symlink \(ByteString.string(rel)) skipped (links are not followed)")
+                    found.append((dir.depth, "source: symlink \(ByteString.string(rel)) skipped (links are not followed)"))
                     tree.add(e, parent: d.node, flags: .protected)   // what the target has there is left alone
                 case .other where side == .source:
-                    found.append("source: other \(ByteString.string(rel)) skipped")
+                    found.append((dir.depth, "source: other \(ByteString.string(rel)) skipped"))
                     tree.add(e, parent: d.node, flags: .protected)
                 case .dir:
                     let node = tree.add(e, parent: d.node)
@@ -141,8 +142,8 @@ public enum Mirror {
                 }
             }
         }
-        // Warnings in path order, whatever order the replies came in.
-        warnings.append(contentsOf: found.sorted())
+        // Warnings a level at a time, each level's in path order, whatever order the replies came in.
+        warnings.append(contentsOf: found.sorted { ($0.depth, $0.message) < ($1.depth, $1.message) }.map(\.message))
         tree.finish()
         return tree
     }

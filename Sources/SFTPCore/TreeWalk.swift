@@ -65,13 +65,15 @@ public enum TreeWalk {
 
     /// Walks the tree under `root` on `lister`'s side. `each(dir, entries, descend)` gets each
     /// directory's entries (possibly in several parts; unsafe names left out and reported to
-    /// `unsafe`) and calls `descend(entry, info)` for each subdirectory to walk. The failure of
+    /// `unsafe`) and calls `descend(entry, info)` for each subdirectory to walk. `kind`: the
+    /// depth error's, when not the side's. The failure of
     /// a directory that cannot be listed ends the walk.
     public static func walk<Info>(_ lister: TreeLister, root: String, info: Info, function: String,
+                                  kind: ErrorKind? = nil,
                                   unsafe report: (Directory<Info>, [UInt8]) -> Void = { _, _ in },
                                   each: (Directory<Info>, [NameEntry], _ descend: (NameEntry, Info) throws -> Void) throws -> Void) throws {
         // (withoutActuallyEscaping: the closures are only called during the walk.)
-        try levels(root: root, info: info, function: function, kind: lister.failureKind) { level, descendPath in
+        try levels(root: root, info: info, function: function, kind: kind ?? lister.failureKind) { level, descendPath in
             try withoutActuallyEscaping(descendPath) { descendPath in
                 try withoutActuallyEscaping(each) { each in
                     try lister.list(level.map(\.path)) { i, entries in
