@@ -5,7 +5,7 @@ in a way that breaks the protocol. The mode is read from the file named by argv[
 
 Modes: huge-length, name-count, unknown-id, short-string, bad-type, truncated-close, big-data,
 bad-version, silent-close, handle-too-long, attrs-count, stall, honest."""
-import os, struct, sys, time
+import os, signal, struct, sys
 
 mode = open(sys.argv[1]).read().strip() if len(sys.argv) > 1 else "honest"
 inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -96,7 +96,10 @@ for _ in range(100000):
     elif mode == "attrs-count":
         send(pkt(105, rid, struct.pack(">I", 0x80000000) + struct.pack(">I", 0x7FFFFFFF)))
     elif mode == "stall":
-        time.sleep(120)
+        # Never answers; ends when the client goes (stdin closes), at the latest after 120 s.
+        signal.alarm(120)
+        while inp.read(65536):
+            pass
         sys.exit(0)
     else:
         send(honest(t, rid, rest))
