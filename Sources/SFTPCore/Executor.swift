@@ -53,7 +53,7 @@ public final class Executor {
 
     /// Runs the jobs that `take` hands out (job indices) until it returns nil; `deliver` gets
     /// the results as they come. If `deliver` throws, no new job starts, the ones in flight
-    /// finish, and the error is rethrown. Ctrl-C stops it (in-flight temp files are removed).
+    /// finish, and the error is rethrown. Ctrl-C stops it at once (in-flight temp files are removed).
     public func run(take: () -> Int?, deliver: ([(Int, Result<FileAttributes, Error>)]) throws -> Void) throws {
         var exhausted = false
         var failure: Error?
@@ -62,10 +62,9 @@ public final class Executor {
         defer { abortAll() }
         while rounds < 100_000_000 {
             rounds += 1
-            if failure == nil, Interrupt.pending() {
-                Interrupt.consume()
-                failure = SSHError(.interrupted, "interrupted (Ctrl-C)")
-            }
+            // Ctrl-C stops at once: the files in flight are abandoned (the deferred abortAll
+            // removes their temp files), not finished (with bwlimit that could take minutes).
+            try Interrupt.checkpoint()
             feed()
             while failure == nil, !exhausted, active.count < limit, sftp.hasRoom(expect: 1 << 20, sending: 1 << 20) {
                 guard let i = take() else { exhausted = true; break }

@@ -10,6 +10,8 @@ public final class RateLimiter: @unchecked Sendable {
     public let bytesPerSecond: Double
     private var start = Date()
     private var bytes: Double = 0
+    /// Ctrl-C was pressed during this call: what is left of it (aborting, draining) is not paced.
+    private var stopped = false
 
     public init(bytesPerSecond: Double) { self.bytesPerSecond = max(1, bytesPerSecond) }
 
@@ -34,12 +36,14 @@ public final class RateLimiter: @unchecked Sendable {
     /// `n` bytes moved: sleeps until they fit the rate (in short slices, so Ctrl-C is seen).
     public func pace(_ n: Int) {
         lock.lock()
+        if stopped { lock.unlock(); return }
         bytes += Double(n)
         let due = bytes / bytesPerSecond - Date().timeIntervalSince(start)
         lock.unlock()
         var left = due
         var rounds = 0
-        while left > 0, rounds < 100_000, !Interrupt.pending() {
+        while left > 0, rounds < 100_000 {
+            if Interrupt.pending() { stop(); return }
             rounds += 1
             let slice = min(left, 0.2)
             Thread.sleep(forTimeInterval: slice)
@@ -47,6 +51,11 @@ public final class RateLimiter: @unchecked Sendable {
             // A slow transfer still shows time passing (progress block, --stats lines).
             if Interrupt.onLuaThread { RateLimiter.waiting?() }
         }
+    }
+
+    /// No more sleeps for this limiter (Ctrl-C: `Interrupt.consume` calls it).
+    public func stop() {
+        lock.lock(); stopped = true; lock.unlock()
     }
 
     /// "10M", "512K", "1G", "2.5M", "300" or a number: bytes per second (K, M, G are powers of

@@ -72,6 +72,9 @@ public final class SFTP: @unchecked Sendable {
     /// Once the connection failed, every call fails with this.
     private var failure: SSHError?
     private var dispatching = false
+    /// False while replies owed to dropped reads are drained (a closing file): bwlimit counts
+    /// the data the transfer uses, and an aborted transfer must not sleep on what it threw away.
+    private var pacing = true
 
     public init(session: Session) throws {
         self.session = session
@@ -341,7 +344,7 @@ public final class SFTP: @unchecked Sendable {
             }
             // bwlimit counts file data, as rclone's and lftp's do (a listing or a tree of tiny
             // files is not slowed by its requests' own bytes).
-            if case .data(let d) = parsed.reply, let limit = RateLimiter.active { limit.pace(d.count) }
+            if pacing, case .data(let d) = parsed.reply, let limit = RateLimiter.active { limit.pace(d.count) }
             p.done(.success(parsed.reply))
             count += 1
         }
@@ -388,6 +391,14 @@ public final class SFTP: @unchecked Sendable {
 
     /// Handles every reply still owed.
     public func drain() throws { try wait { pending.isEmpty } }
+
+    /// `wait`, with the data of replies not counted against bwlimit (they are being discarded).
+    func waitUnpaced(until condition: () -> Bool) throws {
+        let was = pacing
+        pacing = false
+        defer { pacing = was }
+        try wait(until: condition)
+    }
 
     /// One request, waited for.
     func call(_ type: UInt8, expect: Int = 256, _ body: (inout WireWriter) -> Void) throws -> Reply {
@@ -1131,7 +1142,8 @@ public final class SFTPFile: @unchecked Sendable {
         var closeResult: Result<Reply, SSHError>?
         // CLOSE goes right behind the writes: the server handles one handle's requests in order.
         sftp.send(FXP.CLOSE, { $0.string(handle) }) { closeResult = $0 }
-        try sftp.wait { closeResult != nil && writesInFlight == 0 }
+        // Read replies still owed are for the read-ahead just dropped: not paced.
+        try sftp.waitUnpaced { closeResult != nil && writesInFlight == 0 }
         if let e = writeError { writeError = nil; throw e }
         try sftp.expectOK(try closeResult!.get(), "cannot close", path: path)
     }

@@ -156,6 +156,7 @@ public enum Interrupt {
 
     /// Clears the request, on the Lua thread only (elsewhere it stays for that thread to see).
     public static func consume() {
+        RateLimiter.active?.stop()   // the rest of the interrupted call does not wait for the rate
         guard onLuaThread else { return }
         clear()
     }

@@ -302,6 +302,40 @@ struct FaultTests {
         #expect(!FileManager.default.fileExists(atPath: work + "/f.bin"))
     }
 
+    /// Ctrl-C during a rate-limited tree copy stops it where it is: the files in flight are
+    /// abandoned (no temp file stays, no half file under a final name), the rest never start.
+    /// Before, the files in flight were finished at the rate (all 8 landed, then Interrupted).
+    @Test func ctrlCStopsARateLimitedTreeCopy() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("ratestop")
+        try FileManager.default.createDirectory(atPath: remote + "/tree", withIntermediateDirectories: true)
+        for f in 0..<8 { FileManager.default.createFile(atPath: remote + "/tree/f\(f)", contents: Self.pattern(250_000, seed: UInt64(f))) }
+        FileManager.default.createFile(atPath: work + "/up.bin", contents: Self.pattern(2 << 20, seed: 11))
+        let r = try server.runScript("""
+        local pid = io.open("/proc/self/stat"):read("n")
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+        local function ctrl_c_in(s) os.execute(("(sleep %s; kill -INT %d) &"):format(s, pid)) end
+        local function names(dir)
+          local whole, temp = 0, 0
+          for _, a in ipairs(sftp.fs.ls(dir)) do
+            if sftp.is_temp_name(a.filename) then temp = temp + 1
+            elseif a.size == 250000 then whole = whole + 1 end
+          end
+          return whole, temp
+        end
+        ctrl_c_in(1)
+        local ok, e = pcall(c.get_r, c, "\(remote)/tree", "tree", {bwlimit = "200K", retries = 0})
+        print(ok, e.kind)
+        local whole, temp = names("tree")
+        print(whole < 8, temp)
+        -- A single upload: no final name appears (its temp file may stay for a resume).
+        ctrl_c_in(0.5)
+        ok, e = pcall(c.put, c, "up.bin", "\(remote)/up.bin", {bwlimit = "200K", retries = 0})
+        print(ok, e.kind, c:exists("\(remote)/up.bin"))
+        """, cwd: work)
+        #expect(r.stdout == "false\tInterrupted\ntrue\t0\nfalse\tInterrupted\tfalse\n", "\(r.stderr)")
+    }
+
     @Test func watchSurvivesCutConnections() throws {
         let relay = try FaultRelay(to: server.port)
         let remote = try server.makeRemoteDir()
