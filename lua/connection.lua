@@ -4,7 +4,8 @@ local sftp = require("sftp")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local dryrun = require("sftp.dryrun")
-local M = sftp._connection_methods
+local core = require("sftp.core")
+local M = core.connection_methods
 local fs = sftp.fs
 local check, check_opts, argerror, join = U.check, U.check_opts, U.argerror, U.join
 local local_makedirs, within, check_parallel, json_value = U.makedirs, U.within, U.check_parallel, U.json_value
@@ -13,6 +14,7 @@ local module = {no_summary = false}
 
 --- c:cd(path, fn): run fn with the remote cwd at path, restore it after (also on error).
 function M.cd(c, path, fn)
+  U.check_self(c, "cd")
   check(path, 1, "cd", "string", true)
   -- Without a function it changes the working directory, as pysftp's cd outside a with block.
   if fn == nil then
@@ -29,7 +31,7 @@ function M.cd(c, path, fn)
 end
 
 -- The walk shared by c:walktree and sftp.walktree (`conn` nil: local). The tree is listed first
--- by the one tree walk (sftp._walk: a level at a time, remote levels pipelined), keeping only
+-- by the one tree walk (core.walk: a level at a time, remote levels pipelined), keeping only
 -- names and types; then the callbacks run depth first over sorted listings. Symlinks to files
 -- go to fcb, to directories to dcb (not descended, so links cannot loop); anything else to ucb.
 -- `target_type(path)` follows a link.
@@ -40,7 +42,7 @@ local function walk_tree(conn, target_type, path, fcb, dcb, ucb, recurse)
   check(ucb, 4, "walktree", "function", true)
   if recurse == nil then recurse = true end
   local listed = {}   -- directory path -> {names, types}
-  sftp._walk(conn, {path = path}, "walktree", function(level)
+  core.walk(conn, {path = path}, "walktree", function(level)
     local nextlevel = {}
     for _, d in ipairs(level) do
       if d.error then error(d.error, 0) end
@@ -77,6 +79,7 @@ end
 
 --- c:walktree(path, fcb, dcb, ucb, recurse=true)
 function M.walktree(c, path, fcb, dcb, ucb, recurse)
+  U.check_self(c, "walktree")
   walk_tree(c, function(p) local ok, a = pcall(c.stat, c, p); return ok and a.type or nil end,
             path, fcb, dcb, ucb, recurse)
 end
@@ -102,14 +105,14 @@ local function run_jobs(c, jobs, parallel, label, each)
   end, label)
 end
 
--- Trees are walked a level at a time (the one tree walk, sftp._walk): every directory of a level
+-- Trees are walked a level at a time (the one tree walk, core.walk): every directory of a level
 -- is listed at once, so a tree costs a few round trips per level, not per directory. Each call
 -- plans first (what to create, what to copy), changing nothing, then acts; `sftplua run
 -- --dry-run` prints the plan instead (sftp.dryrun).
 local function plan_download(c, root, ldir, recursive, pm, fname)
   local plan = {mkdirs = {}, jobs = {}}
   local jobs = plan.jobs
-  sftp._walk(c, {path = root, ld = ldir}, fname, function(level)
+  core.walk(c, {path = root, ld = ldir}, fname, function(level)
     local nextlevel, mk = {}, {}
     for _, d in ipairs(level) do
       if d.error then error(d.error, 0) end
@@ -177,7 +180,7 @@ local function plan_upload(c, ldir, rroot, recursive, pm, confirm, fname, missin
   local jobs = plan.jobs
   local root = fs.realpath(ldir)
   -- `fresh`: a remote directory this call makes, known to be empty, not listed.
-  sftp._walk(nil, {path = ldir, rd = rroot, fresh = missing}, fname, function(level)
+  core.walk(nil, {path = ldir, rd = rroot, fresh = missing}, fname, function(level)
     -- One listing per remote dir tells which names are directories (no stat per file); the
     -- level's listings go out together.
     local dirs, idx = {}, {}
@@ -362,7 +365,7 @@ function sftp.WTCallbacks()
 end
 
 --- f:lines(...): iterator over reads with the given formats (default "l"), as io's lines.
-function sftp._remotefile_methods.lines(f, ...)
+function core.remotefile_methods.lines(f, ...)
   local formats = table.pack(...)
   if formats.n == 0 then formats = {"l", n = 1} end
   return function() return f:read(table.unpack(formats, 1, formats.n)) end
@@ -373,7 +376,7 @@ end
 -- Timeout) is retried `retries` times (3), 0.5 s, 1 s, 2 s ... (at most 8 s) apart, on a new
 -- connection; each retry plans again, so a mirror or push continues with what is left and a
 -- large file resumes from its journal. `bwlimit` caps the bytes per second of the whole call.
-local TRANSIENT = {ConnectionError = true, Timeout = true}
+local TRANSIENT = {[K.ConnectionError] = true, [K.Timeout] = true}
 
 -- The summary line of a tree copy, a mirror or a push (as lftp's mirror totals): on a terminal
 -- (stderr) or with -v; not with -q, and not where the caller prints its own (recipes, quick mirror).
@@ -392,7 +395,7 @@ local function summary(fname, result, stats, seconds)
     return
   end
   if sftp.quiet or module.no_summary then return end
-  if not (sftp.verbose or sftp._isatty(2)) then return end
+  if not (sftp.verbose or core.isatty(2)) then return end
   local rate = seconds > 0 and s.bytes / seconds or 0
   io.stderr:write(("sftplua: %s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes in %.2f s (%.1f MiB/s)\n"):format(
     fname, s.copied, s.updated, s.deleted, s.unchanged, s.bytes, seconds, rate / 1048576))
@@ -427,7 +430,7 @@ function transfer_call_inner(c, fname, opts, body)
     opts = copy
   end
   if bwlimit ~= nil then
-    local ok, rate = pcall(sftp._bwlimit, bwlimit)
+    local ok, rate = pcall(core.bwlimit, bwlimit)
     if not ok then sftp.error(K.ArgumentError, (rate.message:gsub("^bad option 'bwlimit'", ("bad option 'bwlimit' to '%s'"):format(fname)))) end
     U.note(("%s: bandwidth limit %.0f bytes/s"):format(fname, rate))
   end
@@ -435,18 +438,18 @@ function transfer_call_inner(c, fname, opts, body)
   for attempt = 0, retries do
     local res = table.pack(pcall(body, opts))
     if res[1] then
-      if bwlimit ~= nil then sftp._bwlimit(nil) end
+      if bwlimit ~= nil then core.bwlimit(nil) end
       return table.unpack(res, 2, res.n)
     end
     local err = res[2]
     if attempt == retries or type(err) ~= "table" or not TRANSIENT[err.kind] then
-      if bwlimit ~= nil then sftp._bwlimit(nil) end
+      if bwlimit ~= nil then core.bwlimit(nil) end
       error(err, 0)
     end
     U.note(("%s: %s: %s; retry %d of %d in %.1f s"):format(fname, err.kind, err.message, attempt + 1, retries, delay))
     local slept, serr = pcall(sftp.sleep, delay)
     if not slept then
-      if bwlimit ~= nil then sftp._bwlimit(nil) end
+      if bwlimit ~= nil then core.bwlimit(nil) end
       error(serr, 0)
     end
     delay = math.min(delay * 2, 8)
@@ -458,6 +461,7 @@ for _, name in ipairs({"get", "put", "get_d", "get_r", "put_d", "put_r"}) do
   local orig = M[name]
   -- (Not tail calls: an argument error names the call as the user made it, from this frame.)
   M[name] = function(c, a, b, opts, ...)
+    U.check_self(c, name)
     local r
     if select("#", ...) > 0 then r = table.pack(orig(c, a, b, opts, ...))
     else r = table.pack(transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end)) end

@@ -13,7 +13,8 @@
 local sftp = require("sftp")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
-local M = sftp._connection_methods
+local core = require("sftp.core")
+local M = core.connection_methods
 local shown = U.shown
 
 local dryrun = {}

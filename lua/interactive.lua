@@ -1,6 +1,7 @@
 -- sftp.interactive: what people at the REPL use (sftp.pretty, help(), completion) and keeping
 -- script output apart from the progress block.
 local sftp = require("sftp")
+local core = require("sftp.core")
 
 local function is_identifier(s)
   return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil
@@ -73,10 +74,10 @@ local function names_of(v, sep)
   local mt = getmetatable(v)
   local name = type(mt) == "table" and rawget(mt, "__name")
   if type(v) == "userdata" and name == "sftp.Connection" then
-    add_table(sftp._connection_methods, true)
+    add_table(core.connection_methods, true)
     if sep == "." then for _, f in ipairs(connection_fields) do out[#out + 1] = f end end
   elseif type(v) == "userdata" and name == "sftp.RemoteFile" then
-    add_table(sftp._remotefile_methods, true)
+    add_table(core.remotefile_methods, true)
   elseif type(v) == "table" then
     add_table(v, sep == ":")
     local idx = type(mt) == "table" and rawget(mt, "__index")
@@ -87,7 +88,7 @@ local function names_of(v, sep)
   return out
 end
 
---- sftp._complete(word, line): completions for the REPL (full replacements for `word`).
+--- core.complete(word, line) (called by the REPL, Runner.completions): completions for the REPL (full replacements for `word`).
 -- Inside a string argument of a Connection method (`c:get("/srv/in/re<Tab>`): the remote names
 -- of that directory that start so (directories with a "/"). `word` is the end of the line that
 -- the line editor replaces (where it starts depends on its word breaks), so each completion is
@@ -113,7 +114,7 @@ local function complete_remote(word, line)
   return out
 end
 
-function sftp._complete(word, line)
+function core.complete(word, line)
   local remote = complete_remote(word, line)
   if remote then return remote end
   local out, seen = {}, {}
@@ -144,10 +145,10 @@ end
 --- help([fn | "name"]): without an argument, what there is; with a function of the library (or
 --- its name), its section of the reference (docs/reference.md).
 function sftp.help(what)
-  local ref = sftp._reference or ""
+  local ref = core.reference or ""
   if what == nil then
     local names = {}
-    for k, v in pairs(sftp._connection_methods) do
+    for k, v in pairs(core.connection_methods) do
       if type(k) == "string" and k:sub(1, 1) ~= "_" and type(v) == "function" then names[#names + 1] = k end
     end
     table.sort(names)
@@ -159,7 +160,7 @@ function sftp.help(what)
   local name = what
   if type(what) == "function" then
     name = nil
-    for k, v in pairs(sftp._connection_methods) do if v == what then name = k end end
+    for k, v in pairs(core.connection_methods) do if v == what then name = k end end
     for k, v in pairs(sftp) do if v == what and not name then name = "sftp." .. k end end
     if not name then io.write("no reference for this function\n"); return end
   end
@@ -191,12 +192,12 @@ end
 do
   local raw_print, raw_write = print, io.write
   print = function(...)
-    sftp._progress_hide()
+    core.progress_hide()
     raw_print(...)
-    sftp._progress_show()
+    core.progress_show()
   end
   io.write = function(...)
-    sftp._progress_hide()
+    core.progress_hide()
     local r = table.pack(raw_write(...))
     -- Output that did not end its line: the block is drawn below it, not over it.
     local partial = false
@@ -204,7 +205,7 @@ do
       local v = select(i, ...)
       if (type(v) == "string" or type(v) == "number") and #tostring(v) > 0 then partial = tostring(v):sub(-1) ~= "\n"; break end
     end
-    sftp._progress_show(partial)
+    core.progress_show(partial)
     return table.unpack(r, 1, r.n)
   end
 end

@@ -4,13 +4,14 @@ local sftp = require("sftp")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local transfer_call = require("sftp.connection").transfer_call
-local M = sftp._connection_methods
+local core = require("sftp.core")
+local M = core.connection_methods
 local fs = sftp.fs
 local dryrun = require("sftp.dryrun")   -- what a dry run prints, and sources it plans as empty
 
 -- Globs (SFTPCore's Glob: .gitignore-style, on bytes) -------------------------------------------
 
-local compile_globs = sftp._compile_globs
+local compile_globs = core.compile_globs
 
 -- Options ---------------------------------------------------------------------------------------
 
@@ -102,7 +103,7 @@ local function mirror(c, o, side, label)
     preserve_mtime = o.preserve_mtime, exclude = o.exclude, include = o.include, filter = o.filter,
     parallel = o.parallel, dry_run = o.dry_run, make_root = side.dst_makedirs, sums = side.sums, label = label,
     done = function(op, path, size)
-      U.note(("%s: %s %s"):format(label, op, path))
+      U.note(("%s: %s %s"):format(label, op, U.shown(path)))   -- as plans show names
       U.emit({event = "action", call = label, op = op, path = path, size = size})
       if o.on_action then o.on_action({op = op, path = path, size = size}) end
     end,
@@ -191,6 +192,7 @@ end
 for _, name in ipairs({"mirror_down", "mirror_up"}) do
   local orig = M[name]
   M[name] = function(c, a, b, opts)
+    U.check_self(c, name)
     -- (Not a tail call: an argument error names the call as the user made it, from this frame.)
     local r = table.pack(transfer_call(c, name, opts, function(o) return orig(c, a, b, o) end))
     return table.unpack(r, 1, r.n)

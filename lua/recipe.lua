@@ -4,19 +4,18 @@ local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kin
 local U = require("sftp.util")
 local mirror = require("sftp.mirror")
 local connection = require("sftp.connection")
-local M = sftp._connection_methods
+local core = require("sftp.core")
+local M = core.connection_methods
 
 local recipe_keys = {connect = true, mirror = true, name = true, defaults = true}
 local rule_keys = {down = true, up = true, to = true}
 for k in pairs(mirror.keys) do rule_keys[k] = true end
 
-local function closest_msg(key, allowed, where)
-  local names = {}
-  for a in pairs(allowed) do names[#names + 1] = a end
-  local best = sftp._closest(tostring(key), names)
-  table.sort(names)
-  return ("unknown key '%s' in %s%s; valid keys: %s"):format(tostring(key), where,
-    best and (" (did you mean '%s'?)"):format(best) or "", table.concat(names, ", "))
+-- The keys of a recipe, its defaults or a rule: the one option checker (LuaOptions) finds an
+-- unknown key and the closest valid one; the message names where it is.
+local function check_keys(t, allowed, prefix, where)
+  local msg = core.unknown_key(t, allowed, where)
+  if msg then sftp.error(K.ArgumentError, prefix .. msg) end
 end
 
 -- "${NAME}", "${NAME:-default}" and "$NAME" in a string, from the environment. A variable
@@ -62,17 +61,13 @@ end
 --- sftp.check_recipe(t): validates a recipe table; raises ArgumentError naming the field.
 function sftp.check_recipe(t)
   if type(t) ~= "table" then sftp.error(K.ArgumentError, "recipe: table expected, got " .. type(t)) end
-  for k in pairs(t) do
-    if not recipe_keys[k] then sftp.error(K.ArgumentError, "recipe: " .. closest_msg(k, recipe_keys, "the recipe")) end
-  end
+  check_keys(t, recipe_keys, "recipe: ", "the recipe")
   if type(t.connect) ~= "table" then
     sftp.error(K.ArgumentError, "recipe: 'connect' must be a table of sftp.connect options, got " .. type(t.connect))
   end
   if t.name ~= nil and type(t.name) ~= "string" then sftp.error(K.ArgumentError, "recipe: 'name' must be a string") end
   if t.defaults ~= nil and type(t.defaults) ~= "table" then sftp.error(K.ArgumentError, "recipe: 'defaults' must be a table") end
-  for k in pairs(t.defaults or {}) do
-    if not mirror.keys[k] then sftp.error(K.ArgumentError, "recipe: " .. closest_msg(k, mirror.keys, "'defaults'")) end
-  end
+  if t.defaults then check_keys(t.defaults, mirror.keys, "recipe: ", "'defaults'") end
   if type(t.mirror) ~= "table" then sftp.error(K.ArgumentError, "recipe: 'mirror' must be an array of rules, got " .. type(t.mirror)) end
   local n = #t.mirror
   for k in pairs(t.mirror) do
@@ -83,9 +78,7 @@ function sftp.check_recipe(t)
   for i, rule in ipairs(t.mirror) do
     local where = "recipe " .. describe(i, rule)
     if type(rule) ~= "table" then sftp.error(K.ArgumentError, where .. ": table expected, got " .. type(rule)) end
-    for k in pairs(rule) do
-      if not rule_keys[k] then sftp.error(K.ArgumentError, where .. ": " .. closest_msg(k, rule_keys, "the rule")) end
-    end
+    check_keys(rule, rule_keys, where .. ": ", "the rule")
     if (rule.down == nil) == (rule.up == nil) then
       sftp.error(K.ArgumentError, where .. ": give exactly one of 'down' (a remote dir) or 'up' (a local dir)")
     end
@@ -105,6 +98,8 @@ function sftp.check_recipe(t)
   return t
 end
 
+local run_rules   -- below: the rules of a checked recipe, one after the other
+
 --- sftp.run_recipe(t [, {connection=c, base=dir}]) -> array of summaries, one per rule. Relative
 --- local paths (`to` of a down rule, `up`) are taken against `base`: `sftplua run` passes the
 --- recipe file's directory, so a recipe works from wherever it is run.
@@ -113,13 +108,13 @@ function sftp.run_recipe(t, how)
   -- Each rule prints its own line below: no second summary from the mirror.
   local had = connection.no_summary
   connection.no_summary = true
-  local ok, res = pcall(sftp._run_recipe, t, how)
+  local ok, res = pcall(run_rules, t, how)
   connection.no_summary = had
   if not ok then error(res, 0) end
   return res
 end
 
-function sftp._run_recipe(t, how)
+function run_rules(t, how)
   how = how or {}
   local function here(p)
     if how.base and how.base ~= "" and p:sub(1, 1) ~= "/" then return U.join(how.base, p) end
@@ -161,8 +156,9 @@ function sftp._run_recipe(t, how)
   return results
 end
 
---- The `sftplua run` driver: runs the chunk; a returned recipe table is applied.
-function sftp._main(chunk, ...)
+--- core.main(chunk, ...): the `sftplua run` driver (Runner.runFile): runs the chunk; a returned
+--- recipe table is applied.
+function core.main(chunk, ...)
   if sftp.dry_run then require("sftp.dryrun").install() end
   local res = table.pack(chunk(...))
   if res.n >= 1 and is_recipe(res[1]) then

@@ -1,5 +1,6 @@
 -- sftp.syncagent: sftpsyncer's local cache + upload queue, with the queue journaled on disk.
 local sftp = require("sftp")
+local core = require("sftp.core")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
 local transfer_call = require("sftp.connection").transfer_call
@@ -11,7 +12,7 @@ local CACHE = ".sftplua-cache"        -- what each cached file was on the server
 local agent_keys = {host = true, hostport = true, port = true, username = true, priv_key = true,
                     private_key = true, password = true, local_root = true, remote_root = true,
                     connection = true, parallel = true}
-for _, k in ipairs(sftp._connect_keys) do agent_keys[k] = true end
+for _, k in ipairs(core.connect_keys) do agent_keys[k] = true end
 
 -- "a/./b//c" -> "a/b/c"; refuses what would leave the root ("..", absolute, empty, NUL).
 local function relpath(path, fname)
@@ -276,7 +277,7 @@ end
 -- Every regular file under local_root (relative paths, sorted), the agent's own files aside.
 function Agent:_cached_files()
   local out = {}
-  sftp._walk(nil, {path = self.local_root, rel = ""}, "status", function(level)
+  core.walk(nil, {path = self.local_root, rel = ""}, "status", function(level)
     local nextlevel = {}
     for _, d in ipairs(level) do
       if d.error then error(d.error, 0) end
@@ -397,7 +398,7 @@ function sftp.syncagent(opts)
     end
     field("host", "string")
     copts = {}
-    for _, k in ipairs(sftp._connect_keys) do copts[k] = opts[k] end
+    for _, k in ipairs(core.connect_keys) do copts[k] = opts[k] end
     local port = opts.port or opts.hostport
     if type(port) == "string" then port = math.tointeger(tonumber(port)) or port end
     if port ~= nil and math.type(port) ~= "integer" then

@@ -1,53 +1,39 @@
 -- sftp.util: what the library's modules share (argument and option checks, paths, names as
 -- printed, --json lines, -v lines). Loaded with require("sftp.util"); not part of the public API.
 local sftp = require("sftp")
+local core = require("sftp.core")   -- the Swift side's internals (Sources/SFTPLua/Module.swift)
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local fs = sftp.fs
 
--- "bad argument #n to 'fname' (msg)", as luaL_argerror makes it for the Swift functions
--- (sl_callinfo): `n` counts from the first argument after self; a Connection method that the
--- user's code did not call as a method (`pcall(c.walktree, c, 1)`, `c.walktree(c, 1)`) counts
--- its self too. The call is the outermost frame of the library below the user's code (C frames
--- such as pcall passed over).
-local methods = sftp._connection_methods
-local LIBRARY = "=[sftplua "
+-- "bad argument #n to 'fname' (msg)"; `n` counts from the first argument after self. For a
+-- Connection method written in Lua the Swift side writes it (core.argerror), as for the Swift
+-- methods: a call not made as a method (`pcall(c.walktree, c, 1)`, `c.walktree(c, 1)`) counts
+-- its self too, and the call is named as the user's code made it.
+local methods = core.connection_methods
 local function argerror(n, fname, msg)
-  local method = methods[fname]
-  if method then
-    local entry, level = nil, 2
-    for _ = 1, 200 do
-      local info = debug.getinfo(level, "S")
-      if not info then break end
-      if info.source:sub(1, #LIBRARY) == LIBRARY then entry = level
-      elseif info.what ~= "C" then break end
-      level = level + 1
-    end
-    local info = entry and debug.getinfo(entry, "nf")
-    if info and info.func == method and not (entry + 1 == level and info.namewhat == "method") then n = n + 1 end
-  end
+  if methods[fname] then core.argerror(n + 1, fname, msg) end
   sftp.error(K.ArgumentError, ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
 end
+
+-- A Connection method written in Lua checks its self as the Swift ones do: `c.cd("/tmp")` is
+-- "bad argument #1 to 'cd' (sftp.Connection expected, got string; call methods with ':')".
+local check_self = core.check_self
 
 local function check(v, n, fname, want, optional)
   if v == nil and optional then return end
   if type(v) ~= want then argerror(n, fname, ("%s expected, got %s"):format(want, v == nil and "no value" or type(v))) end
 end
 
-local function join(a, b)
-  if a == "" then return b end
-  if a:sub(-1) == "/" then return a .. b end
-  return a .. "/" .. b
-end
+-- The one path join (SFTPCore's Paths.join): one '/' between; "" + b is b; an absolute b is b.
+local join = core.join
 
 -- A name from a listing that must never be used to build a path (the one rule, the tree
 -- walk's: empty, ".", "..", or holding "/" or NUL).
-local unsafe_name = sftp._unsafe_name
+local unsafe_name = core.unsafe_name
 
 -- Options are checked by the one checker the Swift bindings use (LuaOptions): unknown keys are
 -- refused with the closest valid one suggested.
-local function check_opts(opts, fname, n, allowed)
-  return sftp._check_opts(opts, fname, n, allowed)
-end
+local check_opts = core.check_opts
 
 -- Local directories, created with parents; refuses to go through a symlink or a file.
 local function local_makedirs(path)
@@ -135,19 +121,19 @@ local function shown(name)
   end) .. '"'
 end
 
---- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose).
+--- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose). Control
+--- bytes in it (a name's newline) are escaped: one note is one line.
 local function note(msg)
   if sftp.verbose then
-    sftp._progress_hide()
-    io.stderr:write("sftplua: ", msg, "\n")
-    sftp._progress_show()
+    core.progress_hide()
+    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t"}
+    io.stderr:write("sftplua: ", (msg:gsub("%c", function(ch) return esc[ch] or ("\\x%02x"):format(ch:byte()) end)), "\n")
+    core.progress_show()
   end
 end
 
 fs.makedirs = local_makedirs
--- sftp._shown stays for scripts that print names as plans do.
-sftp._shown = shown
 
-return {check = check, check_opts = check_opts, argerror = argerror, join = join, unsafe_name = unsafe_name,
+return {check = check, check_self = check_self, check_opts = check_opts, argerror = argerror, join = join, unsafe_name = unsafe_name,
         makedirs = local_makedirs, within = within, check_parallel = check_parallel, shown = shown,
         emit = emit, json_value = json_value, note = note}

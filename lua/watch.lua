@@ -4,7 +4,8 @@
 local sftp = require("sftp")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local U = require("sftp.util")
-local M = sftp._connection_methods
+local core = require("sftp.core")
+local M = core.connection_methods
 
 local watch_keys = {interval = true, recursive = true, exclude = true, settle = true, duration = true,
                     events = true, max_backoff = true, relist = true, on_poll = true}
@@ -45,11 +46,11 @@ local function watch_options(opts)
   if o.on_poll ~= nil and type(o.on_poll) ~= "function" then
     sftp.error(K.ArgumentError, "bad option 'on_poll' to 'watch' (function expected)")
   end
-  o.exclude = sftp._compile_globs(opts.exclude, "exclude", "watch")
+  o.exclude = core.compile_globs(opts.exclude, "exclude", "watch")
   return o
 end
 
--- A function that makes one pass over the tree (the one tree walk, sftp._walk): rel ->
+-- A function that makes one pass over the tree (the one tree walk, core.walk): rel ->
 -- attribute table (files, directories, links, ...). With relist = "changed", each directory is
 -- stated, and one whose mtime did not move is not listed again.
 local function scanner(c, root, o, stats)
@@ -73,7 +74,7 @@ local function scanner(c, root, o, stats)
   end
   return function()
     local cur, seen_dirs = {}, {}
-    local ok, err = pcall(sftp._walk, c, record(root, ""), "watch", function(level)
+    local ok, err = pcall(core.walk, c, record(root, ""), "watch", function(level)
       local nextlevel = {}
       for _, d in ipairs(level) do
         local rel, list = d.rel, d.entries
@@ -88,7 +89,7 @@ local function scanner(c, root, o, stats)
         end
         for _, e in ipairs(list) do
           local r = U.join(rel, e.filename)
-          if not sftp._glob_any(o.exclude, r, e.type == "dir") then
+          if not core.glob_any(o.exclude, r, e.type == "dir") then
             cur[r] = e
             if e.type == "dir" and o.recursive then nextlevel[#nextlevel + 1] = record(U.join(d.path, e.filename), r) end
           end
@@ -185,6 +186,7 @@ end
 
 --- c:watch(dir [, opts], callback) -> number of events: polls, reports, reconnects.
 function M.watch(c, dir, opts, callback)
+  U.check_self(c, "watch")
   if type(opts) == "function" and callback == nil then opts, callback = nil, opts end
   U.check(dir, 1, "watch", "string")
   opts = U.check_opts(opts, "watch", 2, watch_keys)

@@ -72,7 +72,7 @@ private let luaDispatch: sl_dispatch_fn = { L in
         return SL_RAISE
     } catch var e as LuaArgumentError {
         if let position = e.position, let detail = e.detail {
-            e.message = argumentMessage(L, position: position, detail: detail, registered: box.name,
+            e.message = argumentMessage(L, position: position, detail: detail, registered: e.function ?? box.name,
                                         selfHint: e.isSelfCheck)
         }
         e.message = e.message.replacingFirst("%FN%", with: box.name)

@@ -19,6 +19,9 @@ public struct LuaArgumentError: Error, CustomStringConvertible {
     public var detail: String?
     /// The argument is the object a method is called on (its check failed).
     public var isSelfCheck = false
+    /// The function's name where Lua cannot tell the name it was called by (a function written
+    /// in Lua that reports through a Swift one); else the Swift function's registered name.
+    public var function: String?
     public init(_ message: String, argument: String? = nil) {
         self.message = message
         self.argument = argument

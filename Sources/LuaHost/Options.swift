@@ -22,23 +22,42 @@ public struct LuaOptions {
         guard lua.isTable(i) else { throw lua.typeError(i, expected: "table") }
         let t = lua.absIndex(i)
         index = t
+        guard let bad = Self.unknownKey(lua, t, allowed: allowed, arrayPart: arrayPart) else { return }
+        if let key = bad.name {
+            var m = "unknown option '\(key)' to '\(function)'"
+            if let near = closest(to: key, in: allowed) { m += " (did you mean '\(near)'?)" }
+            throw LuaArgumentError(m, argument: key)
+        }
+        guard bad.typeName == "number" else {
+            throw LuaArgumentError("bad option key to '\(function)' (string expected, got \(bad.typeName))")
+        }
+        throw LuaArgumentError("unknown option '\(bad.shown)' to '\(function)'" + (allowed.isEmpty ? " (it takes none)" : ""))
+    }
+
+    /// A key that is not one of the allowed names: the name (nil when the key is not a string),
+    /// how Lua shows it, and its type.
+    public struct UnknownKey {
+        public let name: String?
+        public let shown: String
+        public let typeName: String
+    }
+
+    /// The first key of the table at `t` that is not one of `allowed`, or nil. With `arrayPart`,
+    /// number keys are the caller's business. The one check of every options table, and of
+    /// recipes (`core.unknown_key`).
+    public static func unknownKey(_ lua: Lua, _ t: Int32, allowed: [String], arrayPart: Bool) -> UnknownKey? {
         let allowedSet = Set(allowed)
-        try lua.forEach(t) {
-            guard lua.type(-2) == LUA_TSTRING, let key = lua.string(-2) else {
-                if lua.type(-2) == LUA_TNUMBER {
-                    if arrayPart { return } // array part of a mixed table (recipes) is the caller's business
-                    var m = "unknown option '\(lua.describe(-2))' to '\(function)'"
-                    if allowed.isEmpty { m += " (it takes none)" }
-                    throw LuaArgumentError(m)
-                }
-                throw LuaArgumentError("bad option key to '\(function)' (string expected, got \(lua.typeName(-2)))")
-            }
-            if !allowedSet.contains(key) {
-                var m = "unknown option '\(key)' to '\(function)'"
-                if let near = closest(to: key, in: allowed) { m += " (did you mean '\(near)'?)" }
-                throw LuaArgumentError(m, argument: key)
+        var found: UnknownKey?
+        lua.forEach(t) {
+            guard found == nil else { return }
+            // (The type first: lua_tolstring on a number key would change the key under lua_next.)
+            if lua.type(-2) == LUA_TSTRING, let key = lua.string(-2) {
+                if !allowedSet.contains(key) { found = UnknownKey(name: key, shown: key, typeName: "string") }
+            } else if !(arrayPart && lua.type(-2) == LUA_TNUMBER) {
+                found = UnknownKey(name: nil, shown: lua.describe(-2), typeName: lua.typeName(-2))
             }
         }
+        return found
     }
 
     public var isEmpty: Bool { index == nil }

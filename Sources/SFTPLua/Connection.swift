@@ -70,7 +70,7 @@ final class Connection {
         if path.utf8.contains(0) { throw SSHError(.argument, "bad path (it contains a NUL byte)", path: path) }
         guard let cwd, !path.hasPrefix("/") else { return path }
         if path.isEmpty || path == "." { return cwd }
-        return cwd.hasSuffix("/") ? cwd + path : cwd + "/" + path
+        return Paths.join(cwd, path)
     }
 
     var label: String { "\(session.options.user)@\(session.options.host):\(session.options.port)" }

@@ -2,30 +2,30 @@ import ByteString
 import LuaHost
 import SFTPCore
 
-/// A compiled list of globs, as Lua holds it (`sftp._compile_globs`).
+/// A compiled list of globs, as Lua holds it (`core.compile_globs`).
 final class GlobBox {
     let set: GlobSet
     init(_ set: GlobSet) { self.set = set }
     static let cls = LuaClass<GlobBox>(name: "sftp.Globs")
 }
 
-/// The mirror's Lua side: globs (`sftp.glob.match`, `sftp._compile_globs`, `sftp._glob_any`),
+/// The mirror's Lua side: globs (`sftp.glob.match`; `core.compile_globs`, `core.glob_any`),
 /// `sftp.is_temp_name`, and `c:_mirror(spec)`, which scans, plans and acts in Swift (SFTPCore's
 /// `Mirror`) and calls Lua only for `filter`, checksums, the target root and each action.
 enum MirrorBinding {
-    static func install(_ l: Lua, module m: Int32) {
+    static func install(_ l: Lua, module m: Int32, core: Int32) {
         GlobBox.cls.register(in: l)
-        l.setFunction(m, "_compile_globs") { l in
-            // sftp._compile_globs(list | string | nil, key, fname) -> globs | nil
+        l.setFunction(core, "compile_globs") { l in
+            // core.compile_globs(list | string | nil, key, fname) -> globs | nil
             let key = try l.checkString(2), fname = try l.checkString(3)
             if l.isNoneOrNil(1) { l.pushNil(); return 1 }
             GlobBox.cls.push(GlobBox(try globs(l, 1, key: key, function: fname)), in: l)
             return 1
         }
-        l.setFunction(m, "_glob_any") { l in
-            // sftp._glob_any(globs | nil, path, is_dir) -> boolean
+        l.setFunction(core, "glob_any") { l in
+            // core.glob_any(globs | nil, path, is_dir) -> boolean
             guard !l.isNoneOrNil(1) else { l.push(false); return 1 }
-            let g = try GlobBox.cls.check(l, 1, method: "_glob_any")
+            let g = try GlobBox.cls.check(l, 1, method: "glob_any")
             l.push(g.set.matches(ByteString.bytes(try l.checkString(2)), isDirectory: l.boolean(3)))
             return 1
         }

@@ -3,7 +3,13 @@ import LuaHost
 import SFTPCore
 
 /// Installs the `sftp` module into a Lua state: the global, `require("sftp")`, the error
-/// metatable, the Connection type, and the Lua prelude from lua/.
+/// metatable, the Connection type, and the Lua library from lua/.
+///
+/// What the library's modules share but users do not call lives in a second, private module,
+/// `require("sftp.core")` (`core` below; Swift finds it under the registry key `coreKey`): the
+/// option checker, the tree walk, globs, the Connection and RemoteFile method tables, and the
+/// Lua functions the runner calls (`main`, `complete`). The public `sftp` table holds only
+/// what docs/reference.md documents.
 public enum SFTPModule {
     public static let version = "0.1.0"
 
@@ -18,25 +24,27 @@ public enum SFTPModule {
 
         l.newTable()
         let m = l.absIndex(-1)
+        l.newTable()
+        let core = l.absIndex(-1)
         l.set(m, "_VERSION", "sftplua \(version)")
-        installFunctions(l, module: m)
+        installFunctions(l, module: m, core: core)
         l.push(strings: ConnectOptions.luaKeys)
-        l.setField(m, "_connect_keys")
+        l.setField(core, "connect_keys")
         LocalFS.install(l, module: m)
-        MirrorBinding.install(l, module: m)
-        WalkBinding.install(l, module: m)
-        // The Lua side adds methods to Connection through this table.
+        MirrorBinding.install(l, module: m, core: core)
+        WalkBinding.install(l, core: core)
+        // The Lua side adds methods to Connection and RemoteFile through these tables.
         l.getRegistry(ConnectionBinding.cls.name + ".methods")
-        l.setField(m, "_connection_methods")
+        l.setField(core, "connection_methods")
         l.getRegistry(ConnectionBinding.fileClass.name + ".methods")
-        l.setField(m, "_remotefile_methods")
+        l.setField(core, "remotefile_methods")
+        // The reference text (help() in the REPL).
+        l.set(core, "reference", Prelude.reference)
+        l.pushValue(core); l.setRegistry(coreKey)
+        l.registerModule("sftp.core", table: core)
         l.pushValue(m); l.setGlobal("sftp")
         l.registerModule("sftp", table: m)
-        l.pop()
-        // The reference text (help() in the REPL).
-        state.lua.getGlobal("sftp")
-        state.lua.set(-1, "_reference", Prelude.reference)
-        state.lua.pop()
+        l.top = 0
         try loadLibrary(state)
         state.lua.top = 0
     }
@@ -66,14 +74,25 @@ public enum SFTPModule {
     }
 
     /// The functions of the `sftp` table (at `m`) written in Swift.
-    static func installFunctions(_ l: Lua, module m: Int32) {
-        installCoreFunctions(l, module: m)
+    static func installFunctions(_ l: Lua, module m: Int32, core: Int32) {
+        installCoreFunctions(l, module: m, core: core)
+        installLibraryHelpers(l, core: core)
         installTimeFunctions(l, module: m)
-        installRunnerFunctions(l, module: m)
+        installRunnerFunctions(l, module: m, core: core)
+    }
+
+    /// Where Swift finds `require("sftp.core")` (the registry).
+    static let coreKey = "sftp.core"
+
+    /// Pushes the function `name` of the private module (nil when it has none).
+    static func pushCoreFunction(_ l: Lua, _ name: String) {
+        l.getRegistry(coreKey)
+        l.getField(-1, name)
+        l.remove(-2)
     }
 
     /// Connecting, errors and their kinds, option checks.
-    static func installCoreFunctions(_ l: Lua, module m: Int32) {
+    static func installCoreFunctions(_ l: Lua, module m: Int32, core: Int32) {
         l.setFunction(m, "connect") { l in try connect(l) }
         l.setFunction(m, "error") { l in
             // sftp.error(kind, message [, path]): raise an error object from Lua.
@@ -82,8 +101,8 @@ public enum SFTPModule {
             ErrorObject.push(l, kind: kind, message: message, path: try l.optString(3))
             throw LuaError.value(ref: l.ref())
         }
-        l.setFunction(m, "_closest") { l in
-            // sftp._closest(word, names): the name closest to word, or nil (for "did you mean").
+        l.setFunction(core, "closest") { l in
+            // core.closest(word, names): the name closest to word, or nil (for "did you mean").
             let word = try l.checkString(1)
             guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
             var names: [String] = []
@@ -91,8 +110,8 @@ public enum SFTPModule {
             l.push(closest(to: word, in: names))
             return 1
         }
-        l.setFunction(m, "_check_opts") { l in
-            // sftp._check_opts(opts, fname, n, allowed) -> opts (or {} for nil): the one option
+        l.setFunction(core, "check_opts") { l in
+            // core.check_opts(opts, fname, n, allowed) -> opts (or {} for nil): the one option
             // checker (LuaOptions), for the Lua side too; `allowed` is a set {key = true}.
             let fname = try l.checkString(2)
             let n = try l.checkInteger(3)
@@ -112,6 +131,45 @@ public enum SFTPModule {
         l.setField(m, "kinds")
     }
 
+    /// What the Lua library shares with the Swift side (`require("sftp.core")`): argument and
+    /// self errors written as the Swift functions' are, the one path join, the one key check.
+    static func installLibraryHelpers(_ l: Lua, core: Int32) {
+        l.setFunction(core, "argerror") { l in
+            // core.argerror(n, fname, msg): "bad argument" for a Connection method written in
+            // Lua; n counts self, and is shown as for a Swift method (self not counted when the
+            // call was made with ':', the name as the call was written; fname when Lua cannot tell).
+            var e = LuaArgumentError(position: Int32(try l.checkInteger(1)), try l.checkString(3))
+            e.function = try l.checkString(2)
+            throw e
+        }
+        l.setFunction(core, "check_self") { l in
+            // core.check_self(c, fname): the self check of a Connection method written in Lua.
+            let fname = try l.checkString(2)
+            if (try? ConnectionBinding.cls.check(l, 1, method: fname)) != nil { return 0 }
+            var e = LuaArgumentError(position: 1, "\(ConnectionBinding.cls.name) expected, got \(l.typeName(1))")
+            e.function = fname
+            e.isSelfCheck = true
+            throw e
+        }
+        l.setFunction(core, "join") { l in
+            // core.join(a, b): Paths.join.
+            l.push(Paths.join(try l.checkString(1), try l.checkString(2)))   // (String holds any bytes: ByteString)
+            return 1
+        }
+        l.setFunction(core, "unknown_key") { l in
+            // core.unknown_key(t, allowed, where) -> message | nil: the option checker's rule for
+            // a recipe's tables; `allowed` is a set {key = true}.
+            guard l.isTable(1), l.isTable(2) else { throw l.typeError(l.isTable(1) ? 2 : 1, expected: "table") }
+            let place = try l.checkString(3)
+            var allowed: [String] = []
+            l.forEach(2) { if l.isString(-2), let k = l.string(-2) { allowed.append(k) } }
+            guard let bad = LuaOptions.unknownKey(l, 1, allowed: allowed, arrayPart: false) else { l.pushNil(); return 1 }
+            let near = bad.name.flatMap { closest(to: $0, in: allowed) }
+            l.push("unknown key '\(bad.shown)' in \(place)\(near.map { " (did you mean '\($0)'?)" } ?? ""); valid keys: \(allowed.sorted().joined(separator: ", "))")
+            return 1
+        }
+    }
+
     /// `sftp.sleep` (Ctrl-C ends it).
     static func installTimeFunctions(_ l: Lua, module m: Int32) {
         l.setFunction(m, "sleep") { l in
@@ -129,14 +187,14 @@ public enum SFTPModule {
     }
 
     /// The runner's and the tests' helpers (terminal, rate, live handles, the progress block), and `sftp.now`.
-    static func installRunnerFunctions(_ l: Lua, module m: Int32) {
-        l.setFunction(m, "_isatty") { l in
-            // sftp._isatty(fd): is that descriptor a terminal (summaries show there)?
+    static func installRunnerFunctions(_ l: Lua, module m: Int32, core: Int32) {
+        l.setFunction(core, "isatty") { l in
+            // core.isatty(fd): is that descriptor a terminal (summaries show there)?
             l.push(isatty(Int32(try l.checkInteger(1))) != 0)
             return 1
         }
-        l.setFunction(m, "_bwlimit") { l in
-            // sftp._bwlimit(value | nil) -> bytes per second: sets (or clears) the rate cap of
+        l.setFunction(core, "bwlimit") { l in
+            // core.bwlimit(value | nil) -> bytes per second: sets (or clears) the rate cap of
             // the transfers that follow; value is a number of bytes/s or "10M", "512K", "1G".
             if l.isNoneOrNil(1) { RateLimiter.active = nil; l.pushNil(); return 1 }
             let rate: Double?
@@ -156,12 +214,12 @@ public enum SFTPModule {
             l.set(-1, "files", Int64(LiveHandles.files.value))
             return 1
         }
-        l.setFunction(m, "_progress_hide") { _ in
+        l.setFunction(core, "progress_hide") { _ in
             // Before script output: the progress block (if on screen) steps aside.
             ProgressBar.current?.hide()
             return 0
         }
-        l.setFunction(m, "_progress_show") { l in
+        l.setFunction(core, "progress_show") { l in
             // After script output; true when that output did not end its line.
             fflush(nil)   // every C stream: what print wrote
             ProgressBar.current?.show(afterPartialLine: l.boolean(1))

@@ -71,13 +71,12 @@ public final class Runner {
         l.pop()
     }
 
-    /// Tab completion for the REPL: what `sftp._complete(word, line)` offers.
+    /// Tab completion for the REPL: what `core.complete(word, line)` (lua/interactive.lua) offers.
     public func completions(for word: String, line: String) -> [String] {
         let l = state.lua
         let top = l.top
         defer { l.top = top }
-        l.getGlobal("sftp")
-        l.getField(-1, "_complete")
+        SFTPModule.pushCoreFunction(l, "complete")
         guard l.isFunction(-1) else { return [] }
         l.push(word)
         l.push(line)
@@ -121,11 +120,9 @@ public final class Runner {
         }
         setArgs(script: path, args: args)
         scriptPath = path
-        // sftp._main(chunk, ...) runs the chunk and applies a recipe table it returns.
+        // core.main(chunk, ...) (lua/recipe.lua) runs the chunk and applies a recipe table it returns.
         let l = state.lua
-        l.getGlobal("sftp")
-        l.getField(-1, "_main")
-        l.remove(-2)
+        SFTPModule.pushCoreFunction(l, "main")
         do { try state.loadFile(path) } catch { l.top = 0; return report(error) }
         for a in args { l.push(a) }
         return execute(nargs: Int32(args.count) + 1)

@@ -1,7 +1,7 @@
 import LuaHost
 import SFTPCore
 
-/// `sftp._walk(c | nil, root, fname, visit)`: SFTPCore's one tree walk (`TreeWalk`) for the
+/// `core.walk(c | nil, root, fname, visit)` (`require("sftp.core")`): SFTPCore's one tree walk (`TreeWalk`) for the
 /// walks written in Lua (`walktree`, get_r/put_r planning, the SyncAgent's cache, `watch`).
 ///
 /// `root` is a record `{path = dir, ...}`; with a Connection the tree is remote, with nil local.
@@ -12,15 +12,15 @@ import SFTPCore
 /// `path`; a record that brings its own `entries` is not listed), or nil. A level deeper than
 /// the limit is the one depth error of every walk, named after `fname`.
 enum WalkBinding {
-    static func install(_ l: Lua, module m: Int32) {
-        l.setFunction(m, "_unsafe_name") { l in
-            // sftp._unsafe_name(name): a listed name that must never be joined to a path.
+    static func install(_ l: Lua, core: Int32) {
+        l.setFunction(core, "unsafe_name") { l in
+            // core.unsafe_name(name): a listed name that must never be joined to a path.
             guard let name = l.bytes(1) else { throw l.typeError(1, expected: "string") }
             l.push(TreeWalk.unsafe(name))
             return 1
         }
-        l.setFunction(m, "_walk") { l in
-            let conn = l.isNoneOrNil(1) ? nil : try ConnectionBinding.cls.check(l, 1, method: "_walk")
+        l.setFunction(core, "walk") { l in
+            let conn = l.isNoneOrNil(1) ? nil : try ConnectionBinding.cls.check(l, 1, method: "walk")
             guard l.isTable(2) else { throw l.typeError(2, expected: "table") }
             let fname = try l.checkString(3)
             _ = try l.checkFunction(4)

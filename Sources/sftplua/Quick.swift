@@ -31,6 +31,7 @@ enum Quick {
 
     /// The program behind every quick command: arg[1] is the command, then its words.
     static let quickProgram = #"""
+    local K = sftp.kinds
     local op = arg[1]
     local words = {}
     for i = 2, #arg do words[#words + 1] = arg[i] end
@@ -48,7 +49,7 @@ enum Quick {
       return conns[key]
     end
     local function need(n, usage)
-      if #words < n then sftp.error("ArgumentError", "usage: sftplua " .. usage) end
+      if #words < n then sftp.error(K.ArgumentError, "usage: sftplua " .. usage) end
     end
     local function base(p) return (p:gsub("/+$", "")):match("([^/]*)$") end
     local function isdir_local(p) local a = sftp.fs.stat(p); return a and a.type == "dir" end
@@ -56,7 +57,7 @@ enum Quick {
     if op == "ls" then
       need(1, "ls [user@]host:path ...")
       for _, w in ipairs(words) do
-        local r = remote_of(w) or sftp.error("ArgumentError", "ls: " .. w .. " is not [user@]host:path")
+        local r = remote_of(w) or sftp.error(K.ArgumentError, "ls: " .. w .. " is not [user@]host:path")
         local c = conn(r)
         if #words > 1 then print(w .. ":") end
         if c:isdir(r.path) then
@@ -68,7 +69,7 @@ enum Quick {
       end
     elseif op == "get" then
       need(1, "get [user@]host:path [LOCAL]")
-      local r = remote_of(words[1]) or sftp.error("ArgumentError", "get: " .. words[1] .. " is not [user@]host:path")
+      local r = remote_of(words[1]) or sftp.error(K.ArgumentError, "get: " .. words[1] .. " is not [user@]host:path")
       local dst = words[2] or "."
       local c = conn(r)
       if c:isdir(r.path) then
@@ -79,7 +80,7 @@ enum Quick {
       end
     elseif op == "put" then
       need(2, "put LOCAL... [user@]host:path")
-      local r = remote_of(words[#words]) or sftp.error("ArgumentError", "put: the last word must be [user@]host:path")
+      local r = remote_of(words[#words]) or sftp.error(K.ArgumentError, "put: the last word must be [user@]host:path")
       local c = conn(r)
       local into = #words > 2 or r.path:sub(-1) == "/" or c:isdir(r.path)
       for i = 1, #words - 1 do
@@ -90,14 +91,14 @@ enum Quick {
     elseif op == "rm" or op == "mkdir" then
       need(1, op .. " [user@]host:path ...")
       for _, w in ipairs(words) do
-        local r = remote_of(w) or sftp.error("ArgumentError", op .. ": " .. w .. " is not [user@]host:path")
+        local r = remote_of(w) or sftp.error(K.ArgumentError, op .. ": " .. w .. " is not [user@]host:path")
         if op == "rm" then conn(r):remove(r.path) else conn(r):makedirs(r.path) end
       end
     elseif op == "copy" or op == "mirror" then
       need(2, op .. " SRC DST")
       local src, dst = words[1], words[2]
       local rs, rd = remote_of(src), remote_of(dst)
-      if (rs == nil) == (rd == nil) then sftp.error("ArgumentError", op .. ": one of SRC and DST must be [user@]host:path, the other local") end
+      if (rs == nil) == (rd == nil) then sftp.error(K.ArgumentError, op .. ": one of SRC and DST must be [user@]host:path, the other local") end
       local opts = {}
       local i = 3
       while i <= #words do
@@ -108,15 +109,15 @@ enum Quick {
           i = i + 1
           local key = w:sub(3)
           opts[key] = opts[key] or {}
-          table.insert(opts[key], words[i] or sftp.error("ArgumentError", op .. ": " .. w .. " needs a glob"))
+          table.insert(opts[key], words[i] or sftp.error(K.ArgumentError, op .. ": " .. w .. " needs a glob"))
         elseif w == "--parallel" then
           i = i + 1
-          opts.parallel = math.tointeger(tonumber(words[i] or "")) or sftp.error("ArgumentError", op .. ": --parallel needs a number")
-        else sftp.error("ArgumentError", op .. ": unknown option " .. w .. " (--delete, --exclude GLOB, --include GLOB, --checksum, --parallel N, --dry-run)") end
+          opts.parallel = math.tointeger(tonumber(words[i] or "")) or sftp.error(K.ArgumentError, op .. ": --parallel needs a number")
+        else sftp.error(K.ArgumentError, op .. ": unknown option " .. w .. " (--delete, --exclude GLOB, --include GLOB, --checksum, --parallel N, --dry-run)") end
         i = i + 1
       end
       if op == "copy" then
-        if next(opts) ~= nil and not opts.parallel then sftp.error("ArgumentError", "copy takes only --parallel; use mirror for --delete, --exclude, --include, --checksum") end
+        if next(opts) ~= nil and not opts.parallel then sftp.error(K.ArgumentError, "copy takes only --parallel; use mirror for --delete, --exclude, --include, --checksum") end
         if rs then
           local c = conn(rs)
           if c:isdir(rs.path) then c:get_r(rs.path, dst, {preserve_mtime = true, parallel = opts.parallel})
@@ -128,7 +129,7 @@ enum Quick {
         end
       else
         local r
-        sftp._no_summary = true   -- this command prints its own summary line
+        require("sftp.connection").no_summary = true   -- this command prints its own summary line
         if rs then r = conn(rs):mirror_down(rs.path, dst, opts) else r = conn(rd):mirror_up(src, rd.path, opts) end
         if not sftp.quiet then
           print(("%s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes%s"):format(op, r.copied, r.updated, r.deleted,

@@ -209,6 +209,23 @@ struct OutputTests {
         #expect(!q.stderr.contains(server.password))
     }
 
+    /// -v lines written by the Lua side stay one line each: a name with a newline is shown as
+    /// plans show it (quoted, escaped), and any other control byte in a note is escaped.
+    @Test func verboseMirrorLinesNeverSplit() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("vnames")
+        FileManager.default.createFile(atPath: remote + "/evil\nsftplua: forged", contents: Data("x".utf8))
+        let r = try runProcess(sftpluaBinary, ["-v", "-e", """
+        local c = sftp.connect\(server.connectLua)
+        c:mirror_down("\(remote)", "m")
+        """], env: ["HOME": server.home], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.allSatisfy { $0.hasPrefix("sftplua: ") }, "\(r.stderr)")
+        #expect(r.stderr.contains("copy \"evil\\nsftplua: forged\""), "\(r.stderr)")
+        #expect(!lines.contains { $0.hasPrefix("sftplua: forged") })
+    }
+
     @Test func progressOnlyWhereAsked() throws {
         let work = try makeTempDir("progress")
         let remote = try server.makeRemoteDir()

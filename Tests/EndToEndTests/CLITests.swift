@@ -230,6 +230,11 @@ struct CLITests {
         print(kind(sftp.connect, {port = 22}))
         print(kind(sftp.connect, {host = "127.0.0.1", host_key = "acept-new"}))
         print(kind(sftp.connect, 42))
+        -- A method written in Lua checks its self as the Swift ones do (it did nothing before).
+        print(select(2, pcall(function() c.cd("/tmp") end)).message)
+        print(select(2, pcall(function() c.get_r("/tmp", "x") end)).message)
+        print(select(2, pcall(function() local t = {mirror_down = c.mirror_down}; t:mirror_down("/a", "b") end)).message)
+        print(c:getcwd() == nil)
         """)
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
@@ -251,6 +256,10 @@ struct CLITests {
             "ArgumentError: bad option 'host' to 'connect' (a host name is required)",
             "ArgumentError: bad option 'host_key' to 'connect' ('accept-new', 'strict' or 'off' expected, got 'acept-new') (did you mean 'accept-new'?)",
             "ArgumentError: bad argument #1 to 'connect' (table expected, got number)",
+            "bad argument #1 to 'cd' (sftp.Connection expected, got string; call methods with ':')",
+            "bad argument #1 to 'get_r' (sftp.Connection expected, got string; call methods with ':')",
+            "calling 'mirror_down' on bad self (sftp.Connection expected, got table)",
+            "true",
         ])
     }
 

@@ -346,7 +346,7 @@ struct EngineTests {
     }
 
     @Test func plansQuoteNamesWithSpacesOrControls() throws {
-        let out = try review(#"print(sftp._shown("a b"), sftp._shown("nl\nx"), sftp._shown("plain"))"#,
+        let out = try review(#"local shown = require("sftp.util").shown; print(shown("a b"), shown("nl\nx"), shown("plain"))"#,
                              remote: try server.makeRemoteDir(), local: try makeTempDir("review"))
         #expect(out == ["\"a b\"\t\"nl\\nx\"\tplain"])
     }

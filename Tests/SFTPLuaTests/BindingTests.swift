@@ -93,7 +93,7 @@ struct BindingTests {
         let dev = try runProcess(sftpluaBinary, ["-e", "print(sftp.dev_marker, sftp.is_temp_name('.a.sftplua.part'))"],
                                  env: ["SFTPLUA_LUA_DIR": dir])
         #expect(dev.stdout == "42\ttrue\n", "\(dev.stderr)")
-        let built = try runProcess(sftpluaBinary, ["-e", "print(sftp.dev_marker, type(sftp.help), #sftp._reference > 1000)"])
+        let built = try runProcess(sftpluaBinary, ["-e", "print(sftp.dev_marker, type(sftp.help), #require(\"sftp.core\").reference > 1000)"])
         #expect(built.stdout == "nil\tfunction\ttrue\n", "\(built.stderr)")
         let missing = try runProcess(sftpluaBinary, ["-e", "print(1)"], env: ["SFTPLUA_LUA_DIR": dir + "/nope"])
         #expect(missing.status != 0)
