@@ -18,21 +18,52 @@ local shown = U.shown
 
 local dryrun = {}
 
+-- The calls whose argument #i is a pysftp mode (the octal digits: 640 is rw-r-----); it shows
+-- as its octal digits with a leading 0 ("0640"), and in JSON also as the event's `mode`.
+local MODE_ARG = {chmod = 2, mkdir = 2, makedirs = 2, ["fs.mkdir"] = 2}
+
+local function octal(v)
+  if math.type(v) == "integer" and v >= 0 then return ("%04d"):format(v) end
+end
+
+-- An argument in the text line: a name as plans print it, a table as {k=v,...} (sorted), a
+-- function as "function", anything else as tostring does.
+local function text_arg(a)
+  local t = type(a)
+  if t == "string" then return shown(a) end
+  if t == "function" then return "function" end
+  if t ~= "table" then return tostring(a) end
+  local parts = {}
+  if #a > 0 then
+    for _, v in ipairs(a) do parts[#parts + 1] = text_arg(v) end
+  else
+    for k, v in pairs(a) do parts[#parts + 1] = tostring(k) .. "=" .. text_arg(v) end
+    table.sort(parts)
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- A JSON null in the args array (U.json_value writes a function as null; a Lua nil would end it).
+local JSON_NULL = function() end
+
 --- One "dry run: would WHAT ARG..." line (names as plans print them), or a JSON plan event.
+--- Every argument shows, in both (trailing nils left out); a mode as MODE_ARG says.
 function dryrun.would(what, ...)
   local args = table.pack(...)
+  while args.n > 0 and args[args.n] == nil do args.n = args.n - 1 end
+  local mode_at = MODE_ARG[what]
+  local mode = mode_at and octal(args[mode_at])
   if sftp.json then
     local raw = {}
-    for i = 1, args.n do if type(args[i]) == "string" then raw[#raw + 1] = args[i] end end
-    U.emit({event = "plan", call = what, args = raw})
+    for i = 1, args.n do
+      local a = args[i]
+      raw[i] = (a == nil or type(a) == "function" or type(a) == "userdata") and JSON_NULL or a
+    end
+    U.emit({event = "plan", call = what, args = raw, mode = mode})
     return
   end
   local parts = {}
-  for i = 1, args.n do
-    local a = args[i]
-    if type(a) == "string" then parts[#parts + 1] = shown(a)
-    elseif type(a) ~= "table" and type(a) ~= "function" then parts[#parts + 1] = tostring(a) end
-  end
+  for i = 1, args.n do parts[i] = (i == mode_at and mode) or text_arg(args[i]) end
   io.write(("dry run: would %s %s\n"):format(what, table.concat(parts, " ")))
 end
 
@@ -127,7 +158,7 @@ function dryrun.install()
   -- Local changes a script makes through sftp.fs: said, not done.
   local fs = sftp.fs
   for _, name in ipairs({"mkdir", "makedirs", "utime"}) do
-    if fs[name] then fs[name] = function(path) dryrun.would("fs." .. name, tostring(path)) end end
+    if fs[name] then fs[name] = function(path, ...) dryrun.would("fs." .. name, tostring(path), ...) end end
   end
   -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
   local had_transfer = M._transfer ~= nil
