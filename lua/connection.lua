@@ -161,7 +161,7 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   end
   local plan = plan_download(c, root, ldir, recursive, opts.preserve_mtime and true or false, fname)
   if sftp.dry_run then
-    if not fs.stat(ldir) then table.insert(plan.mkdirs, 1, {ldir}) end
+    if not fs.stat(ldir) then plan.makedirs = ldir end   -- as local_makedirs below: with its parents
     return dryrun.show_plan(plan)
   end
   local_makedirs(ldir)
@@ -240,8 +240,9 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
   if sftp.dry_run then
     if not c:exists(rdir) then
-      dryrun.would("makedirs", rdir)
-      return dryrun.show_plan(plan_upload(c, ldir, rdir, recursive, pm, confirm, fname, true))
+      local plan = plan_upload(c, ldir, rdir, recursive, pm, confirm, fname, true)
+      plan.makedirs = rdir   -- as c:makedirs below
+      return dryrun.show_plan(plan)
     end
     return dryrun.show_plan(plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname))
   end

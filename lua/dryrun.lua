@@ -76,8 +76,12 @@ function dryrun.show_jobs(jobs)
   end
 end
 
---- A get_r/put_r plan: the directories to make, level by level, then the files.
+--- A get_r/put_r plan: its target when it is missing (`plan.makedirs`: made with its parents,
+--- as the real call does), the directories to make, level by level, then the files.
 function dryrun.show_plan(plan)
+  if plan.makedirs then
+    if sftp.json then U.emit({event = "plan", op = "makedirs", path = plan.makedirs}) else dryrun.would("makedirs", plan.makedirs) end
+  end
   for _, level in ipairs(plan.mkdirs) do
     for _, d in ipairs(level) do
       if sftp.json then U.emit({event = "plan", op = "mkdir", path = d}) else dryrun.would("mkdir", d) end

@@ -199,7 +199,7 @@ struct EngineTests {
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines == [
-            "dry run: would mkdir g",
+            "dry run: would makedirs g",   // as the real run: the target with its parents
             "dry run: would mkdir g/d",
             "dry run: would get \(remote)/src/a g/a",
             "dry run: would get \(remote)/src/d/b g/d/b",
@@ -214,6 +214,32 @@ struct EngineTests {
         #expect(!FileManager.default.fileExists(atPath: work + "/g"))
         #expect(!FileManager.default.fileExists(atPath: remote + "/up"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote + "/src").sorted() == ["a", "d"])
+    }
+
+    /// get_r makes its local target with its parents (as makedirs): its dry run says so.
+    @Test func getRDryRunSaysMakedirsForItsTarget() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("drymkd")
+        try FileManager.default.createDirectory(atPath: remote + "/src/d", withIntermediateDirectories: true)
+        try "a".write(toFile: remote + "/src/a", atomically: true, encoding: .utf8)
+        let script = work + "/mk.lua"
+        try """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"}
+        c:get_r("\(remote)/src", "deep/er/g")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let dry = try runProcess(sftpluaBinary, ["run", "-n", script], env: ["HOME": server.home], cwd: work)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.split(separator: "\n").map(String.init) == [
+            "dry run: would makedirs deep/er/g",
+            "dry run: would mkdir deep/er/g/d",
+            "dry run: would get \(remote)/src/a deep/er/g/a",
+        ])
+        let json = try runProcess(sftpluaBinary, ["run", "-n", "--json", script], env: ["HOME": server.home], cwd: work)
+        #expect(json.stdout.hasPrefix(#"{"event":"plan","op":"makedirs","path":"deep/er/g"}"#), "\(json.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: work + "/deep"))
+        let real = try runProcess(sftpluaBinary, ["run", script], env: ["HOME": server.home], cwd: work)
+        #expect(real.status == 0, "\(real.stderr)")
+        #expect(FileManager.default.fileExists(atPath: work + "/deep/er/g/a") && FileManager.default.fileExists(atPath: work + "/deep/er/g/d"))
     }
 
     /// Our own status parsing: a refused symlink (misread by libssh2 1.10) is PermissionDenied,
