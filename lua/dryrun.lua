@@ -67,17 +67,24 @@ function dryrun.would(what, ...)
   io.write(("dry run: would %s %s\n"):format(what, table.concat(parts, " ")))
 end
 
---- The file jobs of a plan (get: remote, local; put: local, remote).
+--- The file jobs of a plan (get: remote, local; put: local, remote). Returns what the real run
+--- would count in its summary: {copied = jobs, bytes = their sizes, dry_run = true}.
 function dryrun.show_jobs(jobs)
+  local bytes = 0
   for _, j in ipairs(jobs) do
-    if sftp.json then U.emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = j.size})
+    local size = j.size
+    if size == nil and j.op == "put" then size = (sftp.fs.stat(j["local"]) or {}).st_size end
+    bytes = bytes + (size or 0)
+    if sftp.json then U.emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = size})
     elseif j.op == "get" then dryrun.would("get", j.remote, j["local"])
     else dryrun.would("put", j["local"], j.remote) end
   end
+  return {copied = #jobs, bytes = bytes, dry_run = true}
 end
 
 --- A get_r/put_r plan: its target when it is missing (`plan.makedirs`: made with its parents,
---- as the real call does), the directories to make, level by level, then the files.
+--- as the real call does), the directories to make, level by level, then the files. Returns the
+--- counts of its files, as show_jobs.
 function dryrun.show_plan(plan)
   if plan.makedirs then
     if sftp.json then U.emit({event = "plan", op = "makedirs", path = plan.makedirs}) else dryrun.would("makedirs", plan.makedirs) end
@@ -87,7 +94,7 @@ function dryrun.show_plan(plan)
       if sftp.json then U.emit({event = "plan", op = "mkdir", path = d}) else dryrun.would("mkdir", d) end
     end
   end
-  dryrun.show_jobs(plan.jobs)
+  return dryrun.show_jobs(plan.jobs)
 end
 
 -- Targets of the run's mirrors so far: ["local:" .. path] / ["remote:" .. path] = true.
