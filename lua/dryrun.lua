@@ -177,9 +177,12 @@ function dryrun.install()
   local open = had_transfer and M.open
   if open then
     M.open = function(c, path, mode, ...)
+      -- Refused: nothing could stand in for a file open for writing, and reading instead would
+      -- hide what the script would write. The message says why and what to use.
       if mode and mode:find("[wax+]") then
-        io.write(("dry run: would open %s for writing (%s); reading instead is not possible\n"):format(path, mode))
-        sftp.error(K.IOError, "dry run: " .. path .. " cannot be opened for writing", path)
+        dryrun.would("open", path, mode)
+        sftp.error(K.IOError, ("dry run: c:open(%q, %q) is refused: a dry run writes nothing, so no file can be opened for writing;"
+          .. " use c:write or c:put (a dry run reports them), or check sftp.dry_run or pcall the open"):format(path, mode), path)
       end
       return open(c, path, mode, ...)
     end
