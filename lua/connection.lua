@@ -89,6 +89,15 @@ end
 -- Counters of the outermost transfer call, for its summary line (see transfer_call).
 local current_stats
 
+-- A tree copy's dry run counts what its plan would copy (dryrun.show_plan's totals), marked.
+local function count_planned(t)
+  if current_stats then
+    current_stats.copied = current_stats.copied + t.copied
+    current_stats.bytes = current_stats.bytes + t.bytes
+    current_stats.dry_run = true
+  end
+end
+
 local function run_jobs(c, jobs, parallel, label, each)
   if #jobs == 0 then return end
   c:_transfer(jobs, parallel, function(i, attrs, err)
@@ -164,8 +173,8 @@ local function download_dir(c, rdir, ldir, opts, recursive, fname)
   end
   local plan = plan_download(c, root, ldir, recursive, opts.preserve_mtime and true or false, fname)
   if sftp.dry_run then
-    if not fs.stat(ldir) then table.insert(plan.mkdirs, 1, {ldir}) end
-    return dryrun.show_plan(plan)
+    if not fs.stat(ldir) then plan.makedirs = ldir end   -- as local_makedirs below: with its parents
+    return count_planned(dryrun.show_plan(plan))
   end
   local_makedirs(ldir)
   for _, level in ipairs(plan.mkdirs) do
@@ -243,10 +252,11 @@ local function upload_dir(c, ldir, rdir, opts, recursive, fname)
   local pm, confirm = opts.preserve_mtime and true or false, opts.confirm ~= false
   if sftp.dry_run then
     if not c:exists(rdir) then
-      dryrun.would("makedirs", rdir)
-      return dryrun.show_plan(plan_upload(c, ldir, rdir, recursive, pm, confirm, fname, true))
+      local plan = plan_upload(c, ldir, rdir, recursive, pm, confirm, fname, true)
+      plan.makedirs = rdir   -- as c:makedirs below
+      return count_planned(dryrun.show_plan(plan))
     end
-    return dryrun.show_plan(plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname))
+    return count_planned(dryrun.show_plan(plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname)))
   end
   c:makedirs(rdir)
   local plan = plan_upload(c, ldir, c:normalize(rdir), recursive, pm, confirm, fname)
@@ -383,6 +393,7 @@ local TRANSIENT = {[K.ConnectionError] = true, [K.Timeout] = true}
 local SUMMARIZED = {get_r = true, get_d = true, put_r = true, put_d = true, mirror_down = true, mirror_up = true, push = true}
 local function summary(fname, result, stats, seconds)
   if not SUMMARIZED[fname] then return end
+  local dry = (type(result) == "table" and result.dry_run) or stats.dry_run or nil   -- a mirror's or a tree copy's
   local s = {copied = stats.copied, updated = 0, deleted = 0, unchanged = 0, bytes = stats.bytes}
   if type(result) == "table" and result.copied then
     s = {copied = result.copied, updated = result.updated, deleted = result.deleted, unchanged = result.skipped, bytes = result.bytes}
@@ -391,14 +402,14 @@ local function summary(fname, result, stats, seconds)
   end
   if sftp.json then
     U.emit({event = "summary", call = fname, copied = s.copied, updated = s.updated, deleted = s.deleted,
-                unchanged = s.unchanged, bytes = s.bytes, seconds = seconds, dry_run = type(result) == "table" and result.dry_run or nil})
+                unchanged = s.unchanged, bytes = s.bytes, seconds = seconds, dry_run = dry})
     return
   end
   if sftp.quiet or module.no_summary then return end
   if not (sftp.verbose or core.isatty(2)) then return end
   local rate = seconds > 0 and s.bytes / seconds or 0
-  io.stderr:write(("sftplua: %s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes in %.2f s (%.1f MiB/s)\n"):format(
-    fname, s.copied, s.updated, s.deleted, s.unchanged, s.bytes, seconds, rate / 1048576))
+  io.stderr:write(("sftplua: %s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes in %.2f s (%.1f MiB/s)%s\n"):format(
+    fname, s.copied, s.updated, s.deleted, s.unchanged, s.bytes, seconds, rate / 1048576, dry and " (dry run: nothing changed)" or ""))
 end
 
 local transfer_call_inner

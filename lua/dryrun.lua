@@ -19,41 +19,83 @@ local shown = U.shown
 
 local dryrun = {}
 
+-- The calls whose argument #i is a pysftp mode (the octal digits: 640 is rw-r-----); it shows
+-- as its octal digits with a leading 0 ("0640"), and in JSON also as the event's `mode`.
+local MODE_ARG = {chmod = 2, mkdir = 2, makedirs = 2, ["fs.mkdir"] = 2}
+
+local function octal(v)
+  if math.type(v) == "integer" and v >= 0 then return ("%04d"):format(v) end
+end
+
+-- An argument in the text line: a name as plans print it, a table as {k=v,...} (sorted), a
+-- function as "function", anything else as tostring does.
+local function text_arg(a)
+  local t = type(a)
+  if t == "string" then return shown(a) end
+  if t == "function" then return "function" end
+  if t ~= "table" then return tostring(a) end
+  local parts = {}
+  if #a > 0 then
+    for _, v in ipairs(a) do parts[#parts + 1] = text_arg(v) end
+  else
+    for k, v in pairs(a) do parts[#parts + 1] = tostring(k) .. "=" .. text_arg(v) end
+    table.sort(parts)
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- A JSON null in the args array (U.json_value writes a function as null; a Lua nil would end it).
+local JSON_NULL = function() end
+
 --- One "dry run: would WHAT ARG..." line (names as plans print them), or a JSON plan event.
+--- Every argument shows, in both (trailing nils left out); a mode as MODE_ARG says.
 function dryrun.would(what, ...)
   local args = table.pack(...)
+  while args.n > 0 and args[args.n] == nil do args.n = args.n - 1 end
+  local mode_at = MODE_ARG[what]
+  local mode = mode_at and octal(args[mode_at])
   if sftp.json then
     local raw = {}
-    for i = 1, args.n do if type(args[i]) == "string" then raw[#raw + 1] = args[i] end end
-    U.emit({event = "plan", call = what, args = raw})
+    for i = 1, args.n do
+      local a = args[i]
+      raw[i] = (a == nil or type(a) == "function" or type(a) == "userdata") and JSON_NULL or a
+    end
+    U.emit({event = "plan", call = what, args = raw, mode = mode})
     return
   end
   local parts = {}
-  for i = 1, args.n do
-    local a = args[i]
-    if type(a) == "string" then parts[#parts + 1] = shown(a)
-    elseif type(a) ~= "table" and type(a) ~= "function" then parts[#parts + 1] = tostring(a) end
-  end
+  for i = 1, args.n do parts[i] = (i == mode_at and mode) or text_arg(args[i]) end
   io.write(("dry run: would %s %s\n"):format(what, table.concat(parts, " ")))
 end
 
---- The file jobs of a plan (get: remote, local; put: local, remote).
+--- The file jobs of a plan (get: remote, local; put: local, remote). Returns what the real run
+--- would count in its summary: {copied = jobs, bytes = their sizes, dry_run = true}.
 function dryrun.show_jobs(jobs)
+  local bytes = 0
   for _, j in ipairs(jobs) do
-    if sftp.json then U.emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = j.size})
+    local size = j.size
+    if size == nil and j.op == "put" then size = (sftp.fs.stat(j["local"]) or {}).st_size end
+    bytes = bytes + (size or 0)
+    if sftp.json then U.emit({event = "plan", op = j.op, remote = j.remote, ["local"] = j["local"], size = size})
     elseif j.op == "get" then dryrun.would("get", j.remote, j["local"])
     else dryrun.would("put", j["local"], j.remote) end
   end
+  return {copied = #jobs, bytes = bytes, dry_run = true}
 end
 
---- A get_r/put_r plan: the directories to make, level by level, then the files.
+--- A get_r/put_r plan: its target when it is missing (`plan.makedirs`: made with its parents,
+--- as the real call does), the directories to make, level by level, then the files. Returns the
+--- counts of its files, as show_jobs.
 function dryrun.show_plan(plan)
+  if plan.makedirs then
+    if sftp.json then U.emit({event = "plan", op = "makedirs", path = plan.makedirs}) else dryrun.would("makedirs", plan.makedirs) end
+  end
   for _, level in ipairs(plan.mkdirs) do
     for _, d in ipairs(level) do
       if sftp.json then U.emit({event = "plan", op = "mkdir", path = d}) else dryrun.would("mkdir", d) end
     end
   end
-  dryrun.show_jobs(plan.jobs)
+  return dryrun.show_jobs(plan.jobs)
 end
 
 -- Targets of the run's mirrors so far: ["local:" .. path] / ["remote:" .. path] = true.
@@ -128,7 +170,7 @@ function dryrun.install()
   -- Local changes a script makes through sftp.fs: said, not done.
   local fs = sftp.fs
   for _, name in ipairs({"mkdir", "makedirs", "utime"}) do
-    if fs[name] then fs[name] = function(path) dryrun.would("fs." .. name, tostring(path)) end end
+    if fs[name] then fs[name] = function(path, ...) dryrun.would("fs." .. name, tostring(path), ...) end end
   end
   -- The batch engine (get_r/put_r inside Lua, agent:push): list what would move, move nothing.
   local had_transfer = M._transfer ~= nil
@@ -136,9 +178,12 @@ function dryrun.install()
   local open = had_transfer and M.open
   if open then
     M.open = function(c, path, mode, ...)
+      -- Refused: nothing could stand in for a file open for writing, and reading instead would
+      -- hide what the script would write. The message says why and what to use.
       if mode and mode:find("[wax+]") then
-        io.write(("dry run: would open %s for writing (%s); reading instead is not possible\n"):format(path, mode))
-        sftp.error(K.IOError, "dry run: " .. path .. " cannot be opened for writing", path)
+        dryrun.would("open", path, mode)
+        sftp.error(K.IOError, ("dry run: c:open(%q, %q) is refused: a dry run writes nothing, so no file can be opened for writing;"
+          .. " use c:write or c:put (a dry run reports them), or check sftp.dry_run or pcall the open"):format(path, mode), path)
       end
       return open(c, path, mode, ...)
     end

@@ -147,6 +147,43 @@ struct CLITests {
         #expect(real.stdout.contains(#""event":"summary""#))
     }
 
+    /// A dry run shows every argument of a call it does not make, in the text line and in the
+    /// JSON plan event alike: numbers as numbers (a mode also as its octal digits, as the text
+    /// line prints it), a missing one as nil / null, an options table as its fields.
+    @Test func dryRunPlansShowEveryArgument() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("dryargs")
+        let script = work + "/a.lua"
+        try """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"}
+        local R = "\(remote)"
+        c:chmod(R .. "/f", 640); c:truncate(R .. "/f", 3); c:chown(R .. "/f", nil, 100)
+        c:mkdir(R .. "/d", 750); sftp.fs.utime("loc", 1700000000, 1700000001)
+        c:put("loc", R .. "/p", {preserve_mtime = true})
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let text = try sftplua(["run", script, "-n"], cwd: work)
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.split(separator: "\n").map(String.init) == [
+            "dry run: would chmod \(remote)/f 0640",
+            "dry run: would truncate \(remote)/f 3",
+            "dry run: would chown \(remote)/f nil 100",
+            "dry run: would mkdir \(remote)/d 0750",
+            "dry run: would fs.utime loc 1700000000 1700000001",
+            "dry run: would put loc \(remote)/p {preserve_mtime=true}",
+        ])
+        let json = try sftplua(["run", script, "-n", "--json"], cwd: work)
+        #expect(json.status == 0, "\(json.stderr)")
+        #expect(json.stdout.split(separator: "\n").map(String.init) == [
+            #"{"args":["\#(remote)/f",640],"call":"chmod","event":"plan","mode":"0640"}"#,
+            #"{"args":["\#(remote)/f",3],"call":"truncate","event":"plan"}"#,
+            #"{"args":["\#(remote)/f",null,100],"call":"chown","event":"plan"}"#,
+            #"{"args":["\#(remote)/d",750],"call":"mkdir","event":"plan","mode":"0750"}"#,
+            #"{"args":["loc",1700000000,1700000001],"call":"fs.utime","event":"plan"}"#,
+            #"{"args":["loc","\#(remote)/p",{"preserve_mtime":true}],"call":"put","event":"plan"}"#,
+        ])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote).isEmpty)
+    }
+
     /// The REPL's help(), ls() and readable multi-line strings (issue 17, point 7).
     @Test func replHelpAndLs() throws {
         let remote = try server.makeRemoteDir()

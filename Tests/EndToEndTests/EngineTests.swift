@@ -199,7 +199,7 @@ struct EngineTests {
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines == [
-            "dry run: would mkdir g",
+            "dry run: would makedirs g",   // as the real run: the target with its parents
             "dry run: would mkdir g/d",
             "dry run: would get \(remote)/src/a g/a",
             "dry run: would get \(remote)/src/d/b g/d/b",
@@ -214,6 +214,71 @@ struct EngineTests {
         #expect(!FileManager.default.fileExists(atPath: work + "/g"))
         #expect(!FileManager.default.fileExists(atPath: remote + "/up"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote + "/src").sorted() == ["a", "d"])
+    }
+
+    /// A tree copy's dry run ends with the summary the real run would give (files and bytes of
+    /// its plan), marked as a dry run, in JSON and in the text line.
+    @Test func treeCopyDryRunSummariesCountThePlan() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("drysum")
+        try FileManager.default.createDirectory(atPath: remote + "/src/d", withIntermediateDirectories: true)
+        try "a".write(toFile: remote + "/src/a", atomically: true, encoding: .utf8)
+        try "bcd".write(toFile: remote + "/src/d/b", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: work + "/lsrc/e", withIntermediateDirectories: true)
+        try "xy".write(toFile: work + "/lsrc/x", atomically: true, encoding: .utf8)
+        try "y".write(toFile: work + "/lsrc/e/y", atomically: true, encoding: .utf8)
+        let script = work + "/sum.lua"
+        try """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"}
+        c:get_r("\(remote)/src", "g")
+        c:put_r("lsrc", "\(remote)/up")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        func summaries(_ out: String) -> [String] {
+            out.split(separator: "\n").map(String.init).filter { $0.contains(#""event":"summary""#) }
+                .map { $0.replacingOccurrences(of: #","seconds":[0-9.e-]+"#, with: "", options: .regularExpression) }
+        }
+        let dry = try runProcess(sftpluaBinary, ["run", "-n", "--json", script], env: ["HOME": server.home], cwd: work)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(summaries(dry.stdout) == [
+            #"{"bytes":4,"call":"get_r","copied":2,"deleted":0,"dry_run":true,"event":"summary","unchanged":0,"updated":0}"#,
+            #"{"bytes":3,"call":"put_r","copied":2,"deleted":0,"dry_run":true,"event":"summary","unchanged":0,"updated":0}"#,
+        ])
+        let text = try runProcess(sftpluaBinary, ["run", "-n", "-v", script], env: ["HOME": server.home], cwd: work)
+        #expect(text.status == 0, "\(text.stderr)")
+        let lines = text.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("sftplua: get_r: 2 copied, 0 updated, 0 deleted, 0 unchanged, 4 bytes in ") && $0.hasSuffix(" (dry run: nothing changed)") }, "\(text.stderr)")
+        #expect(lines.contains { $0.hasPrefix("sftplua: put_r: 2 copied, 0 updated, 0 deleted, 0 unchanged, 3 bytes in ") && $0.hasSuffix(" (dry run: nothing changed)") }, "\(text.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: work + "/g") && !FileManager.default.fileExists(atPath: remote + "/up"))
+        // The real run copies what the plan counted.
+        let real = try runProcess(sftpluaBinary, ["run", "--json", script], env: ["HOME": server.home], cwd: work)
+        #expect(real.status == 0, "\(real.stderr)")
+        #expect(summaries(real.stdout) == summaries(dry.stdout).map { $0.replacingOccurrences(of: #""dry_run":true,"#, with: "") })
+    }
+
+    /// get_r makes its local target with its parents (as makedirs): its dry run says so.
+    @Test func getRDryRunSaysMakedirsForItsTarget() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("drymkd")
+        try FileManager.default.createDirectory(atPath: remote + "/src/d", withIntermediateDirectories: true)
+        try "a".write(toFile: remote + "/src/a", atomically: true, encoding: .utf8)
+        let script = work + "/mk.lua"
+        try """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"}
+        c:get_r("\(remote)/src", "deep/er/g")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let dry = try runProcess(sftpluaBinary, ["run", "-n", script], env: ["HOME": server.home], cwd: work)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.split(separator: "\n").map(String.init) == [
+            "dry run: would makedirs deep/er/g",
+            "dry run: would mkdir deep/er/g/d",
+            "dry run: would get \(remote)/src/a deep/er/g/a",
+        ])
+        let json = try runProcess(sftpluaBinary, ["run", "-n", "--json", script], env: ["HOME": server.home], cwd: work)
+        #expect(json.stdout.hasPrefix(#"{"event":"plan","op":"makedirs","path":"deep/er/g"}"#), "\(json.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: work + "/deep"))
+        let real = try runProcess(sftpluaBinary, ["run", script], env: ["HOME": server.home], cwd: work)
+        #expect(real.status == 0, "\(real.stderr)")
+        #expect(FileManager.default.fileExists(atPath: work + "/deep/er/g/a") && FileManager.default.fileExists(atPath: work + "/deep/er/g/d"))
     }
 
     /// Our own status parsing: a refused symlink (misread by libssh2 1.10) is PermissionDenied,

@@ -394,6 +394,28 @@ struct RecipeTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote).isEmpty)
     }
 
+    /// A dry run refuses c:open for writing (nothing could stand in for the file): an IOError
+    /// that says it is the dry run and what to use instead; reading still works.
+    @Test func dryRunRefusesOpenForWritingAndSaysWhy() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("dryopen")
+        try "one".write(toFile: remote + "/r.txt", atomically: true, encoding: .utf8)
+        let script = """
+        local c <close> = sftp.connect{host = "127.0.0.1", port = tonumber(os.getenv("PORT")), known_hosts = "\(server.knownHosts)"}
+        local ok, e = pcall(c.open, c, "\(remote)/new.txt", "w")
+        io.stderr:write(tostring(ok), "|", e.kind, "|", e.message, "|", tostring(e.path), "\\n")
+        local f <close> = c:open("\(remote)/r.txt"); io.stderr:write(f:read("a"), "\\n")
+        """
+        let r = try run(script, args: ["--dry-run"], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "dry run: would open \(remote)/new.txt w\n")
+        let msg = "dry run: c:open(\"\(remote)/new.txt\", \"w\") is refused: a dry run writes nothing, so no file can be opened for writing; use c:write or c:put (a dry run reports them), or check sftp.dry_run or pcall the open"
+        #expect(r.stderr == "false|IOError|\(msg)|\(remote)/new.txt\none\n")
+        let json = try run(script, args: ["--dry-run", "--json"], cwd: work)
+        #expect(json.stdout == #"{"args":["\#(remote)/new.txt","w"],"call":"open","event":"plan"}"# + "\n")
+        #expect(!FileManager.default.fileExists(atPath: remote + "/new.txt"))
+    }
+
     /// An error raised by a recipe's callback passes through sftp.run_recipe unchanged.
     @Test func callbackErrorsPassThroughRecipes() throws {
         let remote = try server.makeRemoteDir()
