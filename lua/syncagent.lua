@@ -327,7 +327,8 @@ function Agent:status()
   return st
 end
 
---- agent:push(): upload every queued file under remote_root; {uploaded=, bytes=, skipped=}.
+--- agent:push(): upload every queued file under remote_root; {uploaded=, bytes=, skipped=}
+--- (a dry run: what it would upload, with dry_run = true; the queue is kept).
 --- agent:push([{retries=, bwlimit=}]): a retry continues with what is still queued.
 function Agent:push(opts)
   if opts ~= nil then U.check_opts(opts, "push", 1, {retries = true, bwlimit = true}) end
@@ -359,6 +360,14 @@ function Agent:_push()
     end
     local specs = {}
     for i, j in ipairs(jobs) do specs[i] = {op = j.op, ["local"] = j["local"], remote = j.remote, preserve_mtime = true} end
+    if sftp.dry_run then
+      -- The plan is printed (dryrun.lua's stand-in for _transfer); the result counts what a
+      -- real push would send, marked, and the queue keeps it all.
+      c:_transfer(specs, self._parallel)
+      result.uploaded, result.dry_run = #jobs, true
+      for _, j in ipairs(jobs) do result.bytes = result.bytes + sizes[j.rel] end
+      return
+    end
     c:_transfer(specs, self._parallel, function(i, attrs, err)
       if err then error(err, 0) end
       local rel = jobs[i].rel

@@ -416,7 +416,7 @@ public final class SFTP: @unchecked Sendable {
 
     /// The error for a status reply; `what` says what was being done.
     public func statusError(_ code: UInt32, _ message: String, _ what: String, path: String?) -> SSHError {
-        let subject = path.map { "\(what) \($0)" } ?? what
+        let subject = path.map { "\(what) \($0.isEmpty ? "''" : $0)" } ?? what   // (an empty path reads as one)
         let detail = message.isEmpty || message.lowercased() == FX.text(code) ? FX.text(code) : "\(FX.text(code)) (\(message))"
         return SSHError(SFTPStatus.kind(code), "\(subject): \(detail)", path: path, code: .sftpStatus(SFTPStatusCode(rawValue: code)))
     }

@@ -119,6 +119,30 @@ struct SyncAgentTests {
         #expect(out == ["1\t1\tgone.txt\t0", "k\ttrue"])
     }
 
+    /// `sftplua run --dry-run`: push prints its plan and returns what it would send, marked as a
+    /// dry run (it returned 0 uploaded, and its summary did not say it was a dry run); nothing
+    /// is sent and the queue keeps its files.
+    @Test func pushDryRunCountsWhatItWouldSend() throws {
+        let local = try makeTempDir("agentdry") + "/cache", remote = try server.makeRemoteDir()
+        try FileManager.default.createDirectory(atPath: local, withIntermediateDirectories: true)
+        try "hello".write(toFile: local + "/x.txt", atomically: true, encoding: .utf8)
+        let dir = try makeTempDir("agentdryscript")
+        try """
+        local a = sftp.syncagent{host = "\(server.host)", hostport = "\(server.port)", known_hosts = "\(server.knownHosts)",
+          priv_key = "\(server.home)/.ssh/id_ed25519", local_root = "\(local)", remote_root = "\(remote)/in"}
+        a.upload_queue:add("x.txt")
+        local r = a:push()
+        print(r.uploaded, r.bytes, r.dry_run, #a.upload_queue)
+        """.write(toFile: dir + "/push.lua", atomically: true, encoding: .utf8)
+        let r = try runProcess(sftpluaBinary, ["run", "--dry-run", "--json", dir + "/push.lua"], env: ["HOME": server.home])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.contains(#""op":"put""#) && $0.contains(#""size":5"#) }, "\(r.stdout)")
+        #expect(lines.contains { $0.contains(#""event":"summary""#) && $0.contains(#""copied":1"#) && $0.contains(#""dry_run":true"#) }, "\(r.stdout)")
+        #expect(lines.last == "1\t5\ttrue\t1", "\(r.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: remote + "/in"))
+    }
+
     @Test func maxAgeRechecksTheServerAndConnectionIsReused() throws {
         let (local, remote) = try dirs()
         let out = try run("""
