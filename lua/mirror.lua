@@ -15,26 +15,15 @@ local compile_globs = core.compile_globs
 
 -- Options ---------------------------------------------------------------------------------------
 
-local mirror_keys = {delete = true, exclude = true, include = true, filter = true, compare = true,
-                     dry_run = true, preserve_mtime = true, parallel = true, on_action = true}
+-- The keys, and the type of those the checker can check by type alone (core.check_opts).
+local mirror_keys = {delete = "boolean", exclude = true, include = true, filter = "function", compare = true,
+                     dry_run = "boolean", preserve_mtime = "boolean", parallel = true, on_action = "function"}
 
 local function mirror_opts(opts, fname)
   opts = U.check_opts(opts, fname, 3, mirror_keys)
-  local o = {}
-  for _, k in ipairs({"delete", "dry_run", "preserve_mtime"}) do
-    local v = opts[k]
-    if v ~= nil and type(v) ~= "boolean" then
-      sftp.error(K.ArgumentError, ("bad option '%s' to '%s' (boolean expected, got %s)"):format(k, fname, type(v)))
-    end
-    o[k] = v
-  end
+  local o = {delete = opts.delete, dry_run = opts.dry_run, preserve_mtime = opts.preserve_mtime,
+             filter = opts.filter, on_action = opts.on_action}
   if o.preserve_mtime == nil then o.preserve_mtime = true end
-  for _, k in ipairs({"filter", "on_action"}) do
-    if opts[k] ~= nil and type(opts[k]) ~= "function" then
-      sftp.error(K.ArgumentError, ("bad option '%s' to '%s' (function expected, got %s)"):format(k, fname, type(opts[k])))
-    end
-    o[k] = opts[k]
-  end
   o.compare = opts.compare or "size+mtime"
   if o.compare ~= "size+mtime" and o.compare ~= "size" and o.compare ~= "checksum" then
     sftp.error(K.ArgumentError, ("bad option 'compare' to '%s' (\"size+mtime\", \"size\" or \"checksum\" expected, got %s)")

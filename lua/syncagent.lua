@@ -9,10 +9,11 @@ local fs = sftp.fs
 local JOURNAL = ".sftplua-queue"      -- the upload queue, one %q-quoted path per line
 local CACHE = ".sftplua-cache"        -- what each cached file was on the server when fetched
 
-local agent_keys = {host = true, hostport = true, port = true, username = true, priv_key = true,
-                    private_key = true, password = true, local_root = true, remote_root = true,
+-- The keys, and the type of those the checker can check by type alone (core.check_opts).
+local agent_keys = {host = "string", hostport = true, port = true, username = true, priv_key = true,
+                    private_key = true, password = true, local_root = "string", remote_root = "string",
                     connection = true, parallel = true}
-for _, k in ipairs(core.connect_keys) do agent_keys[k] = true end
+for _, k in ipairs(core.connect_keys) do agent_keys[k] = agent_keys[k] or true end
 
 -- "a/./b//c" -> "a/b/c"; refuses what would leave the root ("..", absolute, empty, NUL).
 local function relpath(path, fname)
@@ -384,18 +385,11 @@ end
 --- sftp.syncagent{host=, hostport=, username=, priv_key=, local_root=, remote_root=, ...}
 function sftp.syncagent(opts)
   U.check(opts, 1, "syncagent", "table")
-  U.check_opts(opts, "syncagent", 1, agent_keys)
-  -- Each key is named in its error, as sftp.connect's are.
-  local function field(key, want, optional)
-    local v = opts[key]
-    if (v == nil and not optional) or (v ~= nil and type(v) ~= want) then
-      sftp.error(K.ArgumentError, ("bad option '%s' to 'syncagent' (%s expected, got %s)"):format(
-        key, want, v == nil and "no value" or type(v)))
-    end
+  U.check_opts(opts, "syncagent", 1, agent_keys)   -- each key is named in its error, as sftp.connect's are
+  if opts.local_root == nil then
+    sftp.error(K.ArgumentError, "bad option 'local_root' to 'syncagent' (string expected, got no value)")
   end
-  field("local_root", "string")
   if opts.local_root == "" then sftp.error(K.ArgumentError, "bad option 'local_root' to 'syncagent' (it is empty)") end
-  field("remote_root", "string", true)
   local copts
   if opts.connection ~= nil then
     if type(opts.connection) ~= "userdata" or not pcall(function() return opts.connection.closed end) then
@@ -405,7 +399,6 @@ function sftp.syncagent(opts)
     if opts.host == nil then
       sftp.error(K.ArgumentError, "bad option 'host' to 'syncagent' (string expected, got no value; or give 'connection')")
     end
-    field("host", "string")
     copts = {}
     for _, k in ipairs(core.connect_keys) do copts[k] = opts[k] end
     local port = opts.port or opts.hostport

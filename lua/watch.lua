@@ -7,8 +7,9 @@ local U = require("sftp.util")
 local core = require("sftp.core")
 local M = core.connection_methods
 
-local watch_keys = {interval = true, recursive = true, exclude = true, settle = true, duration = true,
-                    events = true, max_backoff = true, relist = true, on_poll = true}
+-- The keys, and the type of those the checker can check by type alone (core.check_opts).
+local watch_keys = {interval = true, recursive = "boolean", exclude = true, settle = true, duration = true,
+                    events = true, max_backoff = true, relist = true, on_poll = "function"}
 
 local function num_opt(o, k, fname, min, integer)
   local v = o[k]
@@ -39,12 +40,8 @@ local function watch_options(opts)
     on_poll = opts.on_poll,
   }
   if o.recursive == nil then o.recursive = true end
-  if type(o.recursive) ~= "boolean" then sftp.error(K.ArgumentError, "bad option 'recursive' to 'watch' (boolean expected)") end
   if o.relist ~= "always" and o.relist ~= "changed" then
     sftp.error(K.ArgumentError, "bad option 'relist' to 'watch' (\"always\" or \"changed\" expected)")
-  end
-  if o.on_poll ~= nil and type(o.on_poll) ~= "function" then
-    sftp.error(K.ArgumentError, "bad option 'on_poll' to 'watch' (function expected)")
   end
   o.exclude = core.compile_globs(opts.exclude, "exclude", "watch")
   return o

@@ -130,6 +130,24 @@ public struct LuaOptions {
             return out
         }
     }
+    /// Checks that `key`, when given, has the type `type` ("string", "number", "integer",
+    /// "boolean", "function", "table"): the getters' rule and message, for callers that keep the
+    /// value where it is (the Lua library's options, through `core.check_opts`).
+    public func check(_ key: String, is type: String) throws {
+        switch type {
+        case "string": _ = try string(key)
+        case "number": _ = try number(key)
+        case "integer": _ = try integer(key)
+        case "boolean": _ = try bool(key)
+        case "function": if try function(key) != nil { lua.pop() }
+        default:
+            _ = try with(key) { () -> Bool? in
+                guard lua.typeName(-1) == type else { throw bad(key, type) }
+                return true
+            }
+        }
+    }
+
     /// Absolute stack index of a function option (it stays reachable through the options table).
     public func function(_ key: String) throws -> Int32? {
         guard let t = index else { return nil }

@@ -112,17 +112,23 @@ public enum SFTPModule {
         }
         l.setFunction(core, "check_opts") { l in
             // core.check_opts(opts, fname, n, allowed) -> opts (or {} for nil): the one option
-            // checker (LuaOptions), for the Lua side too; `allowed` is a set {key = true}.
+            // checker (LuaOptions), for the Lua side too. `allowed` maps each key to true (any
+            // value) or to the type its value must have ("boolean", "function", "string", ...).
             let fname = try l.checkString(2)
             let n = try l.checkInteger(3)
             guard l.isTable(4) else { throw l.typeError(4, expected: "table") }
-            var allowed: [String] = []
-            l.forEach(4) { if let k = l.string(-2) { allowed.append(k) } }
+            var allowed: [String] = [], types: [(String, String)] = []
+            l.forEach(4) {
+                guard l.isString(-2), let k = l.string(-2) else { return }
+                allowed.append(k)
+                if l.isString(-1), let t = l.string(-1) { types.append((k, t)) }
+            }
             if l.isNoneOrNil(1) { l.newTable(); return 1 }
             guard l.isTable(1) else {
                 throw LuaArgumentError("bad argument #\(n) to '\(fname)' (table expected, got \(l.typeName(1)))")
             }
-            _ = try LuaOptions(l, 1, allowed: allowed, function: fname, arrayPart: false)
+            let o = try LuaOptions(l, 1, allowed: allowed, function: fname, arrayPart: false)
+            for (k, t) in types.sorted(by: { $0.0 < $1.0 }) { try o.check(k, is: t) }
             l.pushValue(1)
             return 1
         }
