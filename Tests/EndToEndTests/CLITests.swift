@@ -249,53 +249,79 @@ struct CLITests {
         #expect(strict.stderr.contains("HostKeyError"))
     }
 
-    @Test func wrongArgumentTypesAreArgumentErrors() throws {
+    /// Runs `body` with a connection `c` and `msg(f, ...)` (the message of the error `f` raises);
+    /// the printed lines.
+    func argumentErrors(_ body: String) throws -> [String] {
         let r = try server.runScript("""
         local c = sftp.connect\(server.connectLua)
-        local function kind(f, ...) local ok, e = pcall(f, ...); return e.kind .. ": " .. e.message end
-        print(kind(c.listdir, c, 42))
-        print(select(2, pcall(function() c:listdir(42) end)).message)
-        print(select(2, pcall(c.walktree, c, 42)).message)
-        print(select(2, pcall(function() c:walktree(42) end)).message)
-        print(select(2, pcall(function() c:get(42) end)).message)
-        print(select(2, pcall(c.get, c, 42)).message)
-        print(select(2, pcall(function() c:put(42) end)).message)
-        print(select(2, pcall(c.get_r, c, 42)).message)
-        print(select(2, pcall(function() c:get_r(42) end)).message)
-        print(kind(c.get, c, "/x", "y", {prserve_mtime = true}))
-        print(kind(sftp.connect, {host = "127.0.0.1", prot = 22}))
-        print(kind(sftp.connect, {port = 22}))
-        print(kind(sftp.connect, {host = "127.0.0.1", host_key = "acept-new"}))
-        print(kind(sftp.connect, 42))
-        -- A method written in Lua checks its self as the Swift ones do (it did nothing before).
-        print(select(2, pcall(function() c.cd("/tmp") end)).message)
-        print(select(2, pcall(function() c.get_r("/tmp", "x") end)).message)
-        print(select(2, pcall(function() local t = {mirror_down = c.mirror_down}; t:mirror_down("/a", "b") end)).message)
-        print(c:getcwd() == nil)
+        local function msg(f, ...) local ok, e = pcall(f, ...); return ok and "no error" or e.kind .. ": " .. e.message end
+        \(body)
         """)
         #expect(r.status == 0, "\(r.stderr)")
-        let lines = r.stdout.split(separator: "\n").map(String.init)
+        return r.stdout.split(separator: "\n").map(String.init)
+    }
+
+    /// As luaL_argerror: called through pcall (not as a method) self is argument 1; called
+    /// with ':' it is not counted. Swift methods, Lua-written ones and the retry wrappers alike.
+    @Test func argumentErrorsCountAsLuaDoes() throws {
+        let lines = try argumentErrors("""
+        print(msg(c.listdir, c, 42))
+        print(msg(function() c:listdir(42) end))
+        print(msg(c.walktree, c, 42))
+        print(msg(function() c:walktree(42) end))
+        print(msg(function() c:get(42) end))
+        print(msg(c.get, c, 42))
+        print(msg(function() c:put(42) end))
+        print(msg(c.get_r, c, 42))
+        print(msg(function() c:get_r(42) end))
+        """)
         #expect(lines == [
-            // As luaL_argerror: called through pcall, not as a method, self is argument 1.
             "ArgumentError: bad argument #2 to 'listdir' (string expected, got number)",
-            "bad argument #1 to 'listdir' (string expected, got number)",
+            "ArgumentError: bad argument #1 to 'listdir' (string expected, got number)",
             // The methods written in Lua count the same way.
-            "bad argument #2 to 'walktree' (string expected, got number)",
-            "bad argument #1 to 'walktree' (string expected, got number)",
+            "ArgumentError: bad argument #2 to 'walktree' (string expected, got number)",
+            "ArgumentError: bad argument #1 to 'walktree' (string expected, got number)",
             // Through the retry wrappers (get, put, get_r, ...): as the user called them.
-            "bad argument #1 to 'get' (string expected, got number)",
-            "bad argument #2 to 'get' (string expected, got number)",
-            "bad argument #1 to 'put' (string expected, got number)",
-            "bad argument #2 to 'get_r' (string expected, got number)",
-            "bad argument #1 to 'get_r' (string expected, got number)",
+            "ArgumentError: bad argument #1 to 'get' (string expected, got number)",
+            "ArgumentError: bad argument #2 to 'get' (string expected, got number)",
+            "ArgumentError: bad argument #1 to 'put' (string expected, got number)",
+            "ArgumentError: bad argument #2 to 'get_r' (string expected, got number)",
+            "ArgumentError: bad argument #1 to 'get_r' (string expected, got number)",
+        ])
+    }
+
+    /// Options: an unknown key names the closest valid one; a bad value names the option.
+    @Test func optionErrorsNameTheOption() throws {
+        let lines = try argumentErrors("""
+        print(msg(c.get, c, "/x", "y", {prserve_mtime = true}))
+        print(msg(sftp.connect, {host = "127.0.0.1", prot = 22}))
+        print(msg(sftp.connect, {port = 22}))
+        print(msg(sftp.connect, {host = "127.0.0.1", host_key = "acept-new"}))
+        print(msg(sftp.connect, 42))
+        print(msg(c.mirror_down, c, "/x", "y", {delete = "yes"}))
+        """)
+        #expect(lines == [
             "ArgumentError: unknown option 'prserve_mtime' to 'get' (did you mean 'preserve_mtime'?)",
             "ArgumentError: unknown option 'prot' to 'connect' (did you mean 'port'?)",
             "ArgumentError: bad option 'host' to 'connect' (a host name is required)",
             "ArgumentError: bad option 'host_key' to 'connect' ('accept-new', 'strict' or 'off' expected, got 'acept-new') (did you mean 'accept-new'?)",
             "ArgumentError: bad argument #1 to 'connect' (table expected, got number)",
-            "bad argument #1 to 'cd' (sftp.Connection expected, got string; call methods with ':')",
-            "bad argument #1 to 'get_r' (sftp.Connection expected, got string; call methods with ':')",
-            "calling 'mirror_down' on bad self (sftp.Connection expected, got table)",
+            "ArgumentError: bad option 'delete' to 'mirror_down' (boolean expected, got string)",
+        ])
+    }
+
+    /// A method written in Lua checks its self as the Swift ones do (`c.cd("/tmp")` did nothing).
+    @Test func luaWrittenMethodsCheckTheirSelf() throws {
+        let lines = try argumentErrors("""
+        print(msg(function() c.cd("/tmp") end))
+        print(msg(function() c.get_r("/tmp", "x") end))
+        print(msg(function() local t = {mirror_down = c.mirror_down}; t:mirror_down("/a", "b") end))
+        print(c:getcwd() == nil)
+        """)
+        #expect(lines == [
+            "ArgumentError: bad argument #1 to 'cd' (sftp.Connection expected, got string; call methods with ':')",
+            "ArgumentError: bad argument #1 to 'get_r' (sftp.Connection expected, got string; call methods with ':')",
+            "ArgumentError: calling 'mirror_down' on bad self (sftp.Connection expected, got table)",
             "true",
         ])
     }
