@@ -117,15 +117,31 @@ public enum SFTPModule {
         l.setFunction(m, "sleep") { l in
             // sftp.sleep(seconds): waits; Ctrl-C ends it with an Interrupted error.
             guard let t = try l.optNumber(1), t >= 0, t.isFinite else { throw l.typeError(1, expected: "non-negative number") }
-            let end = Date().addingTimeInterval(t)
-            while true {
-                try Interrupt.checkpoint()
-                let left = end.timeIntervalSinceNow
-                if left <= 0 { break }
-                usleep(useconds_t(min(left, 0.02) * 1_000_000))
-            }
+            try sleep(t)
             return 0
         }
+    }
+
+    /// Sleeps `seconds` in one nanosleep. SIGINT lands on this thread (the one that runs Lua:
+    /// workers block it, `startWorker`) and its handler has no SA_RESTART, so Ctrl-C cuts the
+    /// sleep short with EINTR and the checkpoint throws `Interrupted`. Any other signal's EINTR
+    /// sleeps on for what is left (bounded: a run of signals cannot make it spin forever).
+    static func sleep(_ seconds: Double) throws {
+        try Interrupt.checkpoint()
+        let whole = seconds.rounded(.down)
+        let secs = min(whole, Double(Int32.max))   // 68 years: as good as forever
+        let nanos = secs < whole ? 0 : min((seconds - whole) * 1e9, 999_999_999)
+        var left = timespec(tv_sec: Int(secs), tv_nsec: Int(nanos))
+        var rounds = 0
+        while rounds < 1_000_000 {
+            rounds += 1
+            var rest = timespec()
+            if nanosleep(&left, &rest) == 0 { break }
+            guard errno == EINTR else { break }
+            try Interrupt.checkpoint()
+            left = rest
+        }
+        try Interrupt.checkpoint()
     }
 
     /// The runner's and the tests' helpers (terminal, rate, live handles, the progress block), and `sftp.now`.

@@ -92,11 +92,7 @@ public final class Runner {
     }
 
     /// True (and cleared) when Ctrl-C was pressed since the last check.
-    public func takeInterrupt() -> Bool {
-        guard LuaInterrupt.pending() else { return false }
-        LuaInterrupt.clear()
-        return true
-    }
+    public func takeInterrupt() -> Bool { Interrupt.consume() }
 
     /// Sets the global `arg`: arg[0] the script, arg[1...] its arguments, arg[-1] the program.
     public func setArgs(script: String, args: [String]) {
