@@ -122,26 +122,30 @@ public enum SFTPModule {
         }
     }
 
-    /// Sleeps `seconds` in one nanosleep. SIGINT lands on this thread (the one that runs Lua:
-    /// workers block it, `startWorker`) and its handler has no SA_RESTART, so Ctrl-C cuts the
-    /// sleep short with EINTR and the checkpoint throws `Interrupted`. Any other signal's EINTR
-    /// sleeps on for what is left (bounded: a run of signals cannot make it spin forever).
+    /// Sleeps `seconds`; Ctrl-C ends it at once. SIGINT lands on this thread (the one that runs
+    /// Lua: workers block it, `startWorker`) and its handler has no SA_RESTART, so the signal
+    /// cuts the wait short (EINTR) and the checkpoint throws `Interrupted`. A plain nanosleep
+    /// would miss a Ctrl-C that came between the check and the sleep, so SIGINT is blocked for
+    /// the check and pselect unblocks it only while it waits (atomically). Any other signal's
+    /// EINTR waits on for what is left (bounded: a run of signals cannot make it spin forever).
     static func sleep(_ seconds: Double) throws {
-        try Interrupt.checkpoint()
-        let whole = seconds.rounded(.down)
-        let secs = min(whole, Double(Int32.max))   // 68 years: as good as forever
-        let nanos = secs < whole ? 0 : min((seconds - whole) * 1e9, 999_999_999)
-        var left = timespec(tv_sec: Int(secs), tv_nsec: Int(nanos))
+        var sigint = sigset_t(), unblocked = sigset_t()
+        sigemptyset(&sigint)
+        sigaddset(&sigint, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &sigint, &unblocked)
+        defer { pthread_sigmask(SIG_SETMASK, &unblocked, nil) }
+        sigdelset(&unblocked, SIGINT)   // what pselect waits with, whatever the caller had
+        let end = DispatchTime.now().uptimeNanoseconds &+ UInt64(min(seconds, 1e9) * 1e9)
         var rounds = 0
         while rounds < 1_000_000 {
             rounds += 1
-            var rest = timespec()
-            if nanosleep(&left, &rest) == 0 { break }
-            guard errno == EINTR else { break }
             try Interrupt.checkpoint()
-            left = rest
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now >= end { break }
+            let left = end - now
+            var ts = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
+            _ = pselect(0, nil, nil, nil, &ts, &unblocked)
         }
-        try Interrupt.checkpoint()
     }
 
     /// The runner's and the tests' helpers (terminal, rate, live handles, the progress block), and `sftp.now`.
