@@ -194,16 +194,19 @@ void sl_requiref(lua_State *L, const char *name, int tableidx) {
 /* Ctrl-C ------------------------------------------------------------------------------------ */
 #include <signal.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
-static volatile sig_atomic_t sl_intr_flag = 0;
+/* The request. Set by the handler; read and cleared only by sl_interrupt_clear (an atomic
+   exchange, so a Ctrl-C that lands while it runs is never lost), which every clear goes
+   through: the hook's and Swift's (Interrupt.consume). Lock-free atomics are async-signal-safe. */
+static atomic_int sl_intr_flag = 0;
 static lua_State *sl_intr_state = NULL;
+static pthread_t sl_intr_owner;
 static char sl_intr_meta[64];
 
 static void sl_intr_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    if (!sl_intr_flag) return;
-    sl_intr_flag = 0;
+    if (!sl_interrupt_clear()) return;   /* armed by a request a Swift checkpoint took first */
     lua_createtable(L, 0, 2);
     lua_pushliteral(L, "Interrupted");
     lua_setfield(L, -2, "kind");
@@ -213,9 +216,16 @@ static void sl_intr_hook(lua_State *L, lua_Debug *ar) {
     lua_error(L);
 }
 
+/* Runs on the thread that runs Lua: every worker thread blocks SIGINT (Pool.swift, workerThread),
+   so lua_sethook never races the Lua thread's own use of the state, and a blocking call there
+   (sftp.sleep's nanosleep, the REPL's read) returns EINTR. A thread we did not create that
+   still takes the signal hands it on to the Lua thread (pthread_kill is async-signal-safe). */
 static void sl_intr_handler(int sig) {
-    (void)sig;
-    sl_intr_flag = 1;
+    if (!pthread_equal(pthread_self(), sl_intr_owner)) {
+        pthread_kill(sl_intr_owner, sig);
+        return;
+    }
+    atomic_store(&sl_intr_flag, 1);
     if (sl_intr_state) /* lua_sethook is async-signal-safe (lua.c relies on it) */
         lua_sethook(sl_intr_state, sl_intr_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -223,9 +233,11 @@ static void sl_intr_handler(int sig) {
 void sl_interrupt_install(lua_State *L, const char *errmeta) {
     struct sigaction sa;
     sl_intr_state = L;
+    sl_intr_owner = pthread_self();
     strncpy(sl_intr_meta, errmeta, sizeof sl_intr_meta - 1);
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = sl_intr_handler;
+    sa.sa_flags = 0;   /* no SA_RESTART: a read or a sleep on the Lua thread returns EINTR */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     /* A parent may have left SIGINT blocked (the mask is inherited across exec). */
@@ -235,10 +247,11 @@ void sl_interrupt_install(lua_State *L, const char *errmeta) {
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
-int sl_interrupt_pending(void) { return sl_intr_flag != 0; }
+int sl_interrupt_pending(void) { return atomic_load(&sl_intr_flag) != 0; }
 
-void sl_interrupt_clear(void) {
-    sl_intr_flag = 0;
+int sl_interrupt_clear(void) {
+    /* Disarm first, then take the flag: a signal in between re-arms the hook, which then finds
+       the flag taken and only disarms (above); a signal after the exchange stays pending. */
     if (sl_intr_state) lua_sethook(sl_intr_state, NULL, 0, 0);
+    return atomic_exchange(&sl_intr_flag, 0);
 }
-

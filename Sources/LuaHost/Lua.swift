@@ -202,5 +202,7 @@ public enum LuaLibrary {
 public enum LuaInterrupt {
     public static func install(_ lua: Lua, errorMetatable: String) { sl_interrupt_install(lua.L, errorMetatable) }
     public static func pending() -> Bool { sl_interrupt_pending() != 0 }
-    public static func clear() { sl_interrupt_clear() }
+    /// Takes the request (true when there was one) and disarms the hook: the one clear, in C.
+    @discardableResult
+    public static func clear() -> Bool { sl_interrupt_clear() != 0 }
 }

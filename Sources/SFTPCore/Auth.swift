@@ -8,14 +8,16 @@ public struct PrivateKeyInfo: Equatable {
 
     public var isRSA: Bool { type == "ssh-rsa" || type == "rsa" }
 
-    /// Inspects the key file at `path`. Missing/unreadable: CredentialError.
+    /// Inspects the key file at `path`. Missing, unreadable or not a key: a `LocalError` (the
+    /// errno where the system gave one) of kind CredentialError.
     public init(path: String) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
             throw LocalError(.credential, "private key file \(path) does not exist", path: path, errno: ENOENT)
         }
         guard access(path, R_OK) == 0, let data = FileManager.default.contents(atPath: path) else {
-            throw LocalError(.credential, "private key file \(path) cannot be read: \(String(cString: strerror(errno)))", path: path, errno: errno)
+            let err = errno
+            throw LocalError(.credential, "private key file \(path) cannot be read: \(String(cString: strerror(err)))", path: path, errno: err)
         }
         try self.init(text: String(decoding: data, as: UTF8.self), path: path)
     }
@@ -26,13 +28,13 @@ public struct PrivateKeyInfo: Equatable {
                 .filter { !$0.hasPrefix("-----") }
                 .joined().trimmingCharacters(in: .whitespacesAndNewlines)
             guard let blob = Data(base64Encoded: body) else {
-                throw SSHError(.credential, "private key file \(path) is not a valid OpenSSH key", path: path)
+                throw LocalError(.credential, "private key file \(path) is not a valid OpenSSH key", path: path)
             }
             var r = SSHReader(data: [UInt8](blob))
             guard r.bytes(15) == Array("openssh-key-v1\0".utf8),
                   let cipher = r.string(), r.string() != nil, r.string() != nil,
                   r.uint32() != nil, let pub = r.string() else {
-                throw SSHError(.credential, "private key file \(path) is not a valid OpenSSH key", path: path)
+                throw LocalError(.credential, "private key file \(path) is not a valid OpenSSH key", path: path)
             }
             var pr = SSHReader(data: pub)
             type = pr.string().map { String(decoding: $0, as: UTF8.self) } ?? "unknown"
@@ -48,7 +50,7 @@ public struct PrivateKeyInfo: Equatable {
         } else if text.contains("-----BEGIN PRIVATE KEY-----") {
             type = "unknown"; encrypted = false
         } else {
-            throw SSHError(.credential, "\(path) is not a private key file (no PEM or OpenSSH header)", path: path)
+            throw LocalError(.credential, "\(path) is not a private key file (no PEM or OpenSSH header)", path: path)
         }
     }
 }

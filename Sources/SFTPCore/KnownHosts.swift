@@ -74,14 +74,14 @@ public struct KnownHosts {
     }
 
     /// Appends one line for host:port to the file, creating it (and its directory, mode 700).
+    /// A failure is a `LocalError` with the errno, of kind HostKeyError (the key could not be
+    /// recorded, so the host is not trusted).
     public static func append(path: String, host: String, port: Int, keyType: String, key: String) throws {
         let dir = Paths.dirname(path)
-        if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
-            do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
-            } catch {
-                throw SSHError(.hostKey, "cannot create \(dir) to record the host key: \(error.localizedDescription)", path: dir)
+        if !dir.isEmpty {
+            let err = makeDirectories(dir, mode: 0o700)
+            if err != 0 {
+                throw LocalError(.hostKey, "cannot create \(dir) to record the host key: \(String(cString: strerror(err)))", path: dir, errno: err)
             }
         }
         var prefix = ""
@@ -89,13 +89,29 @@ public struct KnownHosts {
             prefix = "\n"
         }
         let line = prefix + "\(lookupName(host: host, port: port)) \(keyType) \(key)\n"
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o600)
-        guard fd >= 0 else { throw SSHError(.hostKey, "cannot record the host key in \(path): \(String(cString: strerror(errno)))", path: path) }
+        func failed(_ err: Int32) -> LocalError {
+            LocalError(.hostKey, "cannot record the host key in \(path): \(String(cString: strerror(err)))", path: path, errno: err)
+        }
+        let fd = LocalPath.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failed(errno) }
         defer { close(fd) }
         let bytes = Array(line.utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count else {
-            throw SSHError(.hostKey, "cannot record the host key in \(path): \(String(cString: strerror(errno)))", path: path)
+        let n = write(fd, bytes, bytes.count)
+        guard n == bytes.count else { throw failed(n < 0 ? errno : EIO) }
+    }
+
+    /// `mkdir -p` with `mode` for the directories it makes (the missing parents first): 0, or the
+    /// errno of the failure.
+    static func makeDirectories(_ dir: String, mode: mode_t) -> Int32 {
+        if LocalPath.isDirectory(dir) { return 0 }
+        let parent = Paths.dirname(dir)
+        if !parent.isEmpty && parent != dir && LocalPath.info(parent, follow: true) == nil {
+            let err = makeDirectories(parent, mode: mode)
+            if err != 0 { return err }
         }
+        if LocalPath.mkdir(dir, mode) == 0 { return 0 }
+        let err = errno
+        return err == EEXIST && LocalPath.isDirectory(dir) ? 0 : err
     }
 
     // MARK: matching

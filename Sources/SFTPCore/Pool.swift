@@ -92,7 +92,7 @@ public final class TransferPool {
         for _ in 0..<extra {
             state.started()
             let options = self.options
-            let thread = Thread {
+            startWorker {
                 defer { state.finished() }
                 guard let sftp = SFTP.connectExtra(options) else { return }
                 defer { sftp.closeWithSession() }
@@ -100,8 +100,6 @@ public final class TransferPool {
                     for (i, r) in batch { state.deliver(i, r) }
                 })
             }
-            thread.stackSize = 1 << 20
-            thread.start()
         }
         var failure: Error?
         func hand(_ batch: [(Int, Result<FileAttributes, Error>)]) throws {
@@ -180,7 +178,7 @@ public final class ExtraChannels: @unchecked Sendable {
         self.count = max(0, count)
         slots = Array(repeating: nil, count: self.count)
         for i in 0..<self.count {
-            let t = Thread { [self] in
+            startWorker { [self] in
                 let c = SFTP.connectExtra(options)
                 cond.lock()
                 let late = closed
@@ -189,8 +187,6 @@ public final class ExtraChannels: @unchecked Sendable {
                 cond.unlock()
                 if late { c?.closeWithSession() }
             }
-            t.stackSize = 1 << 20
-            t.start()
         }
     }
 
@@ -243,12 +239,10 @@ func fanOut(_ count: Int, whileWaiting: (() -> Void)? = nil, _ body: @escaping @
     let running = Running()
     for i in 1..<max(count, 1) {
         running.started()
-        let t = Thread {
+        startWorker {
             defer { running.finished() }
             do { try body(i) } catch { errors.update { $0.append(error) } }
         }
-        t.stackSize = 1 << 20
-        t.start()
     }
     var mine: Error?
     do { try body(0) } catch { mine = error }
@@ -287,3 +281,28 @@ final class Locked<T>: @unchecked Sendable {
     func update<R>(_ body: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&v) }
 }
 
+
+/// Starts a worker thread (1 MiB stack) that never takes SIGINT. Ctrl-C's handler sets the flag
+/// and arms a hook on the Lua state, which only the thread that runs Lua may touch, and it must
+/// cut that thread's blocking calls short (EINTR: `sftp.sleep`, poll, the REPL's read); the
+/// kernel gives a process-directed signal to any thread that does not block it. So SIGINT is
+/// blocked in the starting thread while the thread is made (it inherits the mask: no window at
+/// its start), and again at its start (whatever the Thread implementation does); a SIGINT that
+/// arrives meanwhile stays pending and is delivered to the Lua thread when it unblocks.
+func startWorker(_ body: @escaping @Sendable () -> Void) {
+    var sigint = sigset_t()
+    sigemptyset(&sigint)
+    sigaddset(&sigint, SIGINT)
+    var old = sigset_t()
+    pthread_sigmask(SIG_BLOCK, &sigint, &old)
+    defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+    let t = Thread {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+        body()
+    }
+    t.stackSize = 1 << 20
+    t.start()
+}

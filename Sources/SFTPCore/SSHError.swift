@@ -138,7 +138,9 @@ public enum Interrupt {
     // nonisolated(unsafe): installed once (`SFTPModule.enableInterrupts`) before any transfer
     // thread exists; only read afterwards.
     nonisolated(unsafe) public static var pending: () -> Bool = { false }
-    nonisolated(unsafe) public static var clear: () -> Void = {}
+    /// Takes the request and disarms the Lua hook (true when there was one). Called by
+    /// `consume` only: the C hook and this are the one clear (`sl_interrupt_clear`).
+    nonisolated(unsafe) public static var clear: () -> Bool = { false }
 
     /// Throws `Interrupted` (and disarms the request) when Ctrl-C was pressed.
     public static func checkpoint() throws {
@@ -154,11 +156,14 @@ public enum Interrupt {
     // nonisolated(unsafe): set once at install, before any transfer thread exists.
     nonisolated(unsafe) public static var owner: pthread_t?
 
-    /// Clears the request, on the Lua thread only (elsewhere it stays for that thread to see).
-    public static func consume() {
+    /// Takes the request, on the Lua thread only: true when there was one (and it is now
+    /// cleared). Elsewhere it stays for that thread to see (false). Every Swift clear is this.
+    @discardableResult
+    public static func consume() -> Bool {
+        guard pending() else { return false }
         RateLimiter.active?.stop()   // the rest of the interrupted call does not wait for the rate
-        guard onLuaThread else { return }
-        clear()
+        guard onLuaThread else { return false }
+        return clear()
     }
 
     /// Is this the thread that runs Lua (or is there no Lua thread set)?

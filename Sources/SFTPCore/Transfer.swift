@@ -208,7 +208,7 @@ public enum Transfer {
         let split = channels.count > 1 && sftp.acceptsOutOfOrderWrites && (localSize(job.local) ?? 0) >= rangeThreshold
         do { return try uploadOnce(channels, job, progress: progress) } catch let e as SSHError where split && e.kind == .io {
             sftp.acceptsOutOfOrderWrites = false
-            sftp.session.log("put \(job.remote): the server refused writes out of order (\(e.message)); again as one stream")
+            sftp.session.log("put \(Paths.shown(job.remote)): the server refused writes out of order (\(e.message)); again as one stream")
             return try uploadOnce(Channels(sftp), job, progress: progress)
         }
     }
@@ -221,7 +221,7 @@ public enum Transfer {
     @discardableResult
     public static func upload(_ channels: Channels, _ job: TransferJob, progress: TransferProgress? = nil) throws -> FileAttributes {
         do { return try uploadSplitOrNot(channels, job, progress: progress) } catch let refused as RenameRefused {
-            channels.main.session.log("put \(job.remote): the directory lets us write the file but not replace it; writing it in place")
+            channels.main.session.log("put \(Paths.shown(job.remote)): the directory lets us write the file but not replace it; writing it in place")
             var j = job
             j.inPlace = true
             do { return try uploadOnce(channels, j, progress: progress) } catch is RenameRefused { throw refused.error }
@@ -474,7 +474,7 @@ public enum Transfer {
         var j = job
         (j.remote, j.existing) = try uploadTarget(sftp, job.remote)
         j.targetChecked = true
-        if j.remote != job.remote { sftp.session.log("put \(job.remote): a symlink to \(j.remote), which gets the content") }
+        if j.remote != job.remote { sftp.session.log("put \(Paths.shown(job.remote)): a symlink to \(Paths.shown(j.remote)), which gets the content") }
         return j
     }
 
@@ -613,7 +613,7 @@ public enum Transfer {
         e.message = e.message.replacingOccurrences(of: temp, with: remote)
         guard e.kind == .permissionDenied, job.atomic != true, job.existing?.kind == .file,
               let f = try? sftp.open(remote, flags: [.write, .truncate]) else { throw e }
-        sftp.session.log("put \(remote): the directory refuses new files (no temp name); writing the file in place")
+        sftp.session.log("put \(Paths.shown(remote)): the directory refuses new files (no temp name); writing the file in place")
         return f
     }
 
@@ -657,7 +657,7 @@ public enum Transfer {
         if (try? sftp.setstat(remote, FileAttributes(atime: atime, mtime: m))) != nil {
             attrs.atime = atime; attrs.mtime = m
         } else {
-            sftp.session.log("put \(remote): written in place; the server does not let us set its times (not our file)")
+            sftp.session.log("put \(Paths.shown(remote)): written in place; the server does not let us set its times (not our file)")
         }
     }
 

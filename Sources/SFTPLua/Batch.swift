@@ -103,7 +103,8 @@ enum Batch {
                     files += 1
                     bytes += a.size ?? 0
                     bar.update(bytes: bytes, files: files)
-                    conn.note("\(jobs[i].direction == .download ? "get" : "put") \(jobs[i].direction == .download ? jobs[i].remote : jobs[i].local) -> \(jobs[i].direction == .download ? jobs[i].local : jobs[i].remote)")
+                    let job = jobs[i], down = job.direction == .download
+                    conn.note("\(down ? "get" : "put") \(Paths.shown(down ? job.remote : job.local)) -> \(Paths.shown(down ? job.local : job.remote))")
                 }
                 try l.call(done) {
                     l.push(i + 1)

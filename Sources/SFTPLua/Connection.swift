@@ -108,6 +108,6 @@ final class ConnectionLog: @unchecked Sendable {
     func write(_ line: String) {
         let stamp = ISO8601DateFormatter().string(from: Date())
         lock.lock(); defer { lock.unlock() }
-        handle.write(Data("\(stamp) \(line)\n".utf8))
+        handle.write(Data("\(stamp) \(Paths.oneLine(line))\n".utf8))
     }
 }

@@ -126,7 +126,7 @@ enum ConnectionBinding {
                                   sourceAttributes: attrs, fsync: try o.bool("fsync") ?? false)
             _ = try Executor.one(sftp, job, extra: extra, progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
-            conn.note("get \(remote) -> \(local)")
+            conn.note("get \(Paths.shown(remote)) -> \(Paths.shown(local))")
             return 0
         }
         c.method("put") { conn, l in
@@ -151,7 +151,7 @@ enum ConnectionBinding {
             var attrs = try Executor.one(try conn.channel(), job, extra: extra,
                                          progress: progress(l, try o.function("callback"), bar: bar))
             bar.finish(bytes: attrs.size ?? 0)
-            conn.note("put \(local) -> \(remote)")
+            conn.note("put \(Paths.shown(local)) -> \(Paths.shown(remote))")
             // The new file's attributes as the server has them (pysftp's put returns its stat).
             if job.confirm, var full = try? conn.channel().stat(remote) {
                 full.inplace = attrs.inplace

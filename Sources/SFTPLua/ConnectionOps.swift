@@ -111,7 +111,7 @@ extension ConnectionBinding {
             let src = try conn.remote(try l.checkString(2))
             let dst = try conn.remote(try l.checkString(3))
             AttributeTable.push(l, try Transfer.remoteCopy(try conn.channel(), from: src, to: dst))
-            conn.note("copy \(src) -> \(dst)")
+            conn.note("copy \(Paths.shown(src)) -> \(Paths.shown(dst))")
             return 1
         }
     }

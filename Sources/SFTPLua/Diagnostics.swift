@@ -18,7 +18,7 @@ public enum Diagnostics {
         guard verbose else { return }
         screen.lock(); defer { screen.unlock() }
         ProgressBar.current?.hide()
-        FileHandle.standardError.write(Data("sftplua: \(s)\n".utf8))
+        FileHandle.standardError.write(Data("sftplua: \(Paths.oneLine(s))\n".utf8))
         ProgressBar.current?.show()
     }
 

@@ -39,10 +39,10 @@ enum ErrorObject {
         case let e as KindedError:
             push(lua, kind: e.kind.rawValue, message: e.message, path: e.path, code: e.number)
         case let e as LuaArgumentError:
-            push(lua, kind: "ArgumentError", message: e.message, path: nil)
+            push(lua, kind: ErrorKind.argument.rawValue, message: e.message, path: nil)
             if let arg = e.argument { lua.set(-1, "argument", arg) }
         default:
-            push(lua, kind: "IOError", message: String(describing: error))
+            push(lua, kind: ErrorKind.io.rawValue, message: String(describing: error))
         }
     }
 

@@ -240,7 +240,7 @@ enum MirrorBinding {
                 moved += count(action, attrs, into: &s)
                 files += 1
                 bar.update(bytes: moved, files: files)
-                conn.note("\(down ? "get" : "put") \(Mirror.absolute(roots.source, action.path)) -> \(Mirror.absolute(roots.target, action.path))")
+                conn.note("\(down ? "get" : "put") \(Paths.shown(Mirror.absolute(roots.source, action.path))) -> \(Paths.shown(Mirror.absolute(roots.target, action.path)))")
             case .delete: s.deleted += 1
             case .mkdir: break
             }

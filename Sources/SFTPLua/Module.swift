@@ -181,14 +181,34 @@ public enum SFTPModule {
         l.setFunction(m, "sleep") { l in
             // sftp.sleep(seconds): waits; Ctrl-C ends it with an Interrupted error.
             guard let t = try l.optNumber(1), t >= 0, t.isFinite else { throw l.typeError(1, expected: "non-negative number") }
-            let end = Date().addingTimeInterval(t)
-            while true {
-                try Interrupt.checkpoint()
-                let left = end.timeIntervalSinceNow
-                if left <= 0 { break }
-                usleep(useconds_t(min(left, 0.02) * 1_000_000))
-            }
+            try sleep(t)
             return 0
+        }
+    }
+
+    /// Sleeps `seconds`; Ctrl-C ends it at once. SIGINT lands on this thread (the one that runs
+    /// Lua: workers block it, `startWorker`) and its handler has no SA_RESTART, so the signal
+    /// cuts the wait short (EINTR) and the checkpoint throws `Interrupted`. A plain nanosleep
+    /// would miss a Ctrl-C that came between the check and the sleep, so SIGINT is blocked for
+    /// the check and pselect unblocks it only while it waits (atomically). Any other signal's
+    /// EINTR waits on for what is left (bounded: a run of signals cannot make it spin forever).
+    static func sleep(_ seconds: Double) throws {
+        var sigint = sigset_t(), unblocked = sigset_t()
+        sigemptyset(&sigint)
+        sigaddset(&sigint, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &sigint, &unblocked)
+        defer { pthread_sigmask(SIG_SETMASK, &unblocked, nil) }
+        sigdelset(&unblocked, SIGINT)   // what pselect waits with, whatever the caller had
+        let end = DispatchTime.now().uptimeNanoseconds &+ UInt64(min(seconds, 1e9) * 1e9)
+        var rounds = 0
+        while rounds < 1_000_000 {
+            rounds += 1
+            try Interrupt.checkpoint()
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now >= end { break }
+            let left = end - now
+            var ts = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
+            _ = pselect(0, nil, nil, nil, &ts, &unblocked)
         }
     }
 

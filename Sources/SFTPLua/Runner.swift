@@ -91,11 +91,7 @@ public final class Runner {
     }
 
     /// True (and cleared) when Ctrl-C was pressed since the last check.
-    public func takeInterrupt() -> Bool {
-        guard LuaInterrupt.pending() else { return false }
-        LuaInterrupt.clear()
-        return true
-    }
+    public func takeInterrupt() -> Bool { Interrupt.consume() }
 
     /// Sets the global `arg`: arg[0] the script, arg[1...] its arguments, arg[-1] the program.
     public func setArgs(script: String, args: [String]) {
@@ -175,7 +171,8 @@ public final class Runner {
             let l = state.lua
             l.pushRef(ref)
             l.unref(ref)
-            let kind = ErrorObject.kind(l, -1)
+            let kindName = ErrorObject.kind(l, -1)
+            let kind = kindName.flatMap(ErrorKind.init(rawValue:))
             l.pop()
             // An error inside sftplua's own Lua (applying a returned recipe) is the script's.
             var whereAt = whereAt
@@ -185,9 +182,9 @@ public final class Runner {
             // line of the call, which is not repeated in front.
             if let quick = quickCommand {
                 stderr("sftplua \(quick): \(message)\n")
-                return kind == "ArgumentError" ? .usage : Self.exit(forKind: kind)
+                return kind == .argument ? .usage : Self.exit(forKind: kind)
             }
-            let text = kind == nil && Self.hasPosition(message) ? message : "\(whereAt): \(message)"
+            let text = kindName == nil && Self.hasPosition(message) ? message : "\(whereAt): \(message)"
             stderr("\(text)\n\(Self.userTraceback(traceback))\n")
             return Self.exit(forKind: kind)
         default:
@@ -201,12 +198,14 @@ public final class Runner {
         message.range(of: #"^[^\n]*?:[0-9]+: "#, options: .regularExpression) != nil
     }
 
-    public static func exit(forKind kind: String?) -> Exit {
+    /// The exit code for an uncaught error of `kind` (nil: not an error object, or a kind
+    /// sftplua does not know).
+    public static func exit(forKind kind: ErrorKind?) -> Exit {
         switch kind {
-        case "ConnectionError", "Timeout": return .connection
-        case "AuthenticationError", "CredentialError": return .authentication
-        case "HostKeyError": return .hostKey
-        case "Interrupted": return .interrupted
+        case .connection, .timeout: return .connection
+        case .authentication, .credential: return .authentication
+        case .hostKey: return .hostKey
+        case .interrupted: return .interrupted
         default: return .scriptError
         }
     }

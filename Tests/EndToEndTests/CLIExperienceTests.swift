@@ -226,6 +226,36 @@ struct OutputTests {
         #expect(!lines.contains { $0.hasPrefix("sftplua: forged") })
     }
 
+    /// `-v` lines show a name with a newline, a tab or a byte that is not UTF-8 quoted and
+    /// escaped (as plans do), so each stays one line: single transfers and tree copies. (stderr
+    /// must be UTF-8 to be read here at all: a raw 0xff would make it unreadable.)
+    @Test func verboseLinesEscapeControlBytesInNames() throws {
+        let work = try makeTempDir("verbosenames")
+        let remote = try server.makeRemoteDir()
+        FileManager.default.createFile(atPath: remote + "/nl\nx.txt", contents: Data("one".utf8))
+        FileManager.default.createFile(atPath: remote + "/tab\there", contents: Data("two".utf8))
+        let bad = Array((remote + "/bad").utf8) + [0xff, 0]
+        let fd = bad.withUnsafeBufferPointer { open(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), O_WRONLY | O_CREAT, 0o644) }
+        try #require(fd >= 0)
+        close(fd)
+        let script = """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+        c:get("\(remote)/nl\\nx.txt", "one")
+        c:put("one", "\(remote)/up\\nload")
+        c:get_r("\(remote)", "tree")
+        """
+        let r = try runProcess(sftpluaBinary, ["-v", "-e", script], env: ["HOME": server.home], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stderr.isEmpty)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        // Every line is a whole log line: no piece of a name starts one.
+        for line in lines { #expect(line.hasPrefix("sftplua: "), "\(line.debugDescription) in \(r.stderr)") }
+        #expect(lines.contains("sftplua: get \"\(remote)/nl\\nx.txt\" -> one"), "\(r.stderr)")
+        #expect(lines.contains("sftplua: put one -> \"\(remote)/up\\nload\""), "\(r.stderr)")
+        #expect(lines.contains("sftplua: get \"\(remote)/tab\\there\" -> \"tree/tab\\there\""), "\(r.stderr)")
+        #expect(lines.contains("sftplua: get \"\(remote)/bad\\xff\" -> \"tree/bad\\xff\""), "\(r.stderr)")
+    }
+
     @Test func progressOnlyWhereAsked() throws {
         let work = try makeTempDir("progress")
         let remote = try server.makeRemoteDir()

@@ -247,6 +247,21 @@ struct CLITests {
         let strict = try server.runScript("sftp.connect{host = '127.0.0.1', port = \(server.port), known_hosts = '\(kh)', host_key = 'strict'}")
         #expect(strict.status == 5)
         #expect(strict.stderr.contains("HostKeyError"))
+        // A known_hosts that cannot be written (a file where its directory should be): the
+        // host is not trusted, exit 5, the errno's text in the message.
+        let file = try makeTempDir("khfile") + "/file"
+        FileManager.default.createFile(atPath: file, contents: Data())
+        let unwritable = try server.runScript("local ok, e = pcall(sftp.connect, {host = '127.0.0.1', port = \(server.port), known_hosts = '\(file)/ssh/known_hosts'}); print(e.kind, e.code ~= nil); error(e)")
+        #expect(unwritable.status == 5, "\(unwritable.stderr)")
+        #expect(unwritable.stdout == "HostKeyError\ttrue\n")
+        #expect(unwritable.stderr.contains("to record the host key: Not a directory"), "\(unwritable.stderr)")
+        // Ctrl-C not caught: 130, as shells report SIGINT.
+        let interrupted = try server.runScript("""
+        os.execute("(sleep 0.3; kill -INT " .. io.open("/proc/self/stat"):read("n") .. ") &")
+        sftp.sleep(30)
+        """)
+        #expect(interrupted.status == 130, "\(interrupted.stderr)")
+        #expect(interrupted.stderr.contains("Interrupted: interrupted (Ctrl-C)"), "\(interrupted.stderr)")
     }
 
     /// Runs `body` with a connection `c` and `msg(f, ...)` (the message of the error `f` raises);

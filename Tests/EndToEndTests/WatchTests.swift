@@ -177,6 +177,23 @@ struct WatchTests {
         #expect(status == 0, "\(err)")
         #expect(out == ["created\tone\tfile\t1", "returned\t1"])
     }
+
+    /// Ctrl-C ends `sftp.sleep` at once (one nanosleep, cut short by the signal on the Lua
+    /// thread), with an `Interrupted` error; the next sleep sleeps its whole time.
+    @Test func ctrlCEndsASleepAtOnce() throws {
+        let (out, status, err) = try lua("""
+        local pid = io.open("/proc/self/stat"):read("n")
+        os.execute("(sleep 0.3; kill -INT " .. pid .. ") &")
+        local t = sftp.now()
+        local ok, e = pcall(sftp.sleep, 60)
+        print(ok, e.kind, sftp.now() - t < 10)
+        t = sftp.now()
+        sftp.sleep(0.2)
+        print(sftp.now() - t >= 0.19)
+        """)
+        #expect(status == 0, "\(err)")
+        #expect(out == ["false\tInterrupted\ttrue", "true"])
+    }
 }
 
 extension ExampleTests {

@@ -4,6 +4,10 @@ import LuaHost
 import Testing
 
 final class Counted {
+    // nonisolated(unsafe): only the tests of `LuaHostTests` use `Counted`, and that suite is
+    // `.serialized` (one test at a time); each test makes, collects and counts its objects on
+    // its own thread (deinit runs in the Lua state's garbage collection, on that thread), so
+    // the counter is never touched by two threads at once.
     nonisolated(unsafe) static var live = 0
     var closed = 0
     init() { Counted.live += 1 }

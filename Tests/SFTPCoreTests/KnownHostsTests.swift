@@ -54,6 +54,29 @@ struct KnownHostsTests {
         #expect(r.stdout.contains(key))
     }
 
+    /// A known_hosts that cannot be written is a local failure: a `LocalError` with the errno,
+    /// of the kind users have always seen (HostKeyError), never an `SSHError`.
+    @Test func appendFailuresAreLocalErrorsWithTheErrno() throws {
+        let dir = try makeTempDir("khfail")
+        FileManager.default.createFile(atPath: dir + "/file", contents: Data())
+        let cases: [(String, Int32)] = [(dir + "/file/sub/known_hosts", ENOTDIR), (dir, EISDIR)]
+        for (path, want) in cases {
+            do {
+                try KnownHosts.append(path: path, host: "h", port: 22, keyType: "ssh-ed25519", key: key)
+                Issue.record("\(path): no error")
+            } catch let e as LocalError {
+                #expect(e.kind == .hostKey)
+                #expect(e.number == Int(want), "\(e)")
+                #expect(e.message.contains("record the host key"), "\(e)")
+            } catch {
+                Issue.record("\(path): \(error) is not a LocalError")
+            }
+        }
+        // Made with its missing parents.
+        try KnownHosts.append(path: dir + "/a/b/known_hosts", host: "h", port: 22, keyType: "ssh-ed25519", key: key)
+        #expect(FileManager.default.fileExists(atPath: dir + "/a/b/known_hosts"))
+    }
+
     @Test func privateKeyInfoOfGeneratedKeys() throws {
         let dir = try makeTempDir("keys")
         for (type, pass, wantType) in [("ed25519", "", "ssh-ed25519"), ("ed25519", "pw", "ssh-ed25519"), ("ecdsa", "", "ecdsa-sha2-nistp256"), ("rsa", "", "ssh-rsa")] {
@@ -65,5 +88,14 @@ struct KnownHostsTests {
         }
         #expect(throws: LocalError.self) { try PrivateKeyInfo(path: dir + "/missing") }
         do { _ = try PrivateKeyInfo(path: dir + "/missing") } catch let e as LocalError { #expect(e.kind == .credential) }
+        // A file that is not a key: a local failure too (kind CredentialError, message unchanged).
+        FileManager.default.createFile(atPath: dir + "/notakey", contents: Data("hello\n".utf8))
+        FileManager.default.createFile(atPath: dir + "/badopenssh", contents: Data("-----BEGIN OPENSSH PRIVATE KEY-----\n!!!\n-----END OPENSSH PRIVATE KEY-----\n".utf8))
+        for (name, want) in [("notakey", "is not a private key file"), ("badopenssh", "is not a valid OpenSSH key")] {
+            do { _ = try PrivateKeyInfo(path: dir + "/" + name); Issue.record("\(name): no error") } catch let e as LocalError {
+                #expect(e.kind == .credential)
+                #expect(e.message.contains(want), "\(e)")
+            } catch { Issue.record("\(name): \(error) is not a LocalError") }
+        }
     }
 }

@@ -2,6 +2,19 @@ import SFTPCore
 import Testing
 
 struct PathsTests {
+    /// Names in `-v` lines and the connection log, as lua/util.lua's `shown` prints them.
+    @Test func shownQuotesAndEscapesNamesThatCouldSplitALine() {
+        for (name, want) in [("plain.txt", "plain.txt"), ("é", "é"), ("", "\"\""), ("a b", "\"a b\""),
+                             ("nl\nx", "\"nl\\nx\""), ("t\tr\r", "\"t\\tr\\r\""), ("q\"b\\", "\"q\\\"b\\\\\""),
+                             ("bell\u{7}del\u{7f}", "\"bell\\x07del\\x7f\""),
+                             // ByteString holds the byte 0xff (not UTF-8) as U+F7FF
+                             ("bad\u{F7FF}", "\"bad\\xff\"")] {
+            #expect(Paths.shown(name) == want, "\(name.debugDescription)")
+        }
+        #expect(Paths.oneLine("get a\nb -> c") == "get a\\nb -> c")
+        #expect(Paths.oneLine("no control here") == "no control here")
+    }
+
     @Test func dirnameBasenameJoinNormalize() {
         for (p, d, b) in [("a", "", "a"), ("é", "", "é"), ("x/y", "x", "y"), ("/a", "/", "a"), ("/a/b/", "/a", "b"),
                           ("a//b", "a", "b"), ("/", "/", "/"), ("r.csv", "", "r.csv")] {

@@ -70,9 +70,11 @@ void sl_requiref(lua_State *L, const char *name, int tableidx);
 
 /* Ctrl-C. sl_interrupt_install(L) makes SIGINT set a flag and arm a Lua hook that raises an
    error object {kind="Interrupted"} (metatable `errmeta`) at the next Lua instruction, as lua.c
-   does; Swift code polls sl_interrupt_pending() in its long loops. sl_interrupt_clear() disarms. */
+   does; Swift code polls sl_interrupt_pending() in its long loops. sl_interrupt_clear() takes the
+   request (returns whether there was one) and disarms the hook: the only place the flag is
+   cleared, called on the thread that runs Lua (by the hook, and by Swift's Interrupt.consume). */
 void sl_interrupt_install(lua_State *L, const char *errmeta);
 int sl_interrupt_pending(void);
-void sl_interrupt_clear(void);
+int sl_interrupt_clear(void);
 
 #endif
