@@ -110,24 +110,18 @@ local function check_parallel(v, fname)
   return v
 end
 
--- A name as printed in plans and logs: as it is, unless it holds a space, a quote, a backslash
--- or a control byte; then in double quotes with those escaped (\n, \r, \t, \", \\, \xHH), so a
--- name can never forge a line or blur where one name ends.
-local function shown(name)
-  if name ~= "" and not name:find('[%c%s"\\]') then return name end
-  return '"' .. name:gsub('[%c"\\]', function(ch)
-    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\"}
-    return esc[ch] or ("\\x%02x"):format(ch:byte())
-  end) .. '"'
-end
+-- A name as printed in plans and logs, the same rule as the Swift side's -v lines (SFTPCore's
+-- Paths.shown): as it is, unless it holds a space, a quote, a backslash, a control byte or
+-- bytes that are not UTF-8; then in double quotes with those escaped (\n, \r, \t, \", \\,
+-- \xHH), so a name can never forge a line or blur where one name ends.
+local shown = core.shown
 
 --- Writes a `-v` line to stderr (the Lua side's actions; nothing when not verbose). Control
 --- bytes in it (a name's newline) are escaped: one note is one line.
 local function note(msg)
   if sftp.verbose then
     core.progress_hide()
-    local esc = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t"}
-    io.stderr:write("sftplua: ", (msg:gsub("%c", function(ch) return esc[ch] or ("\\x%02x"):format(ch:byte()) end)), "\n")
+    io.stderr:write("sftplua: ", core.one_line(msg), "\n")
     core.progress_show()
   end
 end

@@ -162,6 +162,16 @@ public enum SFTPModule {
             l.push(Paths.join(try l.checkString(1), try l.checkString(2)))   // (String holds any bytes: ByteString)
             return 1
         }
+        l.setFunction(core, "shown") { l in
+            // core.shown(name): a name as plans and -v lines print it (Paths.shown).
+            l.push(Paths.shown(try l.checkString(1)))
+            return 1
+        }
+        l.setFunction(core, "one_line") { l in
+            // core.one_line(text): a log line with any control byte escaped (Paths.oneLine).
+            l.push(Paths.oneLine(try l.checkString(1)))
+            return 1
+        }
         l.setFunction(core, "unknown_key") { l in
             // core.unknown_key(t, allowed, where) -> message | nil: the option checker's rule for
             // a recipe's tables; `allowed` is a set {key = true}.

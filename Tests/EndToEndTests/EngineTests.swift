@@ -411,9 +411,10 @@ struct EngineTests {
     }
 
     @Test func plansQuoteNamesWithSpacesOrControls() throws {
-        let out = try review(#"local shown = require("sftp.util").shown; print(shown("a b"), shown("nl\nx"), shown("plain"))"#,
+        let out = try review(#"local shown = require("sftp.util").shown; print(shown("a b"), shown("nl\nx"), shown("plain"), shown("bad\xff"))"#,
                              remote: try server.makeRemoteDir(), local: try makeTempDir("review"))
-        #expect(out == ["\"a b\"\t\"nl\\nx\"\tplain"])
+        // (One rule with the Swift side's -v lines: bytes that are not UTF-8 are escaped too.)
+        #expect(out == ["\"a b\"\t\"nl\\nx\"\tplain\t\"bad\\xff\""])
     }
 
     func dirDigest(_ root: String) throws -> [String] {
