@@ -110,6 +110,11 @@ struct CLITests {
         let v = try q(["-v", "get", "box:\(remote)/site", "got2"])
         #expect(v.stderr.contains("sftplua: get_r: 2 copied, 0 updated, 0 deleted, 0 unchanged, 2 bytes in"), "\(v.stderr)")
         #expect(try q(["get", "box:\(remote)/site", "got3"]).stderr.isEmpty)
+        // The quick mirror prints its own summary line: the mirror's is not printed too (its
+        // no_summary flag was set on a table nothing read).
+        let vm = try q(["-v", "mirror", "site", "box:\(remote)/m2"])
+        #expect(vm.stdout.contains("mirror: 2 copied"), "\(vm.stdout)")
+        #expect(!vm.stderr.contains("sftplua: mirror_up: "), "\(vm.stderr)")
         // Completions come from the same definitions as --help, every command included.
         for shell in ["bash", "zsh", "fish"] {
             let c = try q(["--generate-completion-script", shell])
