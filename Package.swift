@@ -33,7 +33,7 @@ let package = Package(
         // Starts the throwaway sshd (scripts/test-sshd) for the tests; runs the built binary.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "LuaHostTests", dependencies: ["LuaHost", "CLua", "ByteString"]),
-        .testTarget(name: "SFTPCoreTests", dependencies: ["SFTPCore", "TestSupport"]),
+        .testTarget(name: "SFTPCoreTests", dependencies: ["SFTPCore", "ByteString", "TestSupport"]),
         .testTarget(name: "SFTPLuaTests", dependencies: ["SFTPLua", "LuaHost", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["sftplua", "TestSupport"]),
     ],

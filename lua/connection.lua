@@ -35,11 +35,11 @@ end
 -- names and types; then the callbacks run depth first over sorted listings. Symlinks to files
 -- go to fcb, to directories to dcb (not descended, so links cannot loop); anything else to ucb.
 -- `target_type(path)` follows a link.
-local function walk_tree(conn, target_type, path, fcb, dcb, ucb, recurse)
-  check(path, 1, "walktree", "string")
-  check(fcb, 2, "walktree", "function", true)
-  check(dcb, 3, "walktree", "function", true)
-  check(ucb, 4, "walktree", "function", true)
+local function walk_tree(conn, fname, target_type, path, fcb, dcb, ucb, recurse)
+  check(path, 1, fname, "string")
+  check(fcb, 2, fname, "function", true)
+  check(dcb, 3, fname, "function", true)
+  check(ucb, 4, fname, "function", true)
   if recurse == nil then recurse = true end
   local listed = {}   -- directory path -> {names, types}
   core.walk(conn, {path = path}, "walktree", function(level)
@@ -80,7 +80,7 @@ end
 --- c:walktree(path, fcb, dcb, ucb, recurse=true)
 function M.walktree(c, path, fcb, dcb, ucb, recurse)
   U.check_self(c, "walktree")
-  walk_tree(c, function(p) local ok, a = pcall(c.stat, c, p); return ok and a.type or nil end,
+  walk_tree(c, "walktree", function(p) local ok, a = pcall(c.stat, c, p); return ok and a.type or nil end,
             path, fcb, dcb, ucb, recurse)
 end
 
@@ -275,8 +275,8 @@ function M.put_r(c, ldir, rdir, opts) upload_dir(c, ldir, rdir, opts, true, "put
 
 --- sftp.cd(localpath, fn): run fn with the local cwd at localpath, restore it after.
 function sftp.cd(localpath, fn)
-  check(localpath, 1, "cd", "string", true)
-  check(fn, 2, "cd", "function")
+  check(localpath, 1, "sftp.cd", "string", true)
+  check(fn, 2, "sftp.cd", "function")
   local old = fs.getcwd()
   if localpath ~= nil then fs.chdir(localpath) end
   local res = table.pack(pcall(fn))
@@ -287,7 +287,7 @@ end
 
 --- sftp.walktree(localpath, fcb, dcb, ucb, recurse=true): the local twin of c:walktree.
 function sftp.walktree(localpath, fcb, dcb, ucb, recurse)
-  walk_tree(nil, function(p) local a = fs.stat(p); return a and a.type end,
+  walk_tree(nil, "sftp.walktree", function(p) local a = fs.stat(p); return a and a.type end,
             localpath, fcb, dcb, ucb, recurse)
 end
 

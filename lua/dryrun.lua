@@ -180,10 +180,14 @@ function dryrun.install()
     M.open = function(c, path, mode, ...)
       -- Refused: nothing could stand in for a file open for writing, and reading instead would
       -- hide what the script would write. The message says why and what to use.
+      local function quoted(v) v = shown(v); return v:sub(1, 1) == '"' and v or '"' .. v .. '"' end
+      U.check_self(c, "open")
+      U.check(path, 1, "open", "string")
+      U.check(mode, 2, "open", "string", true)
       if mode and mode:find("[wax+]") then
         dryrun.would("open", path, mode)
-        sftp.error(K.IOError, ("dry run: c:open(%q, %q) is refused: a dry run writes nothing, so no file can be opened for writing;"
-          .. " use c:write or c:put (a dry run reports them), or check sftp.dry_run or pcall the open"):format(path, mode), path)
+        sftp.error(K.IOError, ("dry run: c:open(%s, %s) is refused: a dry run writes nothing, so no file can be opened for writing;"
+          .. " use c:write or c:put (a dry run reports them), or check sftp.dry_run or pcall the open"):format(quoted(path), quoted(mode)), path)
       end
       return open(c, path, mode, ...)
     end

@@ -72,7 +72,7 @@ function commands.put(run)
   local into = #words > 2 or r.path:sub(-1) == "/" or c:isdir(r.path)
   for i = 1, #words - 1 do
     local src = words[i]
-    local dst = into and U.join((r.path:gsub("/+$", "")), base(src)) or r.path
+    local dst = into and U.join(r.path, base(src)) or r.path
     if isdir_local(src) then c:put_r(src, dst, {preserve_mtime = true}) else c:put(src, dst, {preserve_mtime = true}) end
   end
 end
@@ -141,10 +141,15 @@ function commands.mirror(run)
   connection.no_summary = true   -- this command prints its own summary line
   local r
   if rs then r = run:conn(rs):mirror_down(rs.path, dst, opts) else r = run:conn(rd):mirror_up(src, rd.path, opts) end
-  if not sftp.quiet then
+  -- A dry run's plan showed its warnings already (dryrun.show_mirror); in JSON the summary event
+  -- is out already and warnings go as events, so stdout stays JSON lines.
+  local warnings = r.dry_run and {} or r.warnings
+  if sftp.json then
+    for _, w in ipairs(warnings) do U.emit({event = "warning", call = run.op, message = w}) end
+  elseif not sftp.quiet then
     print(("%s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes%s"):format(run.op, r.copied, r.updated, r.deleted,
       r.skipped, r.bytes, r.dry_run and " (dry run: nothing changed)" or ""))
-    for _, w in ipairs(r.warnings) do print("warning: " .. w) end
+    for _, w in ipairs(warnings) do print("warning: " .. w) end
   end
 end
 

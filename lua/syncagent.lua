@@ -384,8 +384,8 @@ end
 
 --- sftp.syncagent{host=, hostport=, username=, priv_key=, local_root=, remote_root=, ...}
 function sftp.syncagent(opts)
-  U.check(opts, 1, "syncagent", "table")
-  U.check_opts(opts, "syncagent", 1, agent_keys)   -- each key is named in its error, as sftp.connect's are
+  U.check(opts, 1, "sftp.syncagent", "table")
+  U.check_opts(opts, "sftp.syncagent", 1, agent_keys)   -- each key is named in its error, as sftp.connect's are
   if opts.local_root == nil then
     sftp.error(K.ArgumentError, "bad option 'local_root' to 'syncagent' (string expected, got no value)")
   end

@@ -5,14 +5,20 @@ local core = require("sftp.core")   -- the Swift side's internals (Sources/SFTPL
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
 local fs = sftp.fs
 
--- "bad argument #n to 'fname' (msg)"; `n` counts from the first argument after self. For a
--- Connection method written in Lua the Swift side writes it (core.argerror), as for the Swift
--- methods: a call not made as a method (`pcall(c.walktree, c, 1)`, `c.walktree(c, 1)`) counts
--- its self too, and the call is named as the user's code made it.
-local methods = core.connection_methods
+-- "bad argument #n to 'fname' (msg)", written by the Swift side (core.argerror) as for the Swift
+-- functions (luaL_argerror's rule). `n` counts from the first argument after self; `fname` is
+-- a method's name, or "sftp.NAME" for a module function (sftp.cd), which has no self. A method
+-- call not made with ':' (`pcall(c.walktree, c, 1)`, `c.walktree(c, 1)`) counts its self too,
+-- and the call is named as the user's code made it.
+local function position(n, fname)
+  local plain = fname:match("^sftp%.(.+)$")
+  if plain then return n, plain end
+  return n + 1, fname
+end
+
 local function argerror(n, fname, msg)
-  if methods[fname] then core.argerror(n + 1, fname, msg) end
-  sftp.error(K.ArgumentError, ("bad argument #%d to '%s' (%s)"):format(n, fname, msg))
+  local p, name = position(n, fname)
+  core.argerror(p, name, msg)
 end
 
 -- A Connection method written in Lua checks its self as the Swift ones do: `c.cd("/tmp")` is
@@ -33,7 +39,10 @@ local unsafe_name = core.unsafe_name
 
 -- Options are checked by the one checker the Swift bindings use (LuaOptions): unknown keys are
 -- refused with the closest valid one suggested.
-local check_opts = core.check_opts
+local function check_opts(opts, fname, n, allowed)
+  local p, name = position(n, fname)
+  return core.check_opts(opts, name, p, allowed)
+end
 
 -- Local directories, created with parents; refuses to go through a symlink or a file.
 local function local_makedirs(path)

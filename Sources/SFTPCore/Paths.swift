@@ -44,7 +44,8 @@ public enum Paths {
 extension Paths {
     /// A name as `-v` lines and the connection log print it (the same form as lua/util.lua's
     /// `shown`, which plans use): as it is, unless it holds a space, a quote, a backslash, a
-    /// control byte (below 0x20, or 0x7f) or bytes that are not UTF-8; then in double quotes with
+    /// control byte (below 0x20, or 0x7f), bytes that are not UTF-8 or a private-use character
+    /// of ByteString's escape range (U+F700...U+F7FF); then in double quotes with
     /// those escaped (`\n`, `\r`, `\t`, `\"`, `\\`, `\xHH`), so a name can never split or forge a
     /// line, or blur where it ends.
     public static func shown(_ name: String) -> String {
@@ -61,7 +62,12 @@ extension Paths {
             case .valid(let encoded):
                 at += encoded.count
                 let s = Unicode.UTF8.decode(encoded)
-                if let esc = escape(s) { out += esc; quote = true } else { out.unicodeScalars.append(s) }
+                if (0xF700...0xF7FF).contains(s.value) {
+                    // ByteString's escape range: appended as a scalar it would turn back into one
+                    // raw byte at the edge (U+F70A into a newline), so it is shown as its bytes.
+                    for b in encoded { out += hex(b) }
+                    quote = true
+                } else if let esc = escape(s) { out += esc; quote = true } else { out.unicodeScalars.append(s) }
                 if s == " " { quote = true }
             case .error(let length):
                 for b in bytes[at..<at + length] { out += hex(b) }

@@ -296,11 +296,13 @@ func startWorker(_ body: @escaping @Sendable () -> Void) {
     var old = sigset_t()
     pthread_sigmask(SIG_BLOCK, &sigint, &old)
     defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+    let requests = Interrupt.requestsTaken   // a Ctrl-C taken from now on stops this worker too
     let t = Thread {
         var mask = sigset_t()
         sigemptyset(&mask)
         sigaddset(&mask, SIGINT)
         pthread_sigmask(SIG_BLOCK, &mask, nil)
+        Interrupt.enterWorker(startedAt: requests)
         body()
     }
     t.stackSize = 1 << 20

@@ -137,10 +137,36 @@ enum SFTPStatus {
 public enum Interrupt {
     // nonisolated(unsafe): installed once (`SFTPModule.enableInterrupts`) before any transfer
     // thread exists; only read afterwards.
-    nonisolated(unsafe) public static var pending: () -> Bool = { false }
+    nonisolated(unsafe) public static var flag: () -> Bool = { false }
     /// Takes the request and disarms the Lua hook (true when there was one). Called by
     /// `consume` only: the C hook and this are the one clear (`sl_interrupt_clear`).
     nonisolated(unsafe) public static var clear: () -> Bool = { false }
+
+    /// Is a Ctrl-C request waiting? On a worker thread (`startWorker`), also true once a request
+    /// made since the worker started has been taken by the Lua thread: the Lua thread takes it
+    /// at once and stops its own part of the call, and a worker (a `parallel` connection, a
+    /// range of a resumed file) must stop too, not go on, unpaced, to the end of its files.
+    public static func pending() -> Bool {
+        if flag() { return true }
+        guard let started = pthread_getspecific(workerKey) else { return false }
+        return taken.value != Int(bitPattern: started) - 1
+    }
+
+    /// Requests taken so far (`consume` on the Lua thread), and the count a worker started at.
+    private static let taken = Locked(0)
+    private static let workerKey: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    /// The count a worker starts at: read on the thread that starts it.
+    static var requestsTaken: Int { taken.value }
+
+    /// Marks this thread a worker started when `requestsTaken` was `count`.
+    static func enterWorker(startedAt count: Int) {
+        pthread_setspecific(workerKey, UnsafeRawPointer(bitPattern: count + 1))
+    }
 
     /// Throws `Interrupted` (and disarms the request) when Ctrl-C was pressed.
     public static func checkpoint() throws {
@@ -163,7 +189,9 @@ public enum Interrupt {
         guard pending() else { return false }
         RateLimiter.active?.stop()   // the rest of the interrupted call does not wait for the rate
         guard onLuaThread else { return false }
-        return clear()
+        let had = clear()
+        if had { taken.update { $0 += 1 } }
+        return had
     }
 
     /// Is this the thread that runs Lua (or is there no Lua thread set)?

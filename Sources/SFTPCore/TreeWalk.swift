@@ -1,7 +1,7 @@
 import ByteString
 
 /// The one tree walk, behind every walk of sftplua: mirrors (`Mirror.scan`), `walktree`,
-/// get_r/put_r planning, the SyncAgent's cache and `watch` (through `sftp._walk`).
+/// get_r/put_r planning, the SyncAgent's cache and `watch` (through `core.walk`, `require("sftp.core")`).
 ///
 /// A tree is walked a level at a time: every directory of a level is listed at once (pipelined
 /// on a remote side), so a tree costs a round trip per level, not per directory. The walk stops
@@ -44,7 +44,7 @@ public enum TreeWalk {
     }
 
     /// The walk's skeleton, for callers that list (or know) a level's directories themselves
-    /// (`sftp._walk`): `visit(level, descend)` gets every directory of a level and calls
+    /// (`core.walk`): `visit(level, descend)` gets every directory of a level and calls
     /// `descend(path, info)` for each subdirectory to walk next. The walk ends when a level
     /// adds none; a subdirectory deeper than `maxDepth` is the `tooDeep` error.
     public static func levels<Info>(root: String, info: Info, function: String, kind: ErrorKind,

@@ -114,6 +114,7 @@ public enum SFTPModule {
             // core.check_opts(opts, fname, n, allowed) -> opts (or {} for nil): the one option
             // checker (LuaOptions), for the Lua side too. `allowed` maps each key to true (any
             // value) or to the type its value must have ("boolean", "function", "string", ...).
+            // n is the argument's stack position (a method's self counted: util.check_opts).
             let fname = try l.checkString(2)
             let n = try l.checkInteger(3)
             guard l.isTable(4) else { throw l.typeError(4, expected: "table") }
@@ -125,7 +126,10 @@ public enum SFTPModule {
             }
             if l.isNoneOrNil(1) { l.newTable(); return 1 }
             guard l.isTable(1) else {
-                throw LuaArgumentError("bad argument #\(n) to '\(fname)' (table expected, got \(l.typeName(1)))")
+                // n is the stack position (self counted); shown as luaL_argerror would.
+                var e = LuaArgumentError(position: Int32(n), "table expected, got \(l.typeName(1))")
+                e.function = fname
+                throw e
             }
             let o = try LuaOptions(l, 1, allowed: allowed, function: fname, arrayPart: false)
             for (k, t) in types.sorted(by: { $0.0 < $1.0 }) { try o.check(k, is: t) }
@@ -286,7 +290,7 @@ public enum SFTPModule {
         LuaInterrupt.install(state.lua, errorMetatable: ErrorObject.metatable)
         Interrupt.owner = pthread_self()
         RateLimiter.waiting = { ProgressBar.current?.tick() }
-        Interrupt.pending = { LuaInterrupt.pending() }
+        Interrupt.flag = { LuaInterrupt.pending() }
         Interrupt.clear = { LuaInterrupt.clear() }
     }
 

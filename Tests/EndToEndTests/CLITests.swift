@@ -88,7 +88,7 @@ struct CLITests {
             #expect(r.status == 0, "\(args): \(r.stderr)")
             return r
         }
-        _ = try q(["put", "site/a", "box:\(remote)/"])
+        _ = try q(["put", "site/a", "box:\(remote)//"])   // into the directory (as for "/": not the home)
         #expect(try q(["ls", "box:\(remote)"]).stdout.hasSuffix(" a\n"))
         _ = try q(["put", "site", "box:\(remote)/"])
         _ = try q(["get", "box:\(remote)/site", "got"])
@@ -115,6 +115,11 @@ struct CLITests {
         let vm = try q(["-v", "mirror", "site", "box:\(remote)/m2"])
         #expect(vm.stdout.contains("mirror: 2 copied"), "\(vm.stdout)")
         #expect(!vm.stderr.contains("sftplua: mirror_up: "), "\(vm.stderr)")
+        // With --json, stdout is JSON lines only: the summary is an event, not a text line too.
+        let jm = try q(["--json", "mirror", "site", "box:\(remote)/m3"])
+        let jl = jm.stdout.split(separator: "\n")
+        #expect(!jl.isEmpty && jl.allSatisfy { $0.hasPrefix("{") && $0.hasSuffix("}") }, "\(jm.stdout)")
+        #expect(jm.stdout.contains("\"event\":\"summary\""), "\(jm.stdout)")
         // Completions come from the same definitions as --help, every command included.
         for shell in ["bash", "zsh", "fish"] {
             let c = try q(["--generate-completion-script", shell])
@@ -294,6 +299,12 @@ struct CLITests {
         print(msg(function() c:put(42) end))
         print(msg(c.get_r, c, 42))
         print(msg(function() c:get_r(42) end))
+        print(msg(sftp.walktree, 42))
+        print(msg(function() sftp.walktree(42) end))
+        print(msg(function() sftp.cd("/", 42) end))
+        print(msg(c.get_r, c, "/a", "b", "x"))
+        print(msg(function() c:get_r("/a", "b", "x") end))
+        print(msg(function() sftp.syncagent(42) end))
         """)
         #expect(lines == [
             "ArgumentError: bad argument #2 to 'listdir' (string expected, got number)",
@@ -307,6 +318,14 @@ struct CLITests {
             "ArgumentError: bad argument #1 to 'put' (string expected, got number)",
             "ArgumentError: bad argument #2 to 'get_r' (string expected, got number)",
             "ArgumentError: bad argument #1 to 'get_r' (string expected, got number)",
+            // Module functions written in Lua have no self to count.
+            "ArgumentError: bad argument #1 to 'walktree' (string expected, got number)",
+            "ArgumentError: bad argument #1 to 'walktree' (string expected, got number)",
+            "ArgumentError: bad argument #2 to 'cd' (function expected, got number)",
+            // An options table that is not a table counts as the others do.
+            "ArgumentError: bad argument #4 to 'get_r' (table expected, got string)",
+            "ArgumentError: bad argument #3 to 'get_r' (table expected, got string)",
+            "ArgumentError: bad argument #1 to 'syncagent' (table expected, got number)",
         ])
     }
 

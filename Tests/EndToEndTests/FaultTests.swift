@@ -336,6 +336,29 @@ struct FaultTests {
         #expect(r.stdout == "false\tInterrupted\ntrue\t0\nfalse\tInterrupted\tfalse\n", "\(r.stderr)")
     }
 
+    /// The same with `parallel = 3`: every connection stops, not only the one on the Lua thread
+    /// (which takes the Ctrl-C request; the others stop because it was taken since they
+    /// started). Two files in flight per connection, so each of them has some.
+    @Test func ctrlCStopsEveryConnectionOfAParallelCopy() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("ratestop-par")
+        try FileManager.default.createDirectory(atPath: remote + "/tree", withIntermediateDirectories: true)
+        for f in 0..<6 { FileManager.default.createFile(atPath: remote + "/tree/f\(f)", contents: Self.pattern(250_000, seed: UInt64(f))) }
+        let r = try server.runScript("""
+        local pid = io.open("/proc/self/stat"):read("n")
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+        os.execute(("(sleep 1.5; kill -INT %d) &"):format(pid))
+        local ok, e = pcall(c.get_r, c, "\(remote)/tree", "tree", {bwlimit = "200K", retries = 0, parallel = 3})
+        print(ok, e.kind)
+        local whole, temp = 0, 0
+        for _, a in ipairs(sftp.fs.ls("tree")) do
+          if sftp.is_temp_name(a.filename) then temp = temp + 1 elseif a.size == 250000 then whole = whole + 1 end
+        end
+        print(whole < 6, temp)
+        """, env: ["SFTPLUA_FILES_IN_FLIGHT": "2"], cwd: work)
+        #expect(r.stdout == "false\tInterrupted\ntrue\t0\n", "\(r.stderr)")
+    }
+
     @Test func watchSurvivesCutConnections() throws {
         let relay = try FaultRelay(to: server.port)
         let remote = try server.makeRemoteDir()

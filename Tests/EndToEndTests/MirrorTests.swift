@@ -405,12 +405,17 @@ struct RecipeTests {
         local ok, e = pcall(c.open, c, "\(remote)/new.txt", "w")
         io.stderr:write(tostring(ok), "|", e.kind, "|", e.message, "|", tostring(e.path), "\\n")
         local f <close> = c:open("\(remote)/r.txt"); io.stderr:write(f:read("a"), "\\n")
+        -- Bad arguments are ArgumentErrors, as without --dry-run.
+        ok, e = pcall(c.open, c, nil, "w"); io.stderr:write(e.kind, "|", e.message, "\\n")
+        ok, e = pcall(function() local f = c:open("\(remote)/new.txt", 42) end); io.stderr:write(e.kind, "|", e.message, "\\n")
         """
         let r = try run(script, args: ["--dry-run"], cwd: work)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == "dry run: would open \(remote)/new.txt w\n")
         let msg = "dry run: c:open(\"\(remote)/new.txt\", \"w\") is refused: a dry run writes nothing, so no file can be opened for writing; use c:write or c:put (a dry run reports them), or check sftp.dry_run or pcall the open"
-        #expect(r.stderr == "false|IOError|\(msg)|\(remote)/new.txt\none\n")
+        #expect(r.stderr == "false|IOError|\(msg)|\(remote)/new.txt\none\n"
+                + "ArgumentError|bad argument #2 to 'open' (string expected, got no value)\n"
+                + "ArgumentError|bad argument #2 to 'open' (string expected, got number)\n")
         let json = try run(script, args: ["--dry-run", "--json"], cwd: work)
         #expect(json.stdout == #"{"args":["\#(remote)/new.txt","w"],"call":"open","event":"plan"}"# + "\n")
         #expect(!FileManager.default.fileExists(atPath: remote + "/new.txt"))

@@ -1,3 +1,4 @@
+import ByteString
 import SFTPCore
 import Testing
 
@@ -11,6 +12,12 @@ struct PathsTests {
                              ("bad\u{F7FF}", "\"bad\\xff\"")] {
             #expect(Paths.shown(name) == want, "\(name.debugDescription)")
         }
+        // A name holding the character U+F70A (bytes EF 9C 8A, valid UTF-8) is shown as those
+        // bytes: ByteString reads U+F70A as the raw byte 0x0A, so as it is it would turn back into
+        // a newline on the way to Lua.
+        let privateUse = ByteString.string([0x61, 0xEF, 0x9C, 0x8A, 0x62] as [UInt8])
+        #expect(Paths.shown(privateUse) == "\"a\\xef\\x9c\\x8ab\"")
+        #expect(!ByteString.bytes(Paths.shown(privateUse)).contains(0x0A))
         #expect(Paths.oneLine("get a\nb -> c") == "get a\\nb -> c")
         #expect(Paths.oneLine("no control here") == "no control here")
     }
