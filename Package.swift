@@ -27,7 +27,7 @@ let package = Package(
         // The bindings: over SFTPCore and LuaHost only (no C API of either below them).
         .target(name: "SFTPLua", dependencies: ["SFTPCore", "LuaHost", "ByteString"], plugins: ["EmbedLua"]),
         .executableTarget(name: "sftplua", dependencies: [
-            "SFTPLua", "LuaHost", "CLineEdit",
+            "SFTPLua", "LuaHost", "CLineEdit", "ByteString",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Starts the throwaway sshd (scripts/test-sshd) for the tests; runs the built binary.

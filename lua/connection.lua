@@ -317,7 +317,9 @@ end
 --- for p in sftp.path_advance("a/b/c") do ... end  -> "a", "a/b", "a/b/c" (pysftp's, exactly:
 --- "a/" gives "a", "a/"; "/" gives "/")
 function sftp.path_advance(path, sep)
-  check(path, 1, "path_advance", "string")
+  check(path, 1, "sftp.path_advance", "string")
+  check(sep, 2, "sftp.path_advance", "string", true)
+  if sep == "" then argerror(2, "sftp.path_advance", "separator is empty") end
   sep = sep or "/"
   local parts = split(path, sep)
   if path ~= "" and path:sub(1, #sep) == sep then
@@ -336,7 +338,9 @@ end
 --- for p in sftp.path_retreat("a/b/c") do ... end  -> "a/b/c", "a/b", "a" (pysftp's, exactly:
 --- "a//b" gives "a/b", "a/", "a")
 function sftp.path_retreat(path, sep)
-  check(path, 1, "path_retreat", "string")
+  check(path, 1, "sftp.path_retreat", "string")
+  check(sep, 2, "sftp.path_retreat", "string", true)
+  if sep == "" then argerror(2, "sftp.path_retreat", "separator is empty") end
   sep = sep or "/"
   local pre = path ~= "" and path:sub(1, #sep) == sep and sep or ""
   local parts = split(path, sep)
@@ -352,15 +356,16 @@ end
 
 --- sftp.reparent("/new", "/a/b") -> "/new/./a/b" (as pysftp: oldpath made relative, joined)
 function sftp.reparent(newparent, oldpath)
-  check(newparent, 1, "reparent", "string")
-  check(oldpath, 2, "reparent", "string")
+  check(newparent, 1, "sftp.reparent", "string")
+  check(oldpath, 2, "sftp.reparent", "string")
   if oldpath:sub(1, 1) == "/" or oldpath:sub(1, 1) == "\\" then oldpath = "." .. oldpath end
   return join(newparent, oldpath)
 end
 
 --- sftp.st_mode_to_int(33188) -> 644: the permission bits as decimal digits of their octal.
 function sftp.st_mode_to_int(mode)
-  check(mode, 1, "st_mode_to_int", "number")
+  check(mode, 1, "sftp.st_mode_to_int", "number")
+  if math.tointeger(mode) == nil then argerror(1, "sftp.st_mode_to_int", "number has no integer representation") end
   local s = ("%o"):format(math.tointeger(mode) & 0xfff)
   return math.tointeger(tonumber(s:sub(-3)))
 end

@@ -7,6 +7,23 @@ local function is_identifier(s)
   return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil
 end
 
+-- A string as a Lua literal that reads back as the same bytes: %q, with each byte that is not
+-- part of valid UTF-8 as \xHH (a name that is not UTF-8 shows as plans show it, and can be
+-- typed back).
+local function literal(s)
+  local q = string.format("%q", s)
+  local out, i, rounds = {}, 1, 0
+  while i <= #q and rounds <= #q do
+    rounds = rounds + 1
+    local ok, bad = utf8.len(q, i)
+    if ok then out[#out + 1] = q:sub(i); break end
+    out[#out + 1] = q:sub(i, bad - 1)
+    out[#out + 1] = ("\\x%02x"):format(q:byte(bad))
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+
 --- sftp.pretty(value [, indent]): a readable, deterministic rendering of any value
 --- (tables sorted by key, nested, cycles marked). Used by the REPL to print results.
 function sftp.pretty(value, indent)
@@ -15,12 +32,12 @@ function sftp.pretty(value, indent)
   local function render(v, depth)
     if type(v) == "string" then
       -- Text with line breaks (and no other control bytes) reads best as it is: a long string.
-      if v:find("\n") and not v:find("[%z\1-\9\11-\31\127]") then
+      if v:find("\n") and not v:find("[%z\1-\9\11-\31\127]") and utf8.len(v) then
         local eq = ""
         while v:find("]" .. eq .. "]", 1, true) do eq = eq .. "=" end
         return "[" .. eq .. "[\n" .. v .. "]" .. eq .. "]"
       end
-      return string.format("%q", v)
+      return literal(v)
     end
     if type(v) ~= "table" then return tostring(v) end
     local mt = getmetatable(v)

@@ -70,6 +70,9 @@ function commands.put(run)
   local r = run:remote(words[#words], "put: the last word must be [user@]host:path")
   local c = run:conn(r)
   local into = #words > 2 or r.path:sub(-1) == "/" or c:isdir(r.path)
+  -- Into a directory that is not there yet (several sources, or a trailing '/'): made first, as
+  -- rclone's copy makes its target.
+  if into and not c:isdir(r.path) then c:makedirs(r.path) end
   for i = 1, #words - 1 do
     local src = words[i]
     local dst = into and U.join(r.path, base(src)) or r.path

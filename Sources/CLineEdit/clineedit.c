@@ -72,3 +72,9 @@ void sl_edit_remember(const char *line, const char *histfile, int keep) {
         history_truncate_file(histfile, keep);
     }
 }
+
+void sl_edit_write_line(const char *bytes, unsigned long n) {
+    if (n > 0) fwrite(bytes, 1, n, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+}

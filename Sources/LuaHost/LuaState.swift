@@ -1,3 +1,4 @@
+import ByteString
 import CLua
 
 /// Owns one Lua state (the standard libraries opened). `lua_close` runs in deinit,
@@ -25,8 +26,9 @@ public final class LuaState {
 
     /// Loads a chunk from a string. Pushes the function on success.
     public func load(_ code: String, name: String) throws {
-        var code = code
-        let status = code.withUTF8 { buf in
+        // The chunk's bytes (ByteString: code from the command line may hold any bytes).
+        let bytes = ByteString.bytes(code)
+        let status = bytes.withUnsafeBufferPointer { buf in
             buf.withMemoryRebound(to: CChar.self) { sl_loadbuffer(L, $0.baseAddress, $0.count, name) }
         }
         if status != LUA_OK {
@@ -38,7 +40,7 @@ public final class LuaState {
 
     /// Loads a file (`@path` chunk name, so messages say `path:line:`). Pushes the function.
     public func loadFile(_ path: String) throws {
-        if luaL_loadfilex(L, path, "bt") != LUA_OK {
+        if ByteString.withCString(path, { luaL_loadfilex(L, $0, "bt") }) != LUA_OK {
             let msg = lua.describe(-1)
             lua.pop()
             throw Failure.load(msg)

@@ -22,6 +22,8 @@ public final class Executor {
     }()
 
     private var results: [(Int, Result<FileAttributes, Error>)] = []
+    /// REMOVEs of failed or abandoned uploads' temp files not answered yet (`run` waits for them).
+    var cleanupsInFlight = 0
     private var active: [Int: Task] = [:]
     /// Tasks with blocks still to send (they wait for room in the connection's budgets).
     private var hungry: [Task] = []
@@ -59,7 +61,16 @@ public final class Executor {
         var failure: Error?
         let limit = max(1, min(Self.maxFiles, (sftp.maxOpenHandles ?? Int.max) / 2))
         var rounds = 0
-        defer { abortAll() }
+        defer {
+            abortAll()
+            // The REMOVEs of abandoned uploads' temp files are waited for (unpaced; a second
+            // Ctrl-C ends the wait): after Ctrl-C the script may end at once, and a request only
+            // queued, or sent but not yet done when the connection drops, leaves the temp file.
+            if cleanupsInFlight > 0, sftp.isOpen {
+                Interrupt.workerStopped()   // a worker stopped by Ctrl-C can still wait for them
+                try? sftp.waitUnpaced { cleanupsInFlight == 0 }
+            }
+        }
         while rounds < 100_000_000 {
             rounds += 1
             // Ctrl-C stops at once: the files in flight are abandoned (the deferred abortAll
@@ -304,6 +315,11 @@ final class UploadTask: Task {
     var failed = false
     var closing = false
     var tempCreated = false
+    /// The OPEN that creates the temp file is in flight; `removeWhenOpened`: the task was
+    /// abandoned meanwhile, so its answer closes and removes the file (in that order: a Windows
+    /// server removes no open file).
+    var opening = false
+    var removeWhenOpened = false
     /// What is at the target now: a file there keeps its mode and owner.
     var existing: FileAttributes?
     var keptMode: Int32? { existing?.kind == .file ? existing?.mode.map { Int32($0 & 0o7777) } : nil }
@@ -362,7 +378,19 @@ final class UploadTask: Task {
             x.sftp.fireAndForget(FXP.REMOVE) { $0.string(temp) }
         }
         let createMode = UInt32(keptMode ?? mode)
+        opening = true
         x.sftp.send(FXP.OPEN, { $0.string(temp); $0.u32(flags.rawValue); FileAttributes(mode: createMode).encode(&$0) }) { [self] r in
+            opening = false
+            if removeWhenOpened {
+                removeWhenOpened = false
+                if case .success(.handle(let h)) = r {
+                    x.sftp.fireAndForget(FXP.CLOSE) { $0.string(h) }
+                    x.sftp.send(FXP.REMOVE, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
+                } else {
+                    x.cleanupsInFlight -= 1
+                }
+                return
+            }
             switch r {
             case .failure(let e): fail(x, e)
             case .success(.handle(let h)):
@@ -483,7 +511,16 @@ final class UploadTask: Task {
     private func cleanup(_ x: Executor) {
         guard x.sftp.isOpen else { return }
         if let h = handle { handle = nil; x.sftp.fireAndForget(FXP.CLOSE) { $0.string(h) } }
-        if tempCreated { tempCreated = false; x.sftp.fireAndForget(FXP.REMOVE) { $0.string(temp) } }
+        if tempCreated {
+            tempCreated = false
+            x.cleanupsInFlight += 1
+            x.sftp.send(FXP.REMOVE, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
+        } else if opening && !removeWhenOpened {
+            // The server creates the temp file before it reads anything sent now: its answer
+            // removes it (counted now, so `run` waits for it).
+            removeWhenOpened = true
+            x.cleanupsInFlight += 1
+        }
     }
 
     override func abort(_ x: Executor) {

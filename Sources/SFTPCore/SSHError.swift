@@ -163,6 +163,12 @@ public enum Interrupt {
     /// The count a worker starts at: read on the thread that starts it.
     static var requestsTaken: Int { taken.value }
 
+    /// A worker that has stopped for the requests taken so far: its waits from now on (for the
+    /// removal of what it abandoned) end only for a new Ctrl-C. Nothing on other threads.
+    static func workerStopped() {
+        if pthread_getspecific(workerKey) != nil { enterWorker(startedAt: taken.value) }
+    }
+
     /// Marks this thread a worker started when `requestsTaken` was `count`.
     static func enterWorker(startedAt count: Int) {
         pthread_setspecific(workerKey, UnsafeRawPointer(bitPattern: count + 1))

@@ -1,3 +1,4 @@
+import ByteString
 import CLibssh2
 import Foundation
 
@@ -356,7 +357,11 @@ extension Session {
         }
         defer { libssh2_channel_free(ch) }
         let req = "exec"
-        let rc = libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), command, UInt32(command.utf8.count))
+        // The command's own bytes (ByteString: a name in it that is not UTF-8 stays as it is).
+        let bytes = ByteString.bytes(command)
+        let rc = bytes.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { libssh2_channel_process_startup(ch, req, UInt32(req.utf8.count), $0.baseAddress, UInt32($0.count)) }
+        }
         if rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED {
             throw SSHError(.io, "cannot run command: the server does not run commands (it refused exec; SFTP-only servers do)", code: .libssh2(LibSSH2Code(rawValue: Int32(rc))))
         }

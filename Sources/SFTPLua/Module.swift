@@ -1,3 +1,4 @@
+import ByteString
 import Foundation
 import LuaHost
 import SFTPCore
@@ -272,15 +273,26 @@ public enum SFTPModule {
         }
     }
 
-    /// lua/*.lua by file name: from `SFTPLUA_LUA_DIR` when set, else the embedded copy.
+    /// lua/*.lua by file name: from `SFTPLUA_LUA_DIR` when set, else the embedded copy. The
+    /// directory must hold every module the build embeds (a wrong path is an error, not a run
+    /// without the library); its files are read as bytes, as Lua reads a chunk.
     static func luaChunks() throws -> [(String, String)] {
         guard let dir = ProcessInfo.processInfo.environment["SFTPLUA_LUA_DIR"], !dir.isEmpty else { return Prelude.chunks }
-        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".lua") }.sorted()
-        return try names.map { name in
-            guard let data = FileManager.default.contents(atPath: dir + "/" + name), let code = String(data: data, encoding: .utf8) else {
+        let found: [String]
+        do {
+            found = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".lua") }.sorted()
+        } catch {
+            throw LocalError(.fileNotFound, "SFTPLUA_LUA_DIR: cannot list \(dir): not a readable directory", path: dir)
+        }
+        let missing = Prelude.chunks.map(\.0).filter { !found.contains($0) }
+        if !missing.isEmpty {
+            throw LocalError(.fileNotFound, "SFTPLUA_LUA_DIR: \(dir) lacks \(missing.joined(separator: ", ")) (it stands for the whole lua/ directory)", path: dir)
+        }
+        return try found.map { name in
+            guard let data = FileManager.default.contents(atPath: dir + "/" + name) else {
                 throw LocalError(.os, "SFTPLUA_LUA_DIR: cannot read \(dir)/\(name)", path: dir + "/" + name)
             }
-            return (name, code)
+            return (name, ByteString.string(data))
         }
     }
 

@@ -1,3 +1,4 @@
+import ByteString
 import Foundation
 import LuaHost
 import SFTPCore
@@ -19,7 +20,8 @@ public final class Runner {
     var scriptPath: String?
     let stderr: (String) -> Void
 
-    public init(stderr: @escaping (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }) throws {
+    /// `stderr` gets messages as ByteString text (a name in them keeps its bytes).
+    public init(stderr: @escaping (String) -> Void = { FileHandle.standardError.write(Data(ByteString.bytes($0))) }) throws {
         state = LuaState()
         self.stderr = stderr
         try SFTPModule.install(into: state)
@@ -93,6 +95,9 @@ public final class Runner {
     /// True (and cleared) when Ctrl-C was pressed since the last check.
     public func takeInterrupt() -> Bool { Interrupt.consume() }
 
+    /// Is a Ctrl-C waiting (not taken)?
+    public var interruptPending: Bool { Interrupt.pending() }
+
     /// Sets the global `arg`: arg[0] the script, arg[1...] its arguments, arg[-1] the program.
     public func setArgs(script: String, args: [String]) {
         let l = state.lua
@@ -105,13 +110,15 @@ public final class Runner {
 
     /// Runs the script file with `args` (also passed as `...`).
     public func runFile(_ path: String, args: [String]) -> Exit {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+        // The path's own bytes (ByteString), not FileManager's UTF-8 of it.
+        var st = stat()
+        guard ByteString.withCString(path, { stat($0, &st) }) == 0 else {
             stderr("sftplua: cannot open \(path): no such file\n")
             return .usage
         }
-        if isDir.boolValue || access(path, R_OK) != 0 {
-            stderr("sftplua: cannot read \(path): \(isDir.boolValue ? "is a directory" : String(cString: strerror(errno)))\n")
+        let isDir = st.st_mode & S_IFMT == S_IFDIR
+        if isDir || ByteString.withCString(path, { access($0, R_OK) }) != 0 {
+            stderr("sftplua: cannot read \(path): \(isDir ? "is a directory" : String(cString: strerror(errno)))\n")
             return .usage
         }
         setArgs(script: path, args: args)

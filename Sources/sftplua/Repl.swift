@@ -1,4 +1,5 @@
 import ArgumentParser
+import ByteString
 import CLineEdit
 import Foundation
 import SFTPLua
@@ -73,7 +74,8 @@ struct Repl: ParsableCommand {
             (input, remember) = lineEditor(runner)
             greet(runner, connected: connect != nil)
         } else {
-            input = { _ in readLine(strippingNewline: true) }
+            let lines = StdinLines()
+            input = { _ in lines.next(interrupted: { runner.interruptPending }) }
             remember = { _ in }
         }
         readEvaluate(runner, tty: tty, input: input, remember: remember)
@@ -124,9 +126,9 @@ struct Repl: ParsableCommand {
         let input: (String) -> String? = { prompt in
             guard let p = sl_edit_readline(prompt) else { return nil }
             defer { free(p) }
-            return String(cString: p)
+            return ByteString.string(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p)))
         }
-        return (input, { line in sl_edit_remember(line, history, 1000) })
+        return (input, { line in ByteString.withCString(line) { sl_edit_remember($0, history, 1000) } })
     }
 
     /// The terminal's greeting: the version and keys, and what `c` is when connected.
@@ -158,10 +160,54 @@ struct Repl: ParsableCommand {
             if runner.takeInterrupt() { buffer = ""; continue }
             buffer += buffer.isEmpty ? line : "\n" + line
             if buffer.trimmingCharacters(in: .whitespaces).isEmpty { buffer = ""; continue }
-            if runner.interactive(buffer, print: { print($0); fflush(nil) }) == .complete {
+            if runner.interactive(buffer, print: writeLine) == .complete {
                 remember(buffer)
                 buffer = ""
             }
         }
+    }
+}
+
+/// A result line on stdout, as bytes (ByteString: a name from the server keeps its bytes), through
+/// C's stdout as Lua's `print` writes, so the two keep their order.
+private func writeLine(_ s: String) {
+    let bytes = ByteString.bytes(s)
+    bytes.withUnsafeBufferPointer { b in
+        b.withMemoryRebound(to: CChar.self) { sl_edit_write_line($0.baseAddress, UInt($0.count)) }
+    }
+}
+
+/// Lines of standard input when it is not a terminal, read with read(2): bytes as they are
+/// (ByteString), and a Ctrl-C ends the wait (nil with the request pending, as at the prompt)
+/// without ending the input; any other interrupted read is retried.
+final class StdinLines {
+    private var buffered: [UInt8] = []
+    private var ended = false
+
+    func next(interrupted: () -> Bool) -> String? {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var rounds = 0
+        while rounds < 100_000_000 {
+            rounds += 1
+            if let nl = buffered.firstIndex(of: 10) {
+                let line = ByteString.string(buffered[..<nl])
+                buffered.removeSubrange(...nl)
+                return line
+            }
+            if ended {
+                guard !buffered.isEmpty else { return nil }
+                defer { buffered = [] }
+                return ByteString.string(buffered)
+            }
+            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n > 0 {
+                buffered += chunk[..<n]
+            } else if n < 0, errno == EINTR {
+                if interrupted() { return nil }
+            } else {
+                ended = true   // end of input, or a read error
+            }
+        }
+        return nil
     }
 }

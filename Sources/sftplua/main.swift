@@ -1,4 +1,5 @@
 import ArgumentParser
+import ByteString
 import Foundation
 import SFTPLua
 
@@ -207,13 +208,21 @@ func danglingValueFlag(_ argv: [String]) -> String? {
     return last
 }
 
+/// The command line as bytes: `CommandLine.arguments` turns each byte that is not UTF-8 into
+/// U+FFFD, so a file name like `$'\xff.bin'` (or a script's argument, a glob, `-e` code) would
+/// name another file. ByteString keeps every byte.
+let rawArguments: [String] = (0..<Int(CommandLine.argc)).map { i in
+    guard let p = CommandLine.unsafeArgv[i] else { return "" }
+    return ByteString.string(UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p)))
+}
+
 // Usage errors exit with 2 (ArgumentParser's default is 64).
-if let flag = danglingValueFlag(CommandLine.arguments) {
+if let flag = danglingValueFlag(rawArguments) {
     FileHandle.standardError.write(Data("Error: \(flag) needs a value (\(flag == "--stats" ? "a period: 10s, 1m, 500ms" : "a rate: 10M, 512K, 1G")).\nSee 'sftplua --help'.\n".utf8))
     exit(2)
 }
 do {
-    var command = try SFTPLuaCommand.parseAsRoot(normalizedArguments(CommandLine.arguments))
+    var command = try SFTPLuaCommand.parseAsRoot(normalizedArguments(rawArguments))
     try command.run()
 } catch let e as ExitCode {
     exit(e.rawValue)

@@ -311,6 +311,8 @@ struct FaultTests {
         try FileManager.default.createDirectory(atPath: remote + "/tree", withIntermediateDirectories: true)
         for f in 0..<8 { FileManager.default.createFile(atPath: remote + "/tree/f\(f)", contents: Self.pattern(250_000, seed: UInt64(f))) }
         FileManager.default.createFile(atPath: work + "/up.bin", contents: Self.pattern(2 << 20, seed: 11))
+        try FileManager.default.createDirectory(atPath: work + "/src", withIntermediateDirectories: true)
+        for f in 0..<6 { FileManager.default.createFile(atPath: work + "/src/s\(f)", contents: Self.pattern(250_000, seed: UInt64(20 + f))) }
         let r = try server.runScript("""
         local pid = io.open("/proc/self/stat"):read("n")
         local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
@@ -334,6 +336,21 @@ struct FaultTests {
         print(ok, e.kind, c:exists("\(remote)/up.bin"))
         """, cwd: work)
         #expect(r.stdout == "false\tInterrupted\ntrue\t0\nfalse\tInterrupted\tfalse\n", "\(r.stderr)")
+        // Uncaught, the script ends at once (exit 130): the abandoned uploads' temp files are
+        // still removed (their REMOVEs are waited for, not left queued), for a single put and a tree.
+        for call in ["c:put(\"up.bin\", \"\(remote)/up2.bin\", {bwlimit = \"200K\", retries = 0})",
+                     "c:mirror_up(\"src\", \"\(remote)/up3\", {bwlimit = \"200K\", retries = 0})"] {
+            let cut = try server.runScript("""
+            local pid = io.open("/proc/self/stat"):read("n")
+            local c = sftp.connect{host = "127.0.0.1", port = \(server.port)}
+            os.execute(("(sleep 1; kill -INT %d) &"):format(pid))
+            \(call)
+            """, cwd: work)
+            #expect(cut.status == 130, "\(cut.stderr)")
+            let left = try FileManager.default.contentsOfDirectory(atPath: remote).filter { $0.hasPrefix(".up2") }
+                + ((try? FileManager.default.contentsOfDirectory(atPath: remote + "/up3")) ?? []).filter { $0.hasPrefix(".") }
+            #expect(left.isEmpty, "\(call): \(left)")
+        }
     }
 
     /// The same with `parallel = 3`: every connection stops, not only the one on the Lua thread

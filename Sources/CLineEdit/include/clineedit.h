@@ -14,4 +14,6 @@ char *sl_edit_readline(const char *prompt);
 void sl_edit_clear_input_error(void);
 /* Adds a line to the history and saves the history file (at most `keep` lines). */
 void sl_edit_remember(const char *line, const char *histfile, int keep);
+/* Writes `n` bytes and a newline to C's stdout (where Lua's print writes) and flushes it. */
+void sl_edit_write_line(const char *bytes, unsigned long n);
 #endif
