@@ -91,6 +91,10 @@ struct CLITests {
         _ = try q(["put", "site/a", "box:\(remote)//"])   // into the directory (as for "/": not the home)
         #expect(try q(["ls", "box:\(remote)"]).stdout.hasSuffix(" a\n"))
         _ = try q(["put", "site", "box:\(remote)/"])
+        // Several files into a directory that is not there: made first (as rclone's copy).
+        _ = try q(["put", "site/a", "site/sub/b", "box:\(remote)/many/deep"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote + "/many/deep").sorted() == ["a", "b"])
+        try FileManager.default.removeItem(atPath: remote + "/many")
         _ = try q(["get", "box:\(remote)/site", "got"])
         #expect(FileManager.default.contents(atPath: work + "/got/sub/b") == Data("b".utf8))
         let dry = try q(["mirror", "site", "box:\(remote)/m", "--dry-run"])
@@ -125,6 +129,28 @@ struct CLITests {
             let c = try q(["--generate-completion-script", shell])
             #expect(c.stdout.contains("mirror") && c.stdout.contains("repl") && c.stdout.contains("dry-run"), "\(shell)")
         }
+    }
+
+    /// Command-line words are bytes: a name that is not UTF-8 reaches the server, the local file
+    /// system and the script's `arg` as it is (before, each such byte became U+FFFD).
+    @Test func commandLineWordsKeepBytesThatAreNotUTF8() throws {
+        let home = try freshHome(server)
+        try "Host box\n  HostName 127.0.0.1\n  Port \(server.port)\n  User \(server.user)\n".write(toFile: home + "/.ssh/config", atomically: true, encoding: .utf8)
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("bytes-argv")
+        let b = shellQuote(sftpluaBinary)
+        let script = """
+        set -e; cd \(shellQuote(work)); printf x > $'\\xff\\xfe.bin'
+        \(b) put $'\\xff\\xfe.bin' box:\(shellQuote(remote))/
+        test -f \(shellQuote(remote))/$'\\xff\\xfe.bin' && echo on-server
+        \(b) get box:\(shellQuote(remote))/$'\\xff\\xfe.bin' got.bin && cat got.bin && echo
+        echo 'print(#arg[1], arg[1]:byte(1, -1))' > $'s\\xff.lua'
+        \(b) run $'s\\xff.lua' $'\\xff\\xfe'
+        \(b) -e $'print(("\\xff"):byte())'
+        """
+        let r = try runProcess("/bin/bash", ["-c", script], env: ["HOME": home], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "on-server\nx\n2\t255\t254\n255\n", "\(r.stdout)")
     }
 
     /// --json (issue 17, point 4): plans, actions and summaries as JSON lines, one object each,
@@ -305,6 +331,10 @@ struct CLITests {
         print(msg(c.get_r, c, "/a", "b", "x"))
         print(msg(function() c:get_r("/a", "b", "x") end))
         print(msg(function() sftp.syncagent(42) end))
+        print(msg(function() sftp.reparent(1, "b") end))
+        print(msg(function() sftp.st_mode_to_int("x") end))
+        print(msg(function() sftp.path_advance("a", 5) end))
+        print(msg(function() sftp.path_retreat("a", "") end))
         """)
         #expect(lines == [
             "ArgumentError: bad argument #2 to 'listdir' (string expected, got number)",
@@ -326,6 +356,10 @@ struct CLITests {
             "ArgumentError: bad argument #4 to 'get_r' (table expected, got string)",
             "ArgumentError: bad argument #3 to 'get_r' (table expected, got string)",
             "ArgumentError: bad argument #1 to 'syncagent' (table expected, got number)",
+            "ArgumentError: bad argument #1 to 'reparent' (string expected, got number)",
+            "ArgumentError: bad argument #1 to 'st_mode_to_int' (number expected, got string)",
+            "ArgumentError: bad argument #2 to 'path_advance' (string expected, got number)",
+            "ArgumentError: bad argument #2 to 'path_retreat' (separator is empty)",
         ])
     }
 
@@ -370,5 +404,21 @@ struct CLITests {
         #expect(r.status == 0)
         #expect(r.stdout == "2\n{ a = \"x\", b = 2 }\n1\n2\nstill here\n")
         #expect(r.stderr.contains("oops"))
+    }
+
+    /// A value that is not UTF-8 prints as a literal that reads back as its bytes (\xHH), not as
+    /// the private-use characters sftplua holds such bytes in.
+    @Test func replShowsBytesThatAreNotUTF8AsEscapes() throws {
+        let r = try sftplua(["repl"], stdin: "\"a\\255b\"\n#\"a\\xffb\"\n")
+        #expect(r.stdout == "\"a\\xffb\"\n3\n", "\(r.stdout.debugDescription)")
+    }
+
+    /// Ctrl-C while the REPL waits for piped input ends the wait, not the input: the next line
+    /// still runs, and end of input exits (before, it spun forever).
+    @Test func replGoesOnAfterCtrlCWithPipedInput() throws {
+        let script = "(echo 'x = 41'; sleep 2; echo 'print(x + 1)') | \(shellQuote(sftpluaBinary)) repl & pid=$!; sleep 1; "
+            + "kill -INT $pid; wait $pid"
+        let r = try runProcess("/bin/bash", ["-c", script], env: ["HOME": server.home], timeout: 30)
+        #expect(r.stdout == "42\n", "\(r.stderr)")
     }
 }

@@ -97,5 +97,17 @@ struct BindingTests {
         #expect(built.stdout == "nil\tfunction\ttrue\n", "\(built.stderr)")
         let missing = try runProcess(sftpluaBinary, ["-e", "print(1)"], env: ["SFTPLUA_LUA_DIR": dir + "/nope"])
         #expect(missing.status != 0)
+        #expect(missing.stderr.contains("SFTPLUA_LUA_DIR: cannot list \(dir)/nope"), "\(missing.stderr)")
+        // A directory without the library is an error naming what it lacks, not a run without it.
+        let empty = try makeTempDir("luadir-empty")
+        let bare = try runProcess(sftpluaBinary, ["-e", "print(1)"], env: ["SFTPLUA_LUA_DIR": empty])
+        #expect(bare.status != 0 && bare.stdout.isEmpty && bare.stderr.contains("lacks connection.lua"), "\(bare.stderr)")
+        // A chunk is bytes, as Lua reads it: a comment that is not UTF-8 loads.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/zz-dev.lua"))
+        handle.seekToEndOfFile()
+        handle.write(Data([0x2d, 0x2d, 0x20, 0xff, 0x0a]))
+        try handle.close()
+        let bytes = try runProcess(sftpluaBinary, ["-e", "print(sftp.dev_marker)"], env: ["SFTPLUA_LUA_DIR": dir])
+        #expect(bytes.stdout == "42\n", "\(bytes.stderr)")
     }
 }
