@@ -107,6 +107,12 @@ public final class Executor {
                 results.append((i, Result { try runSequential(jobs[i]) }))
                 continue
             }
+            if failure == nil, !exhausted, sftp.inFlight > 0 {
+                // Replies still owed to an earlier call (one cut by Ctrl-C) fill the budgets:
+                // they are taken first, then the jobs start.
+                try sftp.waitForRoom(expect: 1 << 20, sending: 1 << 20)
+                continue
+            }
             break
         }
         if let failure { throw failure }
@@ -227,7 +233,8 @@ final class DownloadTask: Task {
     }
 
     override func wantsRoom(_ sftp: SFTP) -> Bool {
-        handle != nil && !failed && nextOffset < end && sftp.hasRoom(expect: min(sftp.readLength, Int(end - nextOffset)) + 64)
+        handle != nil && !failed && nextOffset < end
+            && sftp.hasRoom(expect: min(sftp.readLength, Int(end - nextOffset)) + 64, data: min(sftp.readLength, Int(end - nextOffset)))
     }
 
     override func pump(_ x: Executor) {
@@ -235,7 +242,7 @@ final class DownloadTask: Task {
         let sftp = x.sftp
         while nextOffset < end {
             let n = Int(min(UInt64(sftp.readLength), end - nextOffset))
-            guard sftp.hasRoom(expect: n + 64) else { x.starve(self); return }
+            guard sftp.hasRoom(expect: n + 64, data: n) else { x.starve(self); return }
             read(x, h, at: nextOffset, length: n)
             nextOffset += UInt64(n)
         }
@@ -244,7 +251,7 @@ final class DownloadTask: Task {
 
     private func read(_ x: Executor, _ h: [UInt8], at off: UInt64, length n: Int) {
         outstanding += 1
-        x.sftp.send(FXP.READ, expect: n + 64, { $0.string(h); $0.u64(off); $0.u32(UInt32(n)) }) { [self] r in
+        x.sftp.send(FXP.READ, expect: n + 64, data: n, { $0.string(h); $0.u64(off); $0.u32(UInt32(n)) }) { [self] r in
             outstanding -= 1
             guard !failed else { return }
             switch r {
@@ -410,7 +417,7 @@ final class UploadTask: Task {
     }
 
     override func wantsRoom(_ sftp: SFTP) -> Bool {
-        handle != nil && !failed && !closing && sftp.hasRoom(sending: sftp.writeLength + 64)
+        handle != nil && !failed && !closing && sftp.hasRoom(sending: sftp.writeLength + 64, data: sftp.writeLength)
     }
 
     override func pump(_ x: Executor) {
@@ -420,7 +427,7 @@ final class UploadTask: Task {
         var buf = [UInt8](repeating: 0, count: chunk)
         while nextOffset < size {
             let want = Int(min(UInt64(chunk), size - nextOffset))
-            guard sftp.hasRoom(sending: want + 64) else { x.starve(self); return }
+            guard sftp.hasRoom(sending: want + 64, data: want) else { x.starve(self); return }
             let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, want, off_t(nextOffset)) }
             if n < 0 { if errno == EINTR { continue }; return fail(x, LocalError(errno, "cannot read", path: job.local)) }
             if n == 0 { return fail(x, LocalError(.os, "cannot read \(job.local): the file shrank during the upload", path: job.local)) }

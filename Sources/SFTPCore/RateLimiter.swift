@@ -1,8 +1,9 @@
 import Foundation
 
 /// `bwlimit`: caps the file bytes per second a transfer moves, over all its connections
-/// together. The SFTP layer reports the data of each READ reply and WRITE request (`pace`), and
-/// sleeps when it is ahead of the allowed rate. Set for the length of one call (`RateLimiter.active`).
+/// together. The SFTP layer counts the data of each READ and WRITE request as it queues it, and
+/// sleeps before it writes them (`pace`) when it is ahead of the allowed rate; the data in flight
+/// is kept to about a quarter second of the rate (`SFTP.hasRoom`), so the wire sees the rate. Set for the length of one call (`RateLimiter.active`).
 /// `@unchecked Sendable`: see below.
 public final class RateLimiter: @unchecked Sendable {
     // Safe to share between the threads of one transfer: every field is used under `lock`.
@@ -51,6 +52,11 @@ public final class RateLimiter: @unchecked Sendable {
             // A slow transfer still shows time passing (progress block, --stats lines).
             if Interrupt.onLuaThread { RateLimiter.waiting?() }
         }
+    }
+
+    /// `n` counted bytes did not move after all (a READ answered short, or at end of file).
+    public func refund(_ n: Int) {
+        lock.lock(); bytes = max(0, bytes - Double(n)); lock.unlock()
     }
 
     /// No more sleeps for this limiter (Ctrl-C: `Interrupt.consume` calls it).

@@ -60,11 +60,18 @@ public final class SFTP: @unchecked Sendable {
     public static let maxRequests = 2048
 
     typealias Completion = (Result<Reply, SSHError>) -> Void
-    private struct Pending { let expect: Int; let sent: Int; let done: Completion }
+    /// `data`: the file bytes the request moves (a READ's length, a WRITE's data), for bwlimit.
+    private struct Pending { let expect: Int; let sent: Int; var data = 0; var read = false; let done: Completion }
     private var nextID: UInt32 = 1
     private var pending: [UInt32: Pending] = [:]
     public private(set) var replyBytesInFlight = 0
     public private(set) var requestBytesInFlight = 0
+    /// File bytes of the READs and WRITEs in flight; under bwlimit they stay within about a
+    /// quarter second of the rate (`hasRoom(data:)`), so the rate holds on the wire, not only on average.
+    public private(set) var dataInFlight = 0
+    /// File bytes queued since the last flush, not yet paced: `flush` sleeps for them before it
+    /// writes them (requests go out at the rate; a READ's reply comes back at it).
+    private var paceDebt = 0
     private var out: [UInt8] = []
     private var inbuf: [UInt8] = []
     private var inHead = 0
@@ -227,6 +234,7 @@ public final class SFTP: @unchecked Sendable {
         pending.removeAll()
         replyBytesInFlight = 0
         requestBytesInFlight = 0
+        dataInFlight = 0
         dispatching = true
         defer { dispatching = false }
         for id in all.keys.sorted() { all[id]!.done(.failure(f)) }
@@ -234,9 +242,17 @@ public final class SFTP: @unchecked Sendable {
 
     /// True when another request expecting `expect` reply bytes (and carrying `sending` bytes)
     /// fits the budgets.
-    public func hasRoom(expect: Int = 64, sending: Int = 0) -> Bool {
+    /// `data`: the file bytes the request moves (a READ's or a WRITE's length), for bwlimit.
+    public func hasRoom(expect: Int = 64, sending: Int = 0, data: Int = 0) -> Bool {
         pending.count < Self.maxRequests && replyBytesInFlight + expect <= Self.replyBudget
-            && requestBytesInFlight + sending <= Self.requestBudget
+            && requestBytesInFlight + sending <= Self.requestBudget && withinRate(data)
+    }
+
+    /// Under bwlimit, a READ or WRITE of `data` bytes waits while the file data in flight is a
+    /// quarter second of the rate (64 KiB at least; one always goes).
+    private func withinRate(_ data: Int) -> Bool {
+        guard data > 0, dataInFlight > 0, pacing, let limit = RateLimiter.active else { return true }
+        return Double(dataInFlight + data) <= max(65536, limit.bytesPerSecond / 4)
     }
     public var inFlight: Int { pending.count }
 
@@ -245,7 +261,7 @@ public final class SFTP: @unchecked Sendable {
     /// `data`: the file bytes a WRITE carries (what `bwlimit` counts).
     @discardableResult
     func send(_ type: UInt8, expect: Int = 256, data: Int = 0, _ body: (inout WireWriter) -> Void, done: @escaping Completion) -> UInt32 {
-        if data > 0, let limit = RateLimiter.active { limit.pace(data) }
+        if data > 0, pacing, RateLimiter.active != nil { paceDebt += data }
         let id = nextID
         nextID = nextID == UInt32.max ? 1 : nextID + 1
         var w = WireWriter()
@@ -256,7 +272,8 @@ public final class SFTP: @unchecked Sendable {
         w.patchU32(at: start, UInt32(w.bytes.count - start - 4))
         let size = w.bytes.count - start
         swap(&w.bytes, &out)
-        pending[id] = Pending(expect: expect, sent: size, done: done)
+        pending[id] = Pending(expect: expect, sent: size, data: data, read: type == FXP.READ, done: done)
+        dataInFlight += data
         replyBytesInFlight += expect
         requestBytesInFlight += size
         return id
@@ -266,6 +283,13 @@ public final class SFTP: @unchecked Sendable {
     public func flush() throws {
         if let failure { failAll(); throw failure }
         guard !out.isEmpty else { return }
+        if paceDebt > 0 {
+            // bwlimit: what is queued goes out when the rate allows it (never from a completion:
+            // `send` only counts, this is the one place that sleeps).
+            let debt = paceDebt
+            paceDebt = 0
+            if pacing, let limit = RateLimiter.active { limit.pace(debt) }
+        }
         guard let ch = channel else { throw broken(SSHError(.connection, "the connection is closed")) }
         var off = 0
         var rounds = 0
@@ -338,13 +362,17 @@ public final class SFTP: @unchecked Sendable {
             }
             replyBytesInFlight -= p.expect
             requestBytesInFlight -= p.sent
+            dataInFlight -= p.data
             if case .data(let d) = parsed.reply, d.count > p.expect {
                 dispatching = false
                 throw broken(SSHError(.connection, "the server broke the SFTP protocol: \(d.count) bytes of data for a read of \(p.expect)"))
             }
             // bwlimit counts file data, as rclone's and lftp's do (a listing or a tree of tiny
-            // files is not slowed by its requests' own bytes).
-            if pacing, case .data(let d) = parsed.reply, let limit = RateLimiter.active { limit.pace(d.count) }
+            // files is not slowed by its requests' own bytes). A READ was counted for its whole
+            // length when sent: what a short answer or end of file did not bring is given back.
+            if p.read, p.data > 0, let limit = RateLimiter.active {
+                if case .data(let d) = parsed.reply { if d.count < p.data { limit.refund(p.data - d.count) } } else { limit.refund(p.data) }
+            }
             p.done(.success(parsed.reply))
             count += 1
         }
@@ -360,7 +388,7 @@ public final class SFTP: @unchecked Sendable {
     private func abandonAll() {
         abandoned += 1
         for (id, p) in pending {
-            pending[id] = Pending(expect: p.expect, sent: p.sent) { [weak self] r in
+            pending[id] = Pending(expect: p.expect, sent: p.sent, data: p.data) { [weak self] r in
                 if case .success(.handle(let h)) = r { self?.send(FXP.CLOSE, { $0.string(h) }) { _ in } }
             }
         }
@@ -385,8 +413,8 @@ public final class SFTP: @unchecked Sendable {
     }
 
     /// Handles replies until at least one more request has room or none is in flight.
-    public func waitForRoom(expect: Int = 64, sending: Int = 0) throws {
-        try wait { hasRoom(expect: expect, sending: sending) || pending.isEmpty }
+    public func waitForRoom(expect: Int = 64, sending: Int = 0, data: Int = 0) throws {
+        try wait { hasRoom(expect: expect, sending: sending, data: data) || pending.isEmpty }
     }
 
     /// Handles every reply still owed.
@@ -955,7 +983,7 @@ public final class SFTPFile: @unchecked Sendable {
                 if nextReadOffset >= size { return }
                 n = Int(min(UInt64(n), size - nextReadOffset))
             }
-            if slots.count > slotHead, !sftp.hasRoom(expect: n + 64) { return }
+            if slots.count > slotHead, !sftp.hasRoom(expect: n + 64, data: n) { return }
             let slot = Slot(offset: nextReadOffset, length: n)
             slots.append(slot)
             nextReadOffset += UInt64(n)
@@ -965,7 +993,7 @@ public final class SFTPFile: @unchecked Sendable {
 
     private func send(_ slot: Slot) {
         let what = path
-        sftp.send(FXP.READ, expect: slot.length + 64, { $0.string(handle); $0.u64(slot.offset); $0.u32(UInt32(slot.length)) }) { [weak self] r in
+        sftp.send(FXP.READ, expect: slot.length + 64, data: slot.length, { $0.string(handle); $0.u64(slot.offset); $0.u32(UInt32(slot.length)) }) { [weak self] r in
             switch r {
             case .failure(let e): slot.error = e
             case .success(.data(let d)): slot.data = Array(d)
@@ -1046,7 +1074,7 @@ public final class SFTPFile: @unchecked Sendable {
         while off < bytes.count, rounds < 100_000_000 {
             rounds += 1
             let n = min(length, bytes.count - off)
-            if !sftp.hasRoom(sending: n + 64) { try sftp.waitForRoom(sending: n + 64) }
+            if !sftp.hasRoom(sending: n + 64, data: n) { try sftp.waitForRoom(sending: n + 64, data: n) }
             if let e = writeError { writeError = nil; throw e }
             let chunk = UnsafeRawBufferPointer(rebasing: bytes[off..<(off + n)])
             let at = offset
