@@ -435,10 +435,11 @@ end
 function transfer_call_inner(c, fname, opts, body)
   local retries, bwlimit = 3, sftp.default_bwlimit   -- the CLI's --bwlimit, if any
   if type(opts) == "table" and (opts.retries ~= nil or opts.bwlimit ~= nil) then
-    if opts.retries ~= nil and (math.type(opts.retries) ~= "integer" or opts.retries < 0 or opts.retries > 100) then
+    local n = math.type(opts.retries) and math.tointeger(opts.retries)   -- 2.0 is 2, as Lua's own integer checks
+    if opts.retries ~= nil and (not n or n < 0 or n > 100) then
       sftp.error(K.ArgumentError, ("bad option 'retries' to '%s' (integer from 0 to 100 expected, got %s)"):format(fname, tostring(opts.retries)))
     end
-    retries = opts.retries or retries
+    retries = n or retries
     if opts.bwlimit ~= nil then bwlimit = opts.bwlimit end
     local copy = {}
     for k, v in pairs(opts) do copy[k] = v end
@@ -458,6 +459,13 @@ function transfer_call_inner(c, fname, opts, body)
       return table.unpack(res, 2, res.n)
     end
     local err = res[2]
+    -- The call's own checker does not know the keys this wrapper takes: a misspelt one gets its
+    -- "did you mean" here.
+    if attempt == 0 and type(err) == "table" and err.kind == K.ArgumentError and type(err.message) == "string" then
+      local key = err.message:match("^unknown option '([^']*)' to '[^']*'$")
+      local near = key and core.closest(key, {"retries", "bwlimit"})
+      if near then err.message = err.message .. (" (did you mean '%s'?)"):format(near) end
+    end
     if attempt == retries or type(err) ~= "table" or not TRANSIENT[err.kind] then
       if bwlimit ~= nil then core.bwlimit(nil) end
       error(err, 0)

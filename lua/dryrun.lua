@@ -155,15 +155,24 @@ end
 local mutating = {"put", "putfo", "write", "mkdir", "makedirs", "rmdir", "remove", "unlink",
                   "rename", "chmod", "chown", "symlink", "link", "copy", "truncate", "execute", "get", "getfo"}
 
+-- What a call returns in a dry run: values of the contract's types, so that a script that
+-- reads them (`c:copy(a, b).st_size`, `#select(3, c:execute(cmd))`) runs as it would.
+local function dry_result(name, a, b)
+  if name == "execute" then return {}, 0, {} end
+  if name == "put" or name == "putfo" or name == "copy" then return {} end
+  if name == "write" then return type(b) == "string" and #b or 0 end
+  if name == "truncate" then return math.tointeger(b) or b end
+  if name == "getfo" then return 0 end
+  return nil
+end
+
 --- Makes every call that would change something say so instead (run before the script).
 function dryrun.install()
   for _, name in ipairs(mutating) do
     if M[name] then
       M[name] = function(_, ...)
         dryrun.would(name, ...)
-        if name == "execute" then return {}, 0 end
-        if name == "put" then return {} end
-        return nil
+        return dry_result(name, ...)
       end
     end
   end

@@ -431,6 +431,11 @@ public enum Transfer {
     /// (read-ahead and write-behind both pipelined).
     @discardableResult
     public static func remoteCopy(_ sftp: SFTP, from src: String, to dst: String) throws -> FileAttributes {
+        // A file onto itself (the same path, through `..` or a symlink) is refused, as cp does:
+        // where the copy must be written in place (a drop folder) it would truncate its source.
+        if let d = try? sftp.realpath(dst), let s = try? sftp.realpath(src), d == s {
+            throw SSHError(.io, "cannot copy \(src) to \(dst): they are the same file", path: dst)
+        }
         let source = try sftp.open(src, flags: .read)
         defer { try? source.close() }
         let attrs = try source.stat()

@@ -110,6 +110,7 @@ extension ConnectionBinding {
             // c:copy(src, dst): server-side (copy-data) where offered, else streamed; atomic.
             let src = try conn.remote(try l.checkString(2))
             let dst = try conn.remote(try l.checkString(3))
+            _ = try LuaOptions(l, 4, allowed: [], function: "copy")   // it takes none: never ignored
             AttributeTable.push(l, try Transfer.remoteCopy(try conn.channel(), from: src, to: dst))
             conn.note("copy \(Paths.shown(src)) -> \(Paths.shown(dst))")
             return 1

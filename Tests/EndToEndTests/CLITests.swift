@@ -220,6 +220,26 @@ struct CLITests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote).isEmpty)
     }
 
+    /// In a dry run the calls it does not make return values of their usual types, so a script
+    /// that reads them runs on (before, `c:copy(a, b).st_size` failed only in a dry run).
+    @Test func dryRunCallsReturnTheirUsualTypes() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("dryret")
+        let script = work + "/r.lua"
+        try """
+        local c = sftp.connect{host = "127.0.0.1", port = \(server.port), known_hosts = "\(server.knownHosts)"}
+        local R = "\(remote)"
+        local lines, status, errs = c:execute("touch " .. R .. "/x")
+        io.stderr:write(type(lines), " ", status, " ", type(errs), "\\n")
+        io.stderr:write(type(c:copy(R .. "/a", R .. "/b")), " ", c:write(R .. "/w", "abc"), " ", c:truncate(R .. "/w", 2), " ",
+                        type(c:putfo(io.open(arg[0]), R .. "/p")), "\\n")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try sftplua(["run", script, "-n"], cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr == "table 0 table\ntable 3 2 table\n", "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote).isEmpty)
+    }
+
     /// The REPL's help(), ls() and readable multi-line strings (issue 17, point 7).
     @Test func replHelpAndLs() throws {
         let remote = try server.makeRemoteDir()
@@ -372,6 +392,9 @@ struct CLITests {
         print(msg(sftp.connect, {host = "127.0.0.1", host_key = "acept-new"}))
         print(msg(sftp.connect, 42))
         print(msg(c.mirror_down, c, "/x", "y", {delete = "yes"}))
+        print(msg(c.get, c, "/x", "y", {bwlimt = "1M"}))
+        print(msg(c.put_r, c, "/x", "y", {retires = 1}))
+        print(msg(c.copy, c, "/x", "/y", {bogus = 1}))
         """)
         #expect(lines == [
             "ArgumentError: unknown option 'prserve_mtime' to 'get' (did you mean 'preserve_mtime'?)",
@@ -380,6 +403,11 @@ struct CLITests {
             "ArgumentError: bad option 'host_key' to 'connect' ('accept-new', 'strict' or 'off' expected, got 'acept-new') (did you mean 'accept-new'?)",
             "ArgumentError: bad argument #1 to 'connect' (table expected, got number)",
             "ArgumentError: bad option 'delete' to 'mirror_down' (boolean expected, got string)",
+            // The keys every transfer call takes (its wrapper's) are suggested too.
+            "ArgumentError: unknown option 'bwlimt' to 'get' (did you mean 'bwlimit'?)",
+            "ArgumentError: unknown option 'retires' to 'put_r' (did you mean 'retries'?)",
+            // A call that takes no options says so rather than ignoring them.
+            "ArgumentError: unknown option 'bogus' to 'copy'",
         ])
     }
 
