@@ -200,6 +200,9 @@ void sl_requiref(lua_State *L, const char *name, int tableidx) {
    exchange, so a Ctrl-C that lands while it runs is never lost), which every clear goes
    through: the hook's and Swift's (Interrupt.consume). Lock-free atomics are async-signal-safe. */
 static atomic_int sl_intr_flag = 0;
+/* Requests taken so far (by the hook or by Swift): a worker thread compares it with the count
+   when it started, so a request the Lua thread took still stops it (SFTPCore's Interrupt). */
+static atomic_long sl_intr_taken = 0;
 static lua_State *sl_intr_state = NULL;
 static pthread_t sl_intr_owner;
 static char sl_intr_meta[64];
@@ -253,5 +256,9 @@ int sl_interrupt_clear(void) {
     /* Disarm first, then take the flag: a signal in between re-arms the hook, which then finds
        the flag taken and only disarms (above); a signal after the exchange stays pending. */
     if (sl_intr_state) lua_sethook(sl_intr_state, NULL, 0, 0);
-    return atomic_exchange(&sl_intr_flag, 0);
+    int had = atomic_exchange(&sl_intr_flag, 0);
+    if (had) atomic_fetch_add(&sl_intr_taken, 1);
+    return had;
 }
+
+long sl_interrupt_taken(void) { return atomic_load(&sl_intr_taken); }

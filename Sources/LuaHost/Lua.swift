@@ -205,4 +205,6 @@ public enum LuaInterrupt {
     /// Takes the request (true when there was one) and disarms the hook: the one clear, in C.
     @discardableResult
     public static func clear() -> Bool { sl_interrupt_clear() != 0 }
+    /// Requests taken so far, by the hook or by `clear` (read from any thread).
+    public static func taken() -> Int { Int(sl_interrupt_taken()) }
 }

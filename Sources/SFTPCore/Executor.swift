@@ -55,22 +55,26 @@ public final class Executor {
 
     /// Runs the jobs that `take` hands out (job indices) until it returns nil; `deliver` gets
     /// the results as they come. If `deliver` throws, no new job starts, the ones in flight
-    /// finish, and the error is rethrown. Ctrl-C stops it at once (in-flight temp files are removed).
+    /// finish, and the error is rethrown. Ctrl-C stops it at once (in-flight temp files are
+    /// removed), also one taken in `deliver`'s Lua code.
     public func run(take: () -> Int?, deliver: ([(Int, Result<FileAttributes, Error>)]) throws -> Void) throws {
         var exhausted = false
         var failure: Error?
         let limit = max(1, min(Self.maxFiles, (sftp.maxOpenHandles ?? Int.max) / 2))
         var rounds = 0
+        let takenAtStart = Interrupt.requestsTaken
+        var cutOff = false   // a timeout or a lost connection: nothing more is waited for
         defer {
             abortAll()
             // The REMOVEs of abandoned uploads' temp files are waited for (unpaced; a second
             // Ctrl-C ends the wait): after Ctrl-C the script may end at once, and a request only
             // queued, or sent but not yet done when the connection drops, leaves the temp file.
-            if cleanupsInFlight > 0, sftp.isOpen {
+            if cleanupsInFlight > 0, sftp.isOpen, !cutOff {
                 Interrupt.workerStopped()   // a worker stopped by Ctrl-C can still wait for them
-                try? sftp.waitUnpaced { cleanupsInFlight == 0 }
+                try? sftp.waitUnpaced { cleanupsInFlight == 0 || Interrupt.pending() }
             }
         }
+        do {
         while rounds < 100_000_000 {
             rounds += 1
             // Ctrl-C stops at once: the files in flight are abandoned (the deferred abortAll
@@ -84,7 +88,14 @@ public final class Executor {
             if !results.isEmpty {
                 let r = results
                 results.removeAll()
-                if failure == nil { do { try deliver(r) } catch { failure = error } }
+                if failure == nil {
+                    do { try deliver(r) } catch {
+                        // Ctrl-C taken in the caller's Lua code (its hook): stop at once, as
+                        // for one taken here, rather than finish the files in flight.
+                        if Interrupt.requestsTaken != takenAtStart { RateLimiter.active?.stop(); throw error }
+                        failure = error
+                    }
+                }
                 continue
             }
             if !active.isEmpty {
@@ -114,6 +125,10 @@ public final class Executor {
                 continue
             }
             break
+        }
+        } catch let e as SSHError where e.kind == .timeout || e.kind == .connection {
+            cutOff = true
+            throw e
         }
         if let failure { throw failure }
     }
@@ -222,6 +237,10 @@ final class DownloadTask: Task {
 
     override func begin(_ x: Executor) {
         x.sftp.send(FXP.OPEN, { $0.string(job.remote); $0.u32(OpenFlags.read.rawValue); $0.u32(0) }) { [self] r in
+            if failed {   // abandoned meanwhile (Ctrl-C): the handle is closed, nothing is read
+                if case .success(.handle(let h)) = r { x.sftp.fireAndForget(FXP.CLOSE) { $0.string(h) } }
+                return
+            }
             switch r {
             case .failure(let e): fail(x, e)
             case .success(.handle(let h)):
@@ -362,6 +381,7 @@ final class UploadTask: Task {
             return open(x)
         }
         x.sftp.send(FXP.LSTAT, { $0.string(job.remote) }) { [self] r in
+            guard !failed else { return }   // abandoned meanwhile: no temp file is made
             switch r {
             case .failure(let e): return fail(x, e)
             case .success(.attrs(let a)) where a.isDir:
@@ -386,13 +406,13 @@ final class UploadTask: Task {
         }
         let createMode = UInt32(keptMode ?? mode)
         opening = true
-        x.sftp.send(FXP.OPEN, { $0.string(temp); $0.u32(flags.rawValue); FileAttributes(mode: createMode).encode(&$0) }) { [self] r in
+        x.sftp.send(FXP.OPEN, keep: true, { $0.string(temp); $0.u32(flags.rawValue); FileAttributes(mode: createMode).encode(&$0) }) { [self] r in
             opening = false
             if removeWhenOpened {
                 removeWhenOpened = false
                 if case .success(.handle(let h)) = r {
                     x.sftp.fireAndForget(FXP.CLOSE) { $0.string(h) }
-                    x.sftp.send(FXP.REMOVE, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
+                    x.sftp.send(FXP.REMOVE, keep: true, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
                 } else {
                     x.cleanupsInFlight -= 1
                 }
@@ -521,7 +541,7 @@ final class UploadTask: Task {
         if tempCreated {
             tempCreated = false
             x.cleanupsInFlight += 1
-            x.sftp.send(FXP.REMOVE, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
+            x.sftp.send(FXP.REMOVE, keep: true, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
         } else if opening && !removeWhenOpened {
             // The server creates the temp file before it reads anything sent now: its answer
             // removes it (counted now, so `run` waits for it).

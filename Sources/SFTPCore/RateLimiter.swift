@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// `bwlimit`: caps the file bytes per second a transfer moves, over all its connections
 /// together. The SFTP layer counts the data of each READ and WRITE request as it queues it, and
@@ -28,10 +29,16 @@ public final class RateLimiter: @unchecked Sendable {
     nonisolated(unsafe) public static var waiting: (() -> Void)?
 
     private static let current = Locked<RateLimiter?>(nil)
+    /// Whether one is in force, read without the lock: the SFTP layer asks for every READ and
+    /// WRITE, and a transfer without bwlimit (the usual case) must not take a shared lock for it.
+    private static let inForce = Atomic<Bool>(false)
     /// The limiter in force (nil: no limit).
     public static var active: RateLimiter? {
-        get { current.value }
-        set { current.update { $0 = newValue } }
+        get { inForce.load(ordering: .acquiring) ? current.value : nil }
+        set {
+            current.update { $0 = newValue }
+            inForce.store(newValue != nil, ordering: .releasing)
+        }
     }
 
     /// `n` bytes moved: sleeps until they fit the rate (in short slices, so Ctrl-C is seen).

@@ -61,7 +61,13 @@ public final class SFTP: @unchecked Sendable {
 
     typealias Completion = (Result<Reply, SSHError>) -> Void
     /// `data`: the file bytes the request moves (a READ's length, a WRITE's data), for bwlimit.
-    private struct Pending { let expect: Int; let sent: Int; var data = 0; var read = false; let done: Completion }
+    /// `limiter`: the bwlimit a READ was counted against (a short answer refunds it there).
+    /// `keep`: the completion survives `abandonAll` (an abandoned upload's temp file is removed
+    /// through it).
+    private struct Pending {
+        let expect: Int; let sent: Int; var data = 0; var limiter: RateLimiter? = nil; var keep = false
+        let done: Completion
+    }
     private var nextID: UInt32 = 1
     private var pending: [UInt32: Pending] = [:]
     public private(set) var replyBytesInFlight = 0
@@ -79,8 +85,8 @@ public final class SFTP: @unchecked Sendable {
     /// Once the connection failed, every call fails with this.
     private var failure: SSHError?
     private var dispatching = false
-    /// False while replies owed to dropped reads are drained (a closing file): bwlimit counts
-    /// the data the transfer uses, and an aborted transfer must not sleep on what it threw away.
+    /// False while replies owed to dropped reads are drained (a closing file): the data in flight
+    /// then holds nothing back (`withinRate`); what is still sent is paced as always (`flush`).
     private var pacing = true
 
     public init(session: Session) throws {
@@ -260,8 +266,10 @@ public final class SFTP: @unchecked Sendable {
     /// `expect`: the most reply bytes it can bring (counted against the window).
     /// `data`: the file bytes a WRITE carries (what `bwlimit` counts).
     @discardableResult
-    func send(_ type: UInt8, expect: Int = 256, data: Int = 0, _ body: (inout WireWriter) -> Void, done: @escaping Completion) -> UInt32 {
-        if data > 0, pacing, RateLimiter.active != nil { paceDebt += data }
+    func send(_ type: UInt8, expect: Int = 256, data: Int = 0, keep: Bool = false, _ body: (inout WireWriter) -> Void,
+              done: @escaping Completion) -> UInt32 {
+        let limiter = data > 0 ? RateLimiter.active : nil
+        if limiter != nil { paceDebt += data }
         let id = nextID
         nextID = nextID == UInt32.max ? 1 : nextID + 1
         var w = WireWriter()
@@ -272,7 +280,7 @@ public final class SFTP: @unchecked Sendable {
         w.patchU32(at: start, UInt32(w.bytes.count - start - 4))
         let size = w.bytes.count - start
         swap(&w.bytes, &out)
-        pending[id] = Pending(expect: expect, sent: size, data: data, read: type == FXP.READ, done: done)
+        pending[id] = Pending(expect: expect, sent: size, data: data, limiter: type == FXP.READ ? limiter : nil, keep: keep, done: done)
         dataInFlight += data
         replyBytesInFlight += expect
         requestBytesInFlight += size
@@ -286,9 +294,11 @@ public final class SFTP: @unchecked Sendable {
         if paceDebt > 0 {
             // bwlimit: what is queued goes out when the rate allows it (never from a completion:
             // `send` only counts, this is the one place that sleeps).
+            // Paced also while draining (`waitUnpaced`): WRITEs a close sends are file data too;
+            // after Ctrl-C the limiter is stopped and this returns at once.
             let debt = paceDebt
             paceDebt = 0
-            if pacing, let limit = RateLimiter.active { limit.pace(debt) }
+            RateLimiter.active?.pace(debt)
         }
         guard let ch = channel else { throw broken(SSHError(.connection, "the connection is closed")) }
         var off = 0
@@ -370,7 +380,7 @@ public final class SFTP: @unchecked Sendable {
             // bwlimit counts file data, as rclone's and lftp's do (a listing or a tree of tiny
             // files is not slowed by its requests' own bytes). A READ was counted for its whole
             // length when sent: what a short answer or end of file did not bring is given back.
-            if p.read, p.data > 0, let limit = RateLimiter.active {
+            if let limit = p.limiter {
                 if case .data(let d) = parsed.reply { if d.count < p.data { limit.refund(p.data - d.count) } } else { limit.refund(p.data) }
             }
             p.done(.success(parsed.reply))
@@ -387,7 +397,7 @@ public final class SFTP: @unchecked Sendable {
     /// that arrives for an abandoned open is closed.
     private func abandonAll() {
         abandoned += 1
-        for (id, p) in pending {
+        for (id, p) in pending where !p.keep {
             pending[id] = Pending(expect: p.expect, sent: p.sent, data: p.data) { [weak self] r in
                 if case .success(.handle(let h)) = r { self?.send(FXP.CLOSE, { $0.string(h) }) { _ in } }
             }
@@ -420,7 +430,7 @@ public final class SFTP: @unchecked Sendable {
     /// Handles every reply still owed.
     public func drain() throws { try wait { pending.isEmpty } }
 
-    /// `wait`, with the data of replies not counted against bwlimit (they are being discarded).
+    /// `wait`, with the data in flight not holding requests back (the replies are being discarded).
     func waitUnpaced(until condition: () -> Bool) throws {
         let was = pacing
         pacing = false

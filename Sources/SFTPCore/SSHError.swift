@@ -141,6 +141,8 @@ public enum Interrupt {
     /// Takes the request and disarms the Lua hook (true when there was one). Called by
     /// `consume` only: the C hook and this are the one clear (`sl_interrupt_clear`).
     nonisolated(unsafe) public static var clear: () -> Bool = { false }
+    /// Requests taken so far, by `clear` or by the Lua hook (C's `sl_interrupt_taken`, an atomic).
+    nonisolated(unsafe) public static var taken: () -> Int = { 0 }
 
     /// Is a Ctrl-C request waiting? On a worker thread (`startWorker`), also true once a request
     /// made since the worker started has been taken by the Lua thread: the Lua thread takes it
@@ -149,11 +151,10 @@ public enum Interrupt {
     public static func pending() -> Bool {
         if flag() { return true }
         guard let started = pthread_getspecific(workerKey) else { return false }
-        return taken.value != Int(bitPattern: started) - 1
+        return taken() != Int(bitPattern: started) - 1
     }
 
-    /// Requests taken so far (`consume` on the Lua thread), and the count a worker started at.
-    private static let taken = Locked(0)
+    /// The count of requests taken a worker started at (none on other threads).
     private static let workerKey: pthread_key_t = {
         var k = pthread_key_t()
         pthread_key_create(&k, nil)
@@ -161,12 +162,12 @@ public enum Interrupt {
     }()
 
     /// The count a worker starts at: read on the thread that starts it.
-    static var requestsTaken: Int { taken.value }
+    public static var requestsTaken: Int { taken() }
 
     /// A worker that has stopped for the requests taken so far: its waits from now on (for the
     /// removal of what it abandoned) end only for a new Ctrl-C. Nothing on other threads.
     static func workerStopped() {
-        if pthread_getspecific(workerKey) != nil { enterWorker(startedAt: taken.value) }
+        if pthread_getspecific(workerKey) != nil { enterWorker(startedAt: taken()) }
     }
 
     /// Marks this thread a worker started when `requestsTaken` was `count`.
@@ -195,9 +196,7 @@ public enum Interrupt {
         guard pending() else { return false }
         RateLimiter.active?.stop()   // the rest of the interrupted call does not wait for the rate
         guard onLuaThread else { return false }
-        let had = clear()
-        if had { taken.update { $0 += 1 } }
-        return had
+        return clear()
     }
 
     /// Is this the thread that runs Lua (or is there no Lua thread set)?

@@ -433,7 +433,8 @@ public enum Transfer {
     public static func remoteCopy(_ sftp: SFTP, from src: String, to dst: String) throws -> FileAttributes {
         // A file onto itself (the same path, through `..` or a symlink) is refused, as cp does:
         // where the copy must be written in place (a drop folder) it would truncate its source.
-        if let d = try? sftp.realpath(dst), let s = try? sftp.realpath(src), d == s {
+        // (One round trip for a new `dst`: REALPATH of a missing file fails, and src is not asked.)
+        if let d = try realpathIfAny(sftp, dst), let s = try realpathIfAny(sftp, src), d == s {
             throw SSHError(.io, "cannot copy \(src) to \(dst): they are the same file", path: dst)
         }
         let source = try sftp.open(src, flags: .read)
@@ -455,6 +456,14 @@ public enum Transfer {
             source.knownSize = attrs.kind == .file ? size : nil
             let done = try stream(source, size: size, exact: attrs.kind == .file && size != nil) { chunk in try target.write(chunk) }
             return (done, {})
+        }
+    }
+
+    /// REALPATH of `path`, or nil where the server cannot give one (no such file, say). Ctrl-C,
+    /// a timeout or a lost connection are errors, not a nil.
+    static func realpathIfAny(_ sftp: SFTP, _ path: String) throws -> String? {
+        do { return try sftp.realpath(path) } catch let e as SSHError where ![.interrupted, .timeout, .connection].contains(e.kind) {
+            return nil
         }
     }
 

@@ -304,6 +304,7 @@ public enum SFTPModule {
         RateLimiter.waiting = { ProgressBar.current?.tick() }
         Interrupt.flag = { LuaInterrupt.pending() }
         Interrupt.clear = { LuaInterrupt.clear() }
+        Interrupt.taken = { LuaInterrupt.taken() }
     }
 
     /// sftp.connect{...} or sftp.connect(host, {...}).

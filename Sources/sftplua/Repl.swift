@@ -178,27 +178,29 @@ private func writeLine(_ s: String) {
 }
 
 /// Lines of standard input when it is not a terminal, read with read(2): bytes as they are
-/// (ByteString), and a Ctrl-C ends the wait (nil with the request pending, as at the prompt)
-/// without ending the input; any other interrupted read is retried.
+/// (ByteString), a CRLF ending taken as LF (as readLine did), and a Ctrl-C ends the wait (nil with
+/// the request pending, as at the prompt) without ending the input; any other interrupted read
+/// is retried. Lines are cut from one buffer by a moving head (no copy of the rest per line).
 final class StdinLines {
     private var buffered: [UInt8] = []
+    private var head = 0
+    private var chunk = [UInt8](repeating: 0, count: 1 << 16)
     private var ended = false
 
+    private func take(upTo end: Int, skip: Int) -> String {
+        var line = buffered[head..<end]
+        if line.last == 13 { line = line.dropLast() }
+        head = end + skip
+        if head >= 1 << 16 || head == buffered.count { buffered.removeFirst(head); head = 0 }
+        return ByteString.string(line)
+    }
+
     func next(interrupted: () -> Bool) -> String? {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var rounds = 0
         while rounds < 100_000_000 {
             rounds += 1
-            if let nl = buffered.firstIndex(of: 10) {
-                let line = ByteString.string(buffered[..<nl])
-                buffered.removeSubrange(...nl)
-                return line
-            }
-            if ended {
-                guard !buffered.isEmpty else { return nil }
-                defer { buffered = [] }
-                return ByteString.string(buffered)
-            }
+            if let nl = buffered[head...].firstIndex(of: 10) { return take(upTo: nl, skip: 1) }
+            if ended { return head < buffered.count ? take(upTo: buffered.count, skip: 0) : nil }
             let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
             if n > 0 {
                 buffered += chunk[..<n]

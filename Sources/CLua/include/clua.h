@@ -76,5 +76,7 @@ void sl_requiref(lua_State *L, const char *name, int tableidx);
 void sl_interrupt_install(lua_State *L, const char *errmeta);
 int sl_interrupt_pending(void);
 int sl_interrupt_clear(void);
+/* How many requests sl_interrupt_clear has taken so far (any thread may read it). */
+long sl_interrupt_taken(void);
 
 #endif
