@@ -159,10 +159,24 @@ function Agent:_save_cache()
   local out = {"return {"}
   for _, k in ipairs(keys) do
     local e = self._cache[k]
-    out[#out + 1] = ("[%q] = {size = %d, mtime = %d, checked = %d},"):format(k, e.size or 0, e.mtime or 0, e.checked or 0)
+    out[#out + 1] = ("[%q] = {size = %d, mtime = %d, checked = %d%s},"):format(k, e.size or 0, e.mtime or 0, e.checked or 0,
+                                                                             e.hash and (", hash = %q"):format(e.hash) or "")
   end
   out[#out + 1] = "}"
   write_atomic(U.join(self.local_root, CACHE), (table.concat(out, "\n"):gsub("\\\n", "\\n")))
+end
+
+-- The record of what the server has, which the local copy agrees with (after a fetch, a push
+-- or a check). Size and mtime tell a local change from the record, but mtimes are whole
+-- seconds: a copy written again within the second its record was made, to the same size, would
+-- look unchanged ("racily clean", as git calls it). Such a copy's SHA-256 is kept in the record
+-- and compared (`_dirty`) until that second has passed.
+function Agent:_record(rel, a)
+  local e = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+  local lp = self:_local(rel)
+  local la = fs.stat(lp)
+  if la and la.type == "file" and (la.st_mtime or 0) >= e.checked then e.hash = fs.sha256(lp) end
+  self._cache[rel] = e
 end
 
 -- Downloads rel into the cache (atomic: the connection's get writes a temp file and renames).
@@ -173,7 +187,7 @@ function Agent:_fetch(rel, c)
   local a = c:stat(self:_remote(rel))
   if a.type == "dir" then sftp.error(K.IOError, "open: " .. rel .. " is a directory on the server", rel) end
   c:get(self:_remote(rel), lp, {preserve_mtime = true})
-  self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+  self:_record(rel, a)
   self:_save_cache()
   return a
 end
@@ -199,7 +213,12 @@ function Agent:_dirty(rel, la)
   if not la then return false end
   local e = self._cache[rel]
   if not e then return true end
-  return la.st_size ~= e.size or la.st_mtime ~= e.mtime
+  if la.st_size ~= e.size or la.st_mtime ~= e.mtime then return true end
+  if e.hash then   -- racily clean (see _record): the content decides
+    if fs.sha256(self:_local(rel)) ~= e.hash then return true end
+    if os.time() > la.st_mtime then e.hash = nil end   -- any later write now changes the mtime
+  end
+  return false
 end
 
 -- The server's copy changed since the record (without a record: differs from the local copy).
@@ -242,7 +261,7 @@ function Agent:open(path, mode, opts)
         if a and self:_stale(rel, a, la) then
           if not self:_dirty(rel, la) then self:_fetch(rel, c) end
         elseif a and not self:_dirty(rel, la) then
-          self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+          self:_record(rel, a)
           self:_save_cache()
         end
       end)
@@ -269,7 +288,7 @@ function Agent:refresh(path, opts)
       self:_fetch(rel, c)
       return true
     end
-    self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+    self:_record(rel, a)
     self:_save_cache()
     return false
   end)
@@ -375,7 +394,7 @@ function Agent:_push()
       q:remove(rel)              -- journaled at once: a crash later keeps only what is left
       result.uploaded = result.uploaded + 1
       result.bytes = result.bytes + (attrs.st_size or sizes[rel] or 0)
-      self._cache[rel] = {size = attrs.st_size, mtime = attrs.st_mtime, checked = os.time()}
+      self:_record(rel, attrs)
     end)
   end)
   self:_save_cache()

@@ -179,6 +179,25 @@ struct SyncAgentTests {
         #expect(out == ["my local edit", "f.txt\tf.txt", "IOError", "my local edit", "true\tserver v2, changed", "0\t0"])
     }
 
+    /// A copy written again within the second its record was made, to the same size, still counts
+    /// as changed (mtimes are whole seconds): its content decides. Before, such an edit was taken
+    /// for the pushed copy and a refresh replaced it. The mtimes are set by hand (the second the
+    /// record is made, and the edit keeping it), so the case is the same on every run.
+    @Test func anEditInTheSameSecondAsAPushIsNotLost() throws {
+        let (local, remote) = try dirs()
+        let out = try run("""
+        local a = agent()
+        local t = os.time() + 100   -- "this second" for the record, whatever the clock does meanwhile
+        spit(L .. "/n.txt", "v1\\n"); sftp.fs.utime(L .. "/n.txt", t, t)
+        a.upload_queue:add("n.txt"); a:push()
+        spit(L .. "/n.txt", "v2\\n"); sftp.fs.utime(L .. "/n.txt", t, t)   -- same size, same mtime
+        print(table.concat(a:status().modified, ","))
+        spit(R .. "/n.txt", "v3 from the server")
+        print(kind(a.refresh, a, "n.txt"), slurp(L .. "/n.txt"))
+        """, local: local, remote: remote)
+        #expect(out == ["n.txt", "IOError\tv2", ""])
+    }
+
     /// The connection is cut part way through a push: what was uploaded has left the queue, the
     /// rest is still queued, no half file is under a final name, and a retry finishes the job.
     @Test func pushCutOffPartWayThenRetried() throws {
