@@ -408,6 +408,10 @@ local function summary(fname, result, stats, seconds)
   if sftp.json then
     U.emit({event = "summary", call = fname, copied = s.copied, updated = s.updated, deleted = s.deleted,
                 unchanged = s.unchanged, bytes = s.bytes, seconds = seconds, dry_run = dry})
+    -- A mirror's warnings as events (a dry run's plan has shown them already: dryrun.show_mirror).
+    if type(result) == "table" and type(result.warnings) == "table" and not dry then
+      for _, w in ipairs(result.warnings) do U.emit({event = "warning", call = fname, message = w}) end
+    end
     return
   end
   if sftp.quiet or module.no_summary then return end

@@ -146,7 +146,8 @@ end
 --- The plan of a mirror whose source does not exist yet (see missing_source).
 function dryrun.empty_mirror(label, src)
   local w = "source: " .. src .. " does not exist (yet)"
-  io.write(("%s: plan (dry run), 0 action(s)\n  warning: %s\n"):format(label, w))
+  if sftp.json then U.emit({event = "warning", call = label, message = w})
+  else io.write(("%s: plan (dry run), 0 action(s)\n  warning: %s\n"):format(label, w)) end
   return {copied = 0, updated = 0, deleted = 0, skipped = 0, bytes = 0, actions = {}, dry_run = true, warnings = {w}}
 end
 
@@ -166,10 +167,15 @@ local function dry_result(name, a, b)
   return nil
 end
 
+--- The calls install replaced, as they were: what sftplua itself runs that changes nothing
+--- (a mirror's `sha256sum` on the server for compare = "checksum") still runs in a dry run.
+dryrun.real = {}
+
 --- Makes every call that would change something say so instead (run before the script).
 function dryrun.install()
   for _, name in ipairs(mutating) do
     if M[name] then
+      dryrun.real[name] = M[name]
       M[name] = function(_, ...)
         dryrun.would(name, ...)
         return dry_result(name, ...)

@@ -50,7 +50,8 @@ local function remote_sums(c, paths)
     if #batch == 0 then return end
     local quoted = {}
     for i, p in ipairs(batch) do quoted[i] = shquote(p) end
-    local ok, lines, status = pcall(c.execute, c, "sha256sum -- " .. table.concat(quoted, " ") .. " 2>/dev/null")
+    -- (Read only: a dry run runs it too, not "would execute", so its plan shows what the recipe does.)
+    local ok, lines, status = pcall(dryrun.real.execute or c.execute, c, "sha256sum -- " .. table.concat(quoted, " ") .. " 2>/dev/null")
     if ok and status == 0 then
       for _, line in ipairs(lines) do
         local h, p = line:match("^(%x+)  (.-)\n?$")

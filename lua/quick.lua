@@ -144,12 +144,10 @@ function commands.mirror(run)
   connection.no_summary = true   -- this command prints its own summary line
   local r
   if rs then r = run:conn(rs):mirror_down(rs.path, dst, opts) else r = run:conn(rd):mirror_up(src, rd.path, opts) end
-  -- A dry run's plan showed its warnings already (dryrun.show_mirror); in JSON the summary event
-  -- is out already and warnings go as events, so stdout stays JSON lines.
+  -- A dry run's plan showed its warnings already (dryrun.show_mirror); in JSON the summary and
+  -- warning events are out already (the call's summary), so stdout stays JSON lines.
   local warnings = r.dry_run and {} or r.warnings
-  if sftp.json then
-    for _, w in ipairs(warnings) do U.emit({event = "warning", call = run.op, message = w}) end
-  elseif not sftp.quiet then
+  if not sftp.json and not sftp.quiet then
     print(("%s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes%s"):format(run.op, r.copied, r.updated, r.deleted,
       r.skipped, r.bytes, r.dry_run and " (dry run: nothing changed)" or ""))
     for _, w in ipairs(warnings) do print("warning: " .. w) end

@@ -143,7 +143,8 @@ function run_rules(t, how)
       end)
       if not rok then reraise(res, where) end
       results[i] = res
-      if not sftp.dry_run and not how.quiet and not sftp.quiet then
+      -- (Under --json the mirror's own summary and warning events stand for this line.)
+      if not sftp.dry_run and not how.quiet and not sftp.quiet and not sftp.json then
         io.write(("%s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes%s\n"):format(
           describe(i, rule), res.copied, res.updated, res.deleted, res.skipped, res.bytes,
           #res.warnings > 0 and (", %d warning(s)"):format(#res.warnings) or ""))

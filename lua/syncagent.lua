@@ -388,14 +388,21 @@ function Agent:_push()
       for _, j in ipairs(jobs) do result.bytes = result.bytes + sizes[j.rel] end
       return
     end
+    -- A file that fails does not stop the others: each one that lands leaves the queue, and the
+    -- first failure is raised when the batch is done (the rest stays queued for the next push).
+    local first_err
     c:_transfer(specs, self._parallel, function(i, attrs, err)
-      if err then error(err, 0) end
+      if err then first_err = first_err or err; return end
       local rel = jobs[i].rel
       q:remove(rel)              -- journaled at once: a crash later keeps only what is left
       result.uploaded = result.uploaded + 1
       result.bytes = result.bytes + (attrs.st_size or sizes[rel] or 0)
       self:_record(rel, attrs)
+      if sftp.json then   -- as a tree copy's action events
+        U.emit({event = "action", call = "push", op = "put", remote = jobs[i].remote, ["local"] = jobs[i]["local"], size = attrs.st_size})
+      end
     end)
+    if first_err then self:_save_cache(); error(first_err, 0) end
   end)
   self:_save_cache()
   return result

@@ -335,6 +335,37 @@ struct RecipeTests {
         #expect(unset.stderr.contains("environment variable REMOTE is not set"))
     }
 
+    /// Under --json a recipe's stdout is JSON lines only: its rules' summaries and warnings are
+    /// events (the text lines used to be mixed in), a dry run's missing source too. A checksum
+    /// rule's own hashing on the server is not shown as a command the recipe would run.
+    @Test func recipeUnderJSONWritesOnlyJSONAndChecksumDryRunsRunNothingShown() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("recipejson")
+        try FileManager.default.createDirectory(atPath: work + "/site", withIntermediateDirectories: true)
+        try "hello".write(toFile: work + "/site/index.html", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: work + "/site/link", withDestinationPath: "/nonexistent")
+        let recipe = """
+        return {
+          connect = {host = "127.0.0.1", port = "${PORT}", known_hosts = "\(server.knownHosts)"},
+          mirror = {
+            {up = "site", to = "\(remote)/www", compare = "checksum"},
+            {down = "\(remote)/not-yet", to = "back"},
+          },
+        }
+        """
+        for args in [["--json"], ["--json", "--dry-run"]] {
+            let r = try run(recipe, args: args, cwd: work)
+            let lines = r.stdout.split(separator: "\n")
+            #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix("{") && $0.hasSuffix("}") }, "\(args): \(r.stdout)")
+            #expect(r.stdout.contains(#""event":"warning""#), "\(args): \(r.stdout)")
+        }
+        // The first real run left index.html there: a checksum dry run hashes it on the server
+        // to compare, and shows no `execute` of its own.
+        let dry = try run(recipe, args: ["--dry-run"], cwd: work)
+        #expect(!dry.stdout.contains("would execute"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("plan (dry run), 0 action(s)"), "\(dry.stdout)")
+    }
+
     /// An error inside a callback names the callback's line, not the line of the call.
     @Test func callbackErrorsNameTheCallbacksLine() throws {
         let remote = try server.makeRemoteDir()

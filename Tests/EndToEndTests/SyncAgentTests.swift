@@ -179,6 +179,20 @@ struct SyncAgentTests {
         #expect(out == ["my local edit", "f.txt\tf.txt", "IOError", "my local edit", "true\tserver v2, changed", "0\t0"])
     }
 
+    /// One file that fails does not keep the others queued: each that lands leaves the queue,
+    /// and the failure is raised when the batch is done (before, all stayed queued).
+    @Test func aFailedFileLeavesTheOthersPushed() throws {
+        let (local, remote) = try dirs()
+        try FileManager.default.createDirectory(atPath: remote + "/b.txt", withIntermediateDirectories: true)
+        let out = try run("""
+        local a = agent()
+        for _, n in ipairs({"a.txt", "b.txt", "c.txt"}) do spit(L .. "/" .. n, n); a.upload_queue:add(n) end
+        print(kind(a.push, a))
+        print(table.concat(a.upload_queue:list(), ","), slurp(R .. "/a.txt"), slurp(R .. "/c.txt"))
+        """, local: local, remote: remote)
+        #expect(out == ["IOError", "b.txt\ta.txt\tc.txt"])
+    }
+
     /// A copy written again within the second its record was made, to the same size, still counts
     /// as changed (mtimes are whole seconds): its content decides. Before, such an edit was taken
     /// for the pushed copy and a refresh replaced it. The mtimes are set by hand (the second the
