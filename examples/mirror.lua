@@ -30,19 +30,25 @@ local published = c:mirror_up(site, remote .. "/public", {
 report("publish", published)
 
 -- 2. Pull the inbox: only files that are complete (a sibling "NAME.done" marker says so).
-c:makedirs(remote .. "/inbox")
-if #c:listdir(remote .. "/inbox") == 0 then      -- something to pull the first time
-  c:write(remote .. "/inbox/orders.csv", "id,qty\n1,3\n")
-  c:write(remote .. "/inbox/orders.csv.done", "")
-  c:write(remote .. "/inbox/partial.csv", "id,qty\n2,")
+local inbox = remote .. "/inbox"
+if sftp.dry_run and not c:isdir(inbox) then
+  -- A dry run makes nothing, so a fresh server has no inbox yet to list or pull.
+  print("inbox: " .. inbox .. " does not exist yet (the real run makes it)")
+else
+  c:makedirs(inbox)
+  if #c:listdir(inbox) == 0 then      -- something to pull the first time
+    c:write(inbox .. "/orders.csv", "id,qty\n1,3\n")
+    c:write(inbox .. "/orders.csv.done", "")
+    c:write(inbox .. "/partial.csv", "id,qty\n2,")
+  end
+  local ready = {}
+  for _, name in ipairs(c:listdir(inbox)) do ready[name] = true end
+  local pulled = c:mirror_down(inbox, "inbox", {
+    exclude = {"*.done"},
+    filter = function(e) return e.type == "dir" or ready[e.filename .. ".done"] == true end,
+  })
+  report("inbox", pulled)
 end
-local ready = {}
-for _, name in ipairs(c:listdir(remote .. "/inbox")) do ready[name] = true end
-local pulled = c:mirror_down(remote .. "/inbox", "inbox", {
-  exclude = {"*.done"},
-  filter = function(e) return e.type == "dir" or ready[e.filename .. ".done"] == true end,
-})
-report("inbox", pulled)
 
 -- 3. A second run right away has nothing to do.
 report("publish again", c:mirror_up(site, remote .. "/public", {include = {"*.html", "*.css", "*.js", "*.png", "*.svg"},

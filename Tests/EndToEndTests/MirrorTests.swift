@@ -498,6 +498,13 @@ extension ExampleTests {
     @Test func mirrorExample() throws {
         let dir = try server.makeRemoteDir()
         let work = try makeTempDir("mirrorex")
+        // Its header's dry run, on a fresh server: plans only, nothing made (it used to fail
+        // listing the inbox the dry run had not made).
+        let dry = try runProcess(sftpluaBinary, ["run", "--dry-run", repoRoot.path + "/examples/mirror.lua", dir],
+                                 env: ["HOME": server.home, "SFTPLUA_HOST": "127.0.0.1", "SFTPLUA_PORT": String(server.port)], cwd: work)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("does not exist yet"), "\(dry.stdout)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
         let r = try runProcess(sftpluaBinary, ["run", repoRoot.path + "/examples/mirror.lua", dir],
                                env: ["HOME": server.home, "SFTPLUA_HOST": "127.0.0.1", "SFTPLUA_PORT": String(server.port)], cwd: work)
         #expect(r.status == 0, "\(r.stderr)")
