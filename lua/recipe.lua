@@ -59,10 +59,11 @@ local function reraise(e, where)
 end
 
 --- sftp.check_recipe(t): validates a recipe table; raises ArgumentError naming the field.
-function sftp.check_recipe(t)
+--- (`connected`: the caller gives the connection, so `connect` may be left out.)
+local function check_recipe(t, connected)
   if type(t) ~= "table" then sftp.error(K.ArgumentError, "recipe: table expected, got " .. type(t)) end
   check_keys(t, recipe_keys, "recipe: ", "the recipe")
-  if type(t.connect) ~= "table" then
+  if type(t.connect) ~= "table" and not (connected and t.connect == nil) then
     sftp.error(K.ArgumentError, "recipe: 'connect' must be a table of sftp.connect options, got " .. type(t.connect))
   end
   if t.name ~= nil and type(t.name) ~= "string" then sftp.error(K.ArgumentError, "recipe: 'name' must be a string") end
@@ -97,6 +98,7 @@ function sftp.check_recipe(t)
   end
   return t
 end
+function sftp.check_recipe(t) return check_recipe(t, false) end
 
 local run_rules   -- below: the rules of a checked recipe, one after the other
 
@@ -104,7 +106,8 @@ local run_rules   -- below: the rules of a checked recipe, one after the other
 --- local paths (`to` of a down rule, `up`) are taken against `base`: `sftplua run` passes the
 --- recipe file's directory, so a recipe works from wherever it is run.
 function sftp.run_recipe(t, how)
-  sftp.check_recipe(t)
+  how = U.check_opts(how, "sftp.run_recipe", 2, {connection = true, quiet = "boolean", base = "string"})
+  check_recipe(t, how.connection ~= nil)
   -- Each rule prints its own line below: no second summary from the mirror.
   local had = connection.no_summary
   connection.no_summary = true
@@ -121,7 +124,7 @@ function run_rules(t, how)
     return p
   end
   local copts = {}
-  for k, v in pairs(t.connect) do copts[k] = expand(v, "recipe connect." .. tostring(k)) end
+  for k, v in pairs(t.connect or {}) do copts[k] = expand(v, "recipe connect." .. tostring(k)) end
   if type(copts.port) == "string" and tonumber(copts.port) then copts.port = math.tointeger(tonumber(copts.port)) end
   local c = how.connection
   local own = false

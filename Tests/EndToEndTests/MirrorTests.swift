@@ -366,6 +366,23 @@ struct RecipeTests {
         #expect(dry.stdout.contains("plan (dry run), 0 action(s)"), "\(dry.stdout)")
     }
 
+    /// sftp.run_recipe with a connection needs no `connect` table, and its options are checked.
+    @Test func runRecipeWithAConnectionAndItsOptions() throws {
+        let remote = try server.makeRemoteDir()
+        let work = try makeTempDir("runrecipe")
+        try FileManager.default.createDirectory(atPath: work + "/src", withIntermediateDirectories: true)
+        try "a".write(toFile: work + "/src/a", atomically: true, encoding: .utf8)
+        let r = try run("""
+        local c <close> = sftp.connect{host = "127.0.0.1", port = tonumber(os.getenv("PORT")), known_hosts = "\(server.knownHosts)"}
+        local rules = {mirror = {{up = "src", to = "\(remote)/out"}}}
+        print(sftp.run_recipe(rules, {connection = c, quiet = true})[1].copied)
+        local ok, e = pcall(sftp.run_recipe, rules, {connection = c, bse = "/x"})
+        print(e.kind, e.message)
+        """, cwd: work)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "1\nArgumentError\tunknown option 'bse' to 'run_recipe' (did you mean 'base'?)\n", "\(r.stdout)")
+    }
+
     /// An error inside a callback names the callback's line, not the line of the call.
     @Test func callbackErrorsNameTheCallbacksLine() throws {
         let remote = try server.makeRemoteDir()
