@@ -15,7 +15,9 @@ local c <close> = sftp.connect{
 local function report(label, r)
   print(("%s: %d copied, %d updated, %d deleted, %d unchanged, %d bytes"):format(
     label, r.copied, r.updated, r.deleted, r.skipped, r.bytes))
-  for _, w in ipairs(r.warnings) do print("  warning: " .. w) end
+  if not r.dry_run then   -- (a dry run's plan has listed them already)
+    for _, w in ipairs(r.warnings) do print("  warning: " .. w) end
+  end
 end
 
 -- 1. Publish the site: only what a browser needs, nothing bigger than 10 MB, stale files removed.

@@ -2,6 +2,8 @@
 local sftp = require("sftp")
 local core = require("sftp.core")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
+-- Failures that stop a push's batch at once rather than wait for its end.
+local TRANSIENT_OR_STOP = {[K.Interrupted] = true, [K.ConnectionError] = true, [K.Timeout] = true}
 local U = require("sftp.util")
 local transfer_call = require("sftp.connection").transfer_call
 local fs = sftp.fs
@@ -171,11 +173,12 @@ end
 -- seconds: a copy written again within the second its record was made, to the same size, would
 -- look unchanged ("racily clean", as git calls it). Such a copy's SHA-256 is kept in the record
 -- and compared (`_dirty`) until that second has passed.
-function Agent:_record(rel, a)
-  local e = {size = a.st_size, mtime = a.st_mtime, checked = os.time()}
+-- `hash`: the content the server got (a push hashes it before sending), kept as it is.
+function Agent:_record(rel, a, hash)
+  local e = {size = a.st_size, mtime = a.st_mtime, checked = os.time(), hash = hash}
   local lp = self:_local(rel)
   local la = fs.stat(lp)
-  if la and la.type == "file" and (la.st_mtime or 0) >= e.checked then e.hash = fs.sha256(lp) end
+  if not hash and la and la.type == "file" and (la.st_mtime or 0) >= e.checked then e.hash = fs.sha256(lp) end
   self._cache[rel] = e
 end
 
@@ -288,8 +291,10 @@ function Agent:refresh(path, opts)
       self:_fetch(rel, c)
       return true
     end
-    self:_record(rel, a)
-    self:_save_cache()
+    if not self:_dirty(rel, la) then   -- a local change keeps its record (and shows as modified)
+      self:_record(rel, a)
+      self:_save_cache()
+    end
     return false
   end)
 end
@@ -352,12 +357,13 @@ end
 --- agent:push([{retries=, bwlimit=}]): a retry continues with what is still queued.
 function Agent:push(opts)
   if opts ~= nil then U.check_opts(opts, "push", 1, {retries = true, bwlimit = true}) end
-  return transfer_call(nil, "push", opts, function() return self:_push() end)
+  -- One result across retries: what an earlier attempt landed is counted too.
+  local result = {uploaded = 0, bytes = 0, skipped = {}}
+  return transfer_call(nil, "push", opts, function() return self:_push(result) end)
 end
 
-function Agent:_push()
+function Agent:_push(result)
   local q = self.upload_queue
-  local result = {uploaded = 0, bytes = 0, skipped = {}}
   if #q._paths == 0 then return result end
   -- A queued file deleted locally since cannot be sent: it leaves the queue, named in skipped.
   local jobs, sizes = {}, {}
@@ -388,21 +394,37 @@ function Agent:_push()
       for _, j in ipairs(jobs) do result.bytes = result.bytes + sizes[j.rel] end
       return
     end
-    -- A file that fails does not stop the others: each one that lands leaves the queue, and the
-    -- first failure is raised when the batch is done (the rest stays queued for the next push).
+    -- The content sent, for a copy that could still change within its mtime's second (see
+    -- _record): hashed before it is read for the upload, so a same-second edit after it shows.
+    local sent_hash, now = {}, os.time()
+    for _, j in ipairs(jobs) do
+      local la = fs.stat(j["local"])
+      if la and (la.st_mtime or 0) >= now then sent_hash[j.rel] = fs.sha256(j["local"]) end
+    end
+    -- A file that fails for itself does not stop the others: each one that lands leaves the
+    -- queue, and the first such failure is raised when the batch is done (the rest stays queued).
+    -- Ctrl-C, a timeout or a lost connection stop the batch at once (and the retries go on).
     local first_err
-    c:_transfer(specs, self._parallel, function(i, attrs, err)
-      if err then first_err = first_err or err; return end
+    local ok, err = pcall(c._transfer, c, specs, self._parallel, function(i, attrs, e)
+      if e then
+        if type(e) == "table" and TRANSIENT_OR_STOP[e.kind] then error(e, 0) end
+        first_err = first_err or e
+        return
+      end
       local rel = jobs[i].rel
       q:remove(rel)              -- journaled at once: a crash later keeps only what is left
       result.uploaded = result.uploaded + 1
       result.bytes = result.bytes + (attrs.st_size or sizes[rel] or 0)
-      self:_record(rel, attrs)
+      self:_record(rel, attrs, sent_hash[rel])
       if sftp.json then   -- as a tree copy's action events
         U.emit({event = "action", call = "push", op = "put", remote = jobs[i].remote, ["local"] = jobs[i]["local"], size = attrs.st_size})
       end
     end)
-    if first_err then self:_save_cache(); error(first_err, 0) end
+    -- The records of what landed are saved however the batch ended (the queue's journal already
+    -- has them gone).
+    self:_save_cache()
+    if not ok then error(err, 0) end
+    if first_err then error(first_err, 0) end
   end)
   self:_save_cache()
   return result
