@@ -498,4 +498,5 @@ for _, name in ipairs({"get", "put", "get_d", "get_r", "put_d", "put_r"}) do
 end
 
 module.transfer_call = transfer_call
+module.transient = TRANSIENT   -- the failures a transfer call retries
 return module

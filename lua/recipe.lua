@@ -107,9 +107,7 @@ local run_rules   -- below: the rules of a checked recipe, one after the other
 --- recipe file's directory, so a recipe works from wherever it is run.
 function sftp.run_recipe(t, how)
   how = U.check_opts(how, "sftp.run_recipe", 2, {connection = true, quiet = "boolean", base = "string"})
-  if how.connection ~= nil and (type(how.connection) ~= "userdata" or not pcall(function() return how.connection.closed end)) then
-    sftp.error(K.ArgumentError, ("bad option 'connection' to 'run_recipe' (Connection expected, got %s)"):format(type(how.connection)))
-  end
+  U.check_connection(how.connection, "run_recipe")
   check_recipe(t, how.connection ~= nil)
   -- Each rule prints its own line below: no second summary from the mirror.
   local had = connection.no_summary

@@ -2,10 +2,9 @@
 local sftp = require("sftp")
 local core = require("sftp.core")
 local K = sftp.kinds   -- error kinds: a misspelt one is an error, not a new kind
--- Failures that stop a push's batch at once rather than wait for its end.
-local TRANSIENT_OR_STOP = {[K.Interrupted] = true, [K.ConnectionError] = true, [K.Timeout] = true}
 local U = require("sftp.util")
 local transfer_call = require("sftp.connection").transfer_call
+local transient = require("sftp.connection").transient
 local fs = sftp.fs
 
 local JOURNAL = ".sftplua-queue"      -- the upload queue, one %q-quoted path per line
@@ -173,13 +172,14 @@ end
 -- seconds: a copy written again within the second its record was made, to the same size, would
 -- look unchanged ("racily clean", as git calls it). Such a copy's SHA-256 is kept in the record
 -- and compared (`_dirty`) until that second has passed.
--- `hash`: the content the server got (a push hashes it before sending), kept as it is.
+-- `hash`: the content the server got (a push hashes it before sending, `racy_hash`).
+local function racy_hash(path)
+  local la = fs.stat(path)
+  if la and la.type == "file" and (la.st_mtime or 0) >= os.time() then return fs.sha256(path) end
+end
+
 function Agent:_record(rel, a, hash)
-  local e = {size = a.st_size, mtime = a.st_mtime, checked = os.time(), hash = hash}
-  local lp = self:_local(rel)
-  local la = fs.stat(lp)
-  if not hash and la and la.type == "file" and (la.st_mtime or 0) >= e.checked then e.hash = fs.sha256(lp) end
-  self._cache[rel] = e
+  self._cache[rel] = {size = a.st_size, mtime = a.st_mtime, checked = os.time(), hash = hash or racy_hash(self:_local(rel))}
 end
 
 -- Downloads rel into the cache (atomic: the connection's get writes a temp file and renames).
@@ -396,18 +396,15 @@ function Agent:_push(result)
     end
     -- The content sent, for a copy that could still change within its mtime's second (see
     -- _record): hashed before it is read for the upload, so a same-second edit after it shows.
-    local sent_hash, now = {}, os.time()
-    for _, j in ipairs(jobs) do
-      local la = fs.stat(j["local"])
-      if la and (la.st_mtime or 0) >= now then sent_hash[j.rel] = fs.sha256(j["local"]) end
-    end
+    local sent_hash = {}
+    for _, j in ipairs(jobs) do sent_hash[j.rel] = racy_hash(j["local"]) end
     -- A file that fails for itself does not stop the others: each one that lands leaves the
     -- queue, and the first such failure is raised when the batch is done (the rest stays queued).
     -- Ctrl-C, a timeout or a lost connection stop the batch at once (and the retries go on).
     local first_err
     local ok, err = pcall(c._transfer, c, specs, self._parallel, function(i, attrs, e)
       if e then
-        if type(e) == "table" and TRANSIENT_OR_STOP[e.kind] then error(e, 0) end
+        if type(e) == "table" and (e.kind == K.Interrupted or transient[e.kind]) then error(e, 0) end
         first_err = first_err or e
         return
       end
@@ -421,10 +418,8 @@ function Agent:_push(result)
       end
     end)
     -- The records of what landed are saved however the batch ended (the queue's journal already
-    -- has them gone).
-    self:_save_cache()
-    if not ok then error(err, 0) end
-    if first_err then error(first_err, 0) end
+    -- has them gone); after a whole batch, below.
+    if not ok or first_err then self:_save_cache(); error(ok and first_err or err, 0) end
   end)
   self:_save_cache()
   return result
@@ -439,11 +434,8 @@ function sftp.syncagent(opts)
   end
   if opts.local_root == "" then sftp.error(K.ArgumentError, "bad option 'local_root' to 'syncagent' (it is empty)") end
   local copts
-  if opts.connection ~= nil then
-    if type(opts.connection) ~= "userdata" or not pcall(function() return opts.connection.closed end) then
-      sftp.error(K.ArgumentError, ("bad option 'connection' to 'syncagent' (Connection expected, got %s)"):format(type(opts.connection)))
-    end
-  else
+  U.check_connection(opts.connection, "syncagent")
+  if opts.connection == nil then
     if opts.host == nil then
       sftp.error(K.ArgumentError, "bad option 'host' to 'syncagent' (string expected, got no value; or give 'connection')")
     end

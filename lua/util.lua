@@ -25,6 +25,13 @@ end
 -- "bad argument #1 to 'cd' (sftp.Connection expected, got string; call methods with ':')".
 local check_self = core.check_self
 
+-- An option that must be a Connection (`connection = c` of sftp.syncagent, sftp.run_recipe).
+local function check_connection(v, fname)
+  if v ~= nil and not pcall(check_self, v, fname) then
+    sftp.error(K.ArgumentError, ("bad option 'connection' to '%s' (Connection expected, got %s)"):format(fname, type(v)))
+  end
+end
+
 local function check(v, n, fname, want, optional)
   if v == nil and optional then return end
   if type(v) ~= want then argerror(n, fname, ("%s expected, got %s"):format(want, v == nil and "no value" or type(v))) end
@@ -137,6 +144,6 @@ end
 
 fs.makedirs = local_makedirs
 
-return {check = check, check_self = check_self, check_opts = check_opts, argerror = argerror, join = join, unsafe_name = unsafe_name,
+return {check = check, check_self = check_self, check_connection = check_connection, check_opts = check_opts, argerror = argerror, join = join, unsafe_name = unsafe_name,
         makedirs = local_makedirs, within = within, check_parallel = check_parallel, shown = shown,
         emit = emit, json_value = json_value, note = note}

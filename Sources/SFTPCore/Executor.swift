@@ -412,7 +412,7 @@ final class UploadTask: Task {
                 removeWhenOpened = false
                 if case .success(.handle(let h)) = r {
                     x.sftp.fireAndForget(FXP.CLOSE) { $0.string(h) }
-                    x.sftp.send(FXP.REMOVE, keep: true, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
+                    sendRemove(x)   // (counted when the task was abandoned)
                 } else {
                     x.cleanupsInFlight -= 1
                 }
@@ -541,7 +541,7 @@ final class UploadTask: Task {
         if tempCreated {
             tempCreated = false
             x.cleanupsInFlight += 1
-            x.sftp.send(FXP.REMOVE, keep: true, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
+            sendRemove(x)
         } else if opening && !removeWhenOpened {
             // The server creates the temp file before it reads anything sent now: its answer
             // removes it (counted now, so `run` waits for it).
@@ -554,5 +554,11 @@ final class UploadTask: Task {
         failed = true
         cleanup(x)
     }
+    /// The temp file's REMOVE, counted in `cleanupsInFlight` by the caller until it is answered
+    /// (`run` waits for it), and kept through `abandonAll`.
+    private func sendRemove(_ x: Executor) {
+        x.sftp.send(FXP.REMOVE, keep: true, { $0.string(temp) }) { [weak x] _ in x?.cleanupsInFlight -= 1 }
+    }
+
     override var debugState: String { "up \(job.remote) handle \(handle != nil) next \(nextOffset)/\(size) out \(outstanding) failed \(failed) closing \(closing)" }
 }
